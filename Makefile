@@ -1,0 +1,38 @@
+# The quick start: `make run` (everything, on embedded defaults) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test bench lint venv fixtures demo-models clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+run: venv
+	$(PY) -m audioseal_site.quickstart
+
+test: venv
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) -m bench.run
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# Regenerate the committed test audio (needs espeak-ng) and the demo models (see their cards).
+fixtures: venv
+	$(PY) scripts/make_fixtures.py
+
+demo-models: venv
+	$(PY) scripts/build_demo_emotion_model.py
+	$(PY) scripts/train_demo_watermark.py
+
+clean:
+	rm -rf var

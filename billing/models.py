@@ -1,0 +1,1 @@
+"""Plans, quotas and the usage ledger live here (the billing issue)."""

@@ -1,0 +1,139 @@
+"""What each job kind does in the worker, between "input downloaded" and "output stored".
+
+Handlers are plain functions of a ``JobContext``; they decode, call a ``media_ops`` engine with a model
+from the pool, write an output file into the job's work directory and return an ``Outcome``. They know
+nothing of RQ, storage or the state machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from media_ops import audio
+from media_ops.errors import MediaError
+
+
+@dataclass
+class JobContext:
+    kind: str
+    params: dict[str, Any]
+    input: dict[str, Any]
+    input_path: Path
+    workdir: Path
+    pool: Any
+    progress: Callable[[int, str], None]
+    extra_paths: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    result: dict[str, Any]
+    model_name: str = ""
+    model_version: str = ""
+    output_path: Path | None = None
+    output_filename: str = ""
+    output_content_type: str = ""
+    audio_seconds: float | None = None
+
+
+def _decode(ctx: JobContext) -> tuple[Any, int]:
+    ctx.progress(10, "Decoding audio")
+    return audio.decode(ctx.input_path, max_duration_seconds=settings.MAX_AUDIO_SECONDS)
+
+
+def _output_name(ctx: JobContext, suffix: str, ext: str) -> str:
+    stem = Path(ctx.input.get("filename") or "audio").stem[:80] or "audio"
+    return f"{stem}{suffix}.{ext}"
+
+
+def watermark_embed(ctx: JobContext) -> Outcome:
+    from media_ops import watermark
+
+    samples, rate = _decode(ctx)
+    models = ctx.pool.get("watermark")
+    message = ctx.params["message"]
+    ctx.progress(30, "Embedding watermark")
+    marked = watermark.embed(models, samples, rate, watermark.parse_message(message))
+    fmt = audio.output_format_for(ctx.input.get("format", "wav"), ctx.params.get("output_format") or None)
+    ctx.progress(80, "Encoding output")
+    out_path = ctx.workdir / f"output.{audio.FILE_EXTENSIONS[fmt]}"
+    audio.encode(marked, rate, fmt, out_path)
+    return Outcome(
+        result={
+            "message": message,
+            "bits": watermark.parse_message(message),
+            "snr_db": round(watermark.snr_db(samples, marked), 2),
+            "output": {
+                "format": fmt,
+                "sample_rate": rate,
+                "channels": int(marked.shape[0]),
+                "duration_seconds": round(marked.shape[-1] / rate, 4),
+            },
+        },
+        model_name=models.generator_name,
+        model_version=models.generator_version,
+        output_path=out_path,
+        output_filename=_output_name(ctx, "-watermarked", audio.FILE_EXTENSIONS[fmt]),
+        output_content_type=audio.CONTENT_TYPES[fmt],
+    )
+
+
+def watermark_detect(ctx: JobContext) -> Outcome:
+    from media_ops import watermark
+
+    samples, rate = _decode(ctx)
+    models = ctx.pool.get("watermark")
+    ctx.progress(40, "Detecting watermark")
+    result = watermark.detect(models, samples, rate)
+    return Outcome(result=result, model_name=models.detector_name, model_version=models.detector_version)
+
+
+def emotion_analyze(ctx: JobContext) -> Outcome:
+    import numpy as np
+
+    samples, rate = _decode(ctx)
+    model = ctx.pool.get("emotion")
+    mono16 = audio.resample(audio.to_mono(samples), rate, 16_000).astype(np.float32)
+    ctx.progress(40, "Analysing emotion")
+    analysis = model.analyze(
+        mono16,
+        granularity=ctx.params.get("granularity", "utterance"),
+        extract_embedding=bool(ctx.params.get("extract_embedding")),
+    )
+    outcome = Outcome(result=analysis.to_json(), model_name=model.name, model_version=model.version)
+    if analysis.embedding is not None:
+        out_path = ctx.workdir / "embedding.npy"
+        np.save(out_path, analysis.embedding.astype(np.float32))
+        outcome.output_path = out_path
+        outcome.output_filename = _output_name(ctx, "-embedding", "npy")
+        outcome.output_content_type = "application/x-npy"
+    return outcome
+
+
+def beatsync_align(ctx: JobContext) -> Outcome:
+    from media_ops import beatsync
+
+    out_path = ctx.workdir / "synced.mp4"
+    result = beatsync.run(
+        ctx.input_path,
+        ctx.extra_paths["music"],
+        out_path,
+        trim_silence=bool(ctx.params.get("trim_silence")),
+        progress=ctx.progress,
+    )
+    if not out_path.exists():  # pragma: no cover - the engine raises instead
+        raise MediaError("PROCESSING_FAILED", "Rendering produced no output.")
+    return Outcome(
+        result=result,
+        model_name="beatsync",
+        model_version="1",
+        output_path=out_path,
+        output_filename=_output_name(ctx, "-synced", "mp4"),
+        output_content_type="video/mp4",
+        audio_seconds=float(result.get("video_duration_seconds") or ctx.input.get("duration_seconds") or 0),
+    )

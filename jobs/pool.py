@@ -1,0 +1,30 @@
+"""The model pool of this worker process, built from settings on first use."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from media_ops.pool import ModelPool, PoolConfig
+
+_pool: ModelPool | None = None
+
+
+def get_pool() -> ModelPool:
+    global _pool
+    if _pool is None:
+        _pool = ModelPool(
+            PoolConfig(
+                watermark_generator=settings.WATERMARK_GENERATOR,
+                watermark_detector=settings.WATERMARK_DETECTOR,
+                emotion_model_dir=settings.EMOTION_MODEL_DIR,
+                device=settings.MODEL_DEVICE,
+                threads=settings.MODEL_THREADS,
+            )
+        )
+    return _pool
+
+
+def reset_pool() -> None:
+    """Forget the pool (tests that need a fresh process-like state)."""
+    global _pool
+    _pool = None

@@ -1,0 +1,96 @@
+"""Request and response shapes of the jobs API (also what the OpenAPI schema documents)."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs.models import Job, JobKind, JobStatus
+
+OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3", "m4a")
+
+
+class WatermarkEmbedRequest(serializers.Serializer):
+    file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
+    message = serializers.CharField(
+        required=False, allow_blank=True, max_length=16,
+        help_text="16-bit message as 4 hex digits (e.g. 1A2B). Random when omitted; returned in the result.",
+    )
+    output_format = serializers.ChoiceField(
+        choices=OUTPUT_FORMATS, required=False,
+        help_text="Output container; default: the input's format (FLAC when it has no encoder).",
+    )
+
+
+class WatermarkDetectRequest(serializers.Serializer):
+    file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
+
+
+class EmotionAnalyzeRequest(serializers.Serializer):
+    file = serializers.FileField(help_text="Speech audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
+    granularity = serializers.ChoiceField(choices=("utterance", "frame"), default="utterance")
+    extract_embedding = serializers.BooleanField(
+        default=False, help_text="Store the embedding as a downloadable .npy output."
+    )
+
+
+class BeatsyncAlignRequest(serializers.Serializer):
+    video = serializers.FileField(help_text="The dance video (MP4 or MOV) with its recorded audio.")
+    music = serializers.FileField(help_text="The clean music track (MP3, M4A, WAV, FLAC).")
+    trim_silence = serializers.BooleanField(default=False)
+
+
+class JobErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ModelInfoSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+
+
+class JobSerializer(serializers.ModelSerializer):
+    input = serializers.SerializerMethodField()
+    output_url = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
+    kind = serializers.ChoiceField(choices=JobKind.choices)
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "status", "progress", "progress_message", "created_at", "started_at",
+            "finished_at", "input", "params", "result", "output_url", "error", "model",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField())
+    def get_input(self, job: Job) -> dict:
+        keys = ("filename", "format", "size_bytes", "duration_seconds", "sample_rate", "channels")
+        data = {key: job.input.get(key) for key in keys}
+        for role, meta in (job.extra_inputs or {}).items():
+            data[role] = {key: meta.get(key) for key in keys}
+        return data
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_output_url(self, job: Job) -> str | None:
+        if not job.output_file:
+            return None
+        path = reverse("api:job-output", kwargs={"pk": job.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    @extend_schema_field(JobErrorSerializer(allow_null=True))
+    def get_error(self, job: Job) -> dict | None:
+        if not job.error_code:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
+
+    @extend_schema_field(ModelInfoSerializer(allow_null=True))
+    def get_model(self, job: Job) -> dict | None:
+        if not job.model_name:
+            return None
+        return {"name": job.model_name, "version": job.model_version}

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from jobs import views
+
+urlpatterns = [
+    path("watermark/embed", views.WatermarkEmbedView.as_view(), name="watermark-embed"),
+    path("watermark/detect", views.WatermarkDetectView.as_view(), name="watermark-detect"),
+    path("jobs", views.JobListView.as_view(), name="job-list"),
+    path("jobs/<uuid:pk>", views.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<uuid:pk>/output", views.JobOutputView.as_view(), name="job-output"),
+    path("jobs/<uuid:pk>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
+]

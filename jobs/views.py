@@ -1,0 +1,235 @@
+"""The jobs REST API. Views validate, call ``jobs.services`` and serialise; nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponseRedirect
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.scoping import tenant_for_request
+from audioseal_site.errors import ApiError
+from jobs import notify, serializers, services
+from jobs.kinds import spec
+from jobs.models import FINAL_STATUSES, Job, JobKind, JobStatus
+
+WAIT_PARAM = OpenApiParameter(
+    "wait", OpenApiTypes.NUMBER, description="Hold the response up to N seconds (0–30) until the job is final."
+)
+
+
+def parse_wait(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw in (None, ""):
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= settings.MAX_WAIT_SECONDS:
+        raise ApiError(
+            "VALIDATION_ERROR",
+            f"`wait` must be a number of seconds between 0 and {settings.MAX_WAIT_SECONDS}.",
+            {"fields": {"wait": ["out of range"]}},
+        )
+    return value
+
+
+def tenant_jobs(request: Request):
+    return Job.objects.filter(tenant=tenant_for_request(request))
+
+
+def wait_for(job: Job, seconds: float) -> Job:
+    if seconds <= 0 or job.status in FINAL_STATUSES:
+        return job
+
+    def is_final() -> bool:
+        return Job.objects.filter(pk=job.pk, status__in=FINAL_STATUSES).exists()
+
+    notify.wait_for_final(job.pk, seconds, is_final)
+    job.refresh_from_db()
+    return job
+
+
+class JobCreateView(APIView):
+    """Base for endpoints that create a job from uploaded files."""
+
+    parser_classes = [MultiPartParser, FormParser]
+    kind: str = ""
+    request_serializer: type[serializers.serializers.Serializer]
+
+    def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _check_content_length(self, request: Request) -> None:
+        """Refuse an obviously oversized upload before reading its body."""
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        limit = settings.MAX_UPLOAD_BYTES * len(spec(self.kind).inputs) + 1024 * 1024
+        if length > limit:
+            raise ApiError(
+                "FILE_TOO_LARGE",
+                f"The request is {length} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes per file.",
+                {"size_bytes": length, "limit_bytes": settings.MAX_UPLOAD_BYTES},
+            )
+
+    def post(self, request: Request) -> Response:
+        self._check_content_length(request)
+        wait = parse_wait(request)
+        serializer = self.request_serializer(data=request.data)
+        if not serializer.is_valid():
+            self.raise_invalid(serializer.errors)
+        data = serializer.validated_data
+        job = services.submit(
+            services.Submission(
+                tenant=tenant_for_request(request),
+                kind=self.kind,
+                files={name: data[name] for name in spec(self.kind).inputs},
+                params=self.params_from(data),
+                api_key=request.auth if request.auth is not None else None,
+                user=request.user,
+            )
+        )
+        job = wait_for(job, wait)
+        body = serializers.JobSerializer(job, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    def raise_invalid(self, errors: dict[str, Any]) -> None:
+        for name in spec(self.kind).inputs:
+            if name in errors and "file" in str(errors[name]).lower() and "empty" in str(errors[name]).lower():
+                raise ApiError("EMPTY_FILE", f"`{name}` is empty.", {"field": name})
+        raise ApiError("VALIDATION_ERROR", "The request is invalid.", {"fields": errors})
+
+
+class WatermarkEmbedView(JobCreateView):
+    kind = JobKind.WATERMARK_EMBED
+    request_serializer = serializers.WatermarkEmbedRequest
+
+    def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        from media_ops.watermark import parse_message, random_message
+
+        message = (data.get("message") or "").strip()
+        if message:
+            try:
+                parse_message(message)
+            except ValueError as exc:
+                raise ApiError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
+            message = message.upper()
+        else:
+            message = random_message()
+        params: dict[str, Any] = {"message": message}
+        if data.get("output_format"):
+            params["output_format"] = data["output_format"]
+        return params
+
+    @extend_schema(
+        request=serializers.WatermarkEmbedRequest, responses={202: serializers.JobSerializer},
+        parameters=[WAIT_PARAM], summary="Embed a 16-bit watermark",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class WatermarkDetectView(JobCreateView):
+    kind = JobKind.WATERMARK_DETECT
+    request_serializer = serializers.WatermarkDetectRequest
+
+    @extend_schema(
+        request=serializers.WatermarkDetectRequest, responses={202: serializers.JobSerializer},
+        parameters=[WAIT_PARAM], summary="Detect a watermark and decode its message",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class JobCursorPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", OpenApiTypes.STR, enum=[s.value for s in JobStatus]),
+        OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in JobKind]),
+    ],
+    summary="List jobs, newest first",
+)
+class JobListView(generics.ListAPIView):
+    serializer_class = serializers.JobSerializer
+    pagination_class = JobCursorPagination
+
+    def get_queryset(self):
+        queryset = tenant_jobs(self.request)
+        for name, choices in (("status", JobStatus.values), ("kind", JobKind.values)):
+            value = self.request.query_params.get(name)
+            if value:
+                if value not in choices:
+                    raise ApiError(
+                        "VALIDATION_ERROR", f"Unknown {name} {value!r}.", {"fields": {name: list(choices)}}
+                    )
+                queryset = queryset.filter(**{name: value})
+        return queryset
+
+
+class JobDetailView(APIView):
+    @extend_schema(responses=serializers.JobSerializer, parameters=[WAIT_PARAM], summary="Read a job")
+    def get(self, request: Request, pk) -> Response:
+        job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
+        job = wait_for(job, parse_wait(request))
+        return Response(serializers.JobSerializer(job, context={"request": request}).data)
+
+
+class JobCancelView(APIView):
+    @extend_schema(request=None, responses=serializers.JobSerializer, summary="Cancel a queued or running job")
+    def post(self, request: Request, pk) -> Response:
+        job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
+        services.cancel(job)
+        return Response(serializers.JobSerializer(job, context={"request": request}).data)
+
+
+class JobOutputView(APIView):
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        summary="Download the job's output file",
+    )
+    def get(self, request: Request, pk):
+        job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
+        if job.files_expired_at:
+            raise ApiError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
+        if job.status != JobStatus.SUCCEEDED or not job.output_file:
+            raise ApiError(
+                "FILE_NOT_FOUND", "This job has no output (yet).", {"status": job.status}
+            )
+        return output_response(job)
+
+
+def output_response(job: Job):
+    """Stream from local storage, or redirect to a short-lived presigned URL on S3."""
+    storage = default_storage
+    if getattr(storage, "querystring_auth", False):  # S3: never proxy the bytes through the web process
+        url = storage.url(
+            job.output_file,
+            parameters={"ResponseContentDisposition": f'attachment; filename="{job.output_filename}"'},
+        )
+        return HttpResponseRedirect(url)
+    if not storage.exists(job.output_file):
+        raise ApiError("FILE_NOT_FOUND", "The output file is missing from storage.")
+    return FileResponse(
+        storage.open(job.output_file, "rb"),
+        as_attachment=True,
+        filename=job.output_filename or job.output_file.rsplit("/", 1)[-1],
+        content_type=job.output_content_type or "application/octet-stream",
+    )

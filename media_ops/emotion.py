@@ -1,0 +1,505 @@
+"""Speech emotion recognition with emotion2vec+ through FunASR, windowed for long audio.
+
+Why the wrapper exists rather than calling FunASR directly:
+
+* Loading must never touch the network. FunASR treats a path that does not exist as a model-hub name and
+  tries to download it, and without ``disable_update=True`` it asks PyPI for a newer version. ``load`` checks
+  the directory first and always passes ``disable_update=True``.
+* FunASR has process-wide side effects at load: ``torch.set_num_threads(ncpu)``, reseeding the global
+  ``random``/NumPy/torch generators, and a root-logger INFO handler (at ``import funasr`` and in
+  ``AutoModel``). ``load`` passes the worker's thread budget and undoes the rest.
+* FunASR silently keeps random weights for checkpoint keys it cannot find (it only prints a warning), so a
+  directory holding the wrong checkpoint would give plausible-looking nonsense. ``load`` checks the keys.
+* Attention is quadratic in length (30 s of audio costs the large model ~19 s on 2 CPU cores, and memory
+  grows with the square), so long inputs are analysed in overlapping windows and aggregated here.
+* FunASR only scores the whole input; per-frame class probabilities come from applying the model's own
+  classification head (``proj``) to each frame's features, exactly as FunASR applies it to their mean.
+
+The model itself normalises each input (``normalize: true`` → layer norm over the whole waveform), so each
+window is normalised on its own; quiet and loud windows are treated alike.
+
+Only load model directories you trust: FunASR ``eval()``s the config's ``feature_encoder_spec``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import pickle
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from media_ops.errors import EMPTY_FILE, INVALID_FORMAT, MediaError
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+LABELS: tuple[str, ...] = (
+    "angry",
+    "disgusted",
+    "fearful",
+    "happy",
+    "neutral",
+    "other",
+    "sad",
+    "surprised",
+    "unknown",
+)
+GRANULARITIES = ("utterance", "frame")
+REQUIRED_FILES = ("config.yaml", "model.pt", "tokens.txt")
+
+# The conv feature encoder of emotion2vec: total stride 320 samples (20 ms → 50 frames/s), receptive field 400
+# samples. An input of n samples yields (n - 400) // 320 + 1 frames.
+HOP_SAMPLES = 320
+RECEPTIVE_FIELD_SAMPLES = 400
+MIN_SAMPLES = RECEPTIVE_FIELD_SAMPLES
+HOP_SECONDS = HOP_SAMPLES / SAMPLE_RATE
+
+DEFAULT_WINDOW_SECONDS = 30.0
+DEFAULT_OVERLAP_SECONDS = 1.0
+FRAME_SCORE_DECIMALS = 4
+
+
+class ModelDirError(ValueError):
+    """The configured model directory is missing, incomplete or holds something else (a deployment error)."""
+
+
+def parse_label(raw: str) -> str:
+    """Map a raw model label to one of ``LABELS``: ``"开心/happy"`` → ``"happy"``, ``"<unk>"`` → ``"unknown"``.
+
+    emotion2vec+ labels are bilingual ``中文/english``; the English part is the stable name.
+    """
+    text = raw.strip()
+    if text in ("<unk>", "unk", "unknown"):
+        return "unknown"
+    name = text.rsplit("/", 1)[-1].strip().lower()
+    if name not in LABELS:
+        raise ValueError(f"unknown emotion label {raw!r}; expected one of {LABELS} (optionally as 中文/english)")
+    return name
+
+
+def model_version(model_pt: Path) -> str:
+    """A short content hash (sha256[:12]) of the weights: the version recorded with every result."""
+    digest = hashlib.sha256()
+    with open(model_pt, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class EmotionAnalysis:
+    """The result of ``EmotionModel.analyze``.
+
+    ``scores`` maps all 9 ``LABELS`` to probabilities summing to 1; ``labels_raw`` are the model's own labels
+    in its output order. ``frames`` is set for ``granularity="frame"``: ``{"hop_seconds": 0.02, "labels":
+    [9 labels], "scores": [[9 probabilities] per frame]}``, frame ``i`` starting at ``i * hop_seconds``.
+    ``embedding`` is ``(dim,)`` for utterance granularity and ``(frames, dim)`` for frame granularity (float32),
+    or None when not requested.
+    """
+
+    top: dict[str, Any]
+    scores: dict[str, float]
+    labels_raw: list[str]
+    granularity: str
+    windows: int
+    duration_seconds: float
+    model: dict[str, str]
+    frames: dict[str, Any] | None = None
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-safe result, without the embedding (callers store it as .npy) but with its shape.
+
+        Frame probabilities are rounded to 4 decimals: a minute of audio is 3,000 frames × 9 scores.
+        """
+        frames = None
+        if self.frames is not None:
+            frames = {
+                "hop_seconds": self.frames["hop_seconds"],
+                "labels": list(self.frames["labels"]),
+                "scores": [[round(float(p), FRAME_SCORE_DECIMALS) for p in row] for row in self.frames["scores"]],
+            }
+        out: dict[str, Any] = {
+            "top": {"label": self.top["label"], "score": float(self.top["score"])},
+            "scores": {k: float(v) for k, v in self.scores.items()},
+            "labels_raw": list(self.labels_raw),
+            "granularity": self.granularity,
+            "windows": int(self.windows),
+            "duration_seconds": float(self.duration_seconds),
+            "model": dict(self.model),
+            "frames": frames,
+        }
+        if self.embedding is not None:
+            out["embedding_shape"] = [int(n) for n in self.embedding.shape]
+        return out
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: int  # first sample
+    end: int  # one past the last sample
+    own_start: int  # the part of the timeline this window answers for (overlaps are split in the middle)
+    own_end: int
+
+
+def plan_windows(n_samples: int, window_samples: int, overlap_samples: int) -> list[_Window]:
+    """Cut ``n_samples`` into the fewest windows of at most ``window_samples`` overlapping by ``overlap_samples``.
+
+    Windows are spread evenly (no short last window with little context) and start on a frame boundary, so
+    their frames line up with the frames of the whole input. Each window *owns* its span minus half of each
+    overlap: owned spans tile the input exactly, which is what frame trimming and duration weights use.
+    """
+    if n_samples <= window_samples:
+        return [_Window(0, n_samples, 0, n_samples)]
+    n = math.ceil((n_samples - overlap_samples) / (window_samples - overlap_samples))
+    stride = (n_samples - overlap_samples) / n
+    starts = [HOP_SAMPLES * math.ceil(i * stride / HOP_SAMPLES) for i in range(n)]
+    half = overlap_samples // 2
+    windows = []
+    for i, start in enumerate(starts):
+        last = i == n - 1
+        end = n_samples if last else starts[i + 1] + overlap_samples
+        own_start = 0 if i == 0 else start + half
+        own_end = n_samples if last else starts[i + 1] + half
+        windows.append(_Window(start, end, own_start, own_end))
+    return windows
+
+
+def frames_for(n_samples: int) -> int:
+    """How many feature frames the model produces for ``n_samples`` samples."""
+    return max(0, (n_samples - RECEPTIVE_FIELD_SAMPLES) // HOP_SAMPLES + 1)
+
+
+def _as_float32_mono(audio: Any) -> np.ndarray:
+    """Validate and convert the input: float32 as is, float64 cast, int16/int32 PCM scaled to [-1, 1).
+
+    FunASR itself fails on float64 and int16 arrays deep inside the convolutions, so convert or refuse here.
+    """
+    arr = np.asarray(audio)
+    if arr.ndim != 1:
+        raise MediaError(
+            INVALID_FORMAT,
+            "Emotion analysis expects mono audio as a 1-D array.",
+            {"shape": list(arr.shape)},
+        )
+    if arr.size == 0:
+        raise MediaError(EMPTY_FILE, "The audio is empty.")
+    if arr.dtype == np.float32:
+        out = arr
+    elif arr.dtype == np.float64 or arr.dtype == np.float16:
+        out = arr.astype(np.float32)
+    elif arr.dtype == np.int16:
+        out = arr.astype(np.float32) / 32768.0
+    elif arr.dtype == np.int32:
+        out = (arr.astype(np.float64) / 2147483648.0).astype(np.float32)
+    else:
+        raise MediaError(
+            INVALID_FORMAT,
+            f"Unsupported sample type {arr.dtype}; expected float32/float64 or int16/int32 PCM.",
+            {"dtype": str(arr.dtype)},
+        )
+    if arr.size < MIN_SAMPLES:
+        raise MediaError(
+            INVALID_FORMAT,
+            f"The audio is too short to analyse (at least {MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms needed).",
+            {"samples": int(arr.size), "min_samples": MIN_SAMPLES},
+        )
+    if not np.isfinite(out).all():
+        raise MediaError(INVALID_FORMAT, "The audio contains NaN or infinite samples.")
+    return out
+
+
+@contextmanager
+def _contain_funasr_side_effects() -> Iterator[None]:
+    """Undo what importing funasr and building an AutoModel do to the whole process.
+
+    Both add an INFO ``StreamHandler`` to the root logger when it has none (``basicConfig``) and FunASR reseeds
+    the global RNGs with 0. Handlers and the level the root logger had before are restored; handlers someone
+    else added meanwhile are left alone. Thread count is handled by the caller.
+    """
+    import torch
+
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    level_before = root.level
+    rng_state = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers_before and isinstance(handler, logging.StreamHandler):
+                root.removeHandler(handler)
+        root.setLevel(level_before)
+        random.setstate(rng_state[0])
+        np.random.set_state(rng_state[1])
+        torch.random.set_rng_state(rng_state[2])
+
+
+def _auto_model_class() -> Any:
+    """FunASR's AutoModel, imported lazily: ``import funasr`` takes ~8 s, so never at web start-up."""
+    with _contain_funasr_side_effects():
+        import funasr
+
+    return funasr.AutoModel
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """Resolve and check the model directory before FunASR sees it, so a typo never becomes a hub lookup."""
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise ModelDirError(
+            f"emotion model directory {str(path)!r} does not exist (check the EMOTION_MODEL_DIR setting); "
+            "models are never downloaded"
+        )
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise ModelDirError(
+            f"emotion model directory {str(path)!r} lacks {', '.join(missing)}; "
+            f"an emotion2vec+ directory holds {', '.join(REQUIRED_FILES)}"
+        )
+    return path.resolve()
+
+
+def _check_checkpoint_matches(model: Any, model_pt: Path) -> None:
+    """Refuse a checkpoint that does not fit the architecture in config.yaml.
+
+    FunASR keeps the random initial value of any weight it cannot find or whose shape differs, and goes on.
+    The file is memory-mapped, so this costs little even for the 1.25 GB large model. The pre-training decoder
+    is not used for inference and may be absent from fine-tuned checkpoints, so it is not required.
+    """
+    import torch
+
+    try:
+        state = torch.load(model_pt, map_location="cpu", mmap=True, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError) as exc:  # legacy (non-zip) files cannot be memory-mapped
+        logger.warning("could not memory-map %s to check its keys (%s); skipping the check", model_pt, exc)
+        return
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    missing, mismatched = [], []
+    for key, tensor in model.state_dict().items():
+        if ".decoder." in key:
+            continue
+        if key not in state:
+            missing.append(key)
+        elif tuple(state[key].shape) != tuple(tensor.shape):
+            mismatched.append(key)
+    if missing or mismatched:
+        raise ModelDirError(
+            f"{model_pt} does not match its config.yaml: {len(missing)} weights missing, {len(mismatched)} of a "
+            f"different shape (first: {(missing + mismatched)[:3]}); the model would run with random weights"
+        )
+
+
+class EmotionModel:
+    """A loaded emotion2vec+ model. Load once per worker process (``load``), then ``analyze`` per job.
+
+    ``analyze`` serialises calls with a lock: FunASR's AutoModel mutates its own config on every call.
+    """
+
+    def __init__(
+        self,
+        auto_model: Any,
+        *,
+        model_dir: Path,
+        version: str,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+    ) -> None:
+        if window_seconds < 1.0:
+            raise ValueError("window_seconds must be at least 1 s")
+        # Overlap rounds to whole pairs of frames (so it splits evenly) and is at least 2 frames (40 ms): the
+        # 25 ms receptive field is longer than the 20 ms hop, so without overlap a frame is lost at each seam.
+        overlap_samples = 2 * HOP_SAMPLES * max(1, round(overlap_seconds * SAMPLE_RATE / (2 * HOP_SAMPLES)))
+        window_samples = HOP_SAMPLES * round(window_seconds * SAMPLE_RATE / HOP_SAMPLES)
+        if overlap_samples * 2 > window_samples:
+            raise ValueError("overlap_seconds must be less than half of window_seconds")
+        self._auto = auto_model
+        self.model_dir = model_dir
+        self.name = model_dir.name
+        self.version = version
+        self.device = str(auto_model.kwargs.get("device", "cpu"))
+        self.window_samples = window_samples
+        self.overlap_samples = overlap_samples
+        self._lock = threading.Lock()
+
+        token_list = list(auto_model.kwargs.get("token_list") or [])
+        # FunASR drops labels starting with "unuse" from its output and masks them in the softmax.
+        self._keep = [i for i, tok in enumerate(token_list) if not tok.startswith("unuse")]
+        self.labels_raw = [token_list[i] for i in self._keep]
+        if getattr(auto_model.model, "proj", None) is None or not self.labels_raw:
+            raise ModelDirError(f"{model_dir} has no classifier head (tokens.txt empty?)")
+        parsed = [parse_label(lab) for lab in self.labels_raw]  # raises on a label we do not know
+        if len(set(parsed)) != len(parsed):
+            raise ModelDirError(f"{model_dir}/tokens.txt maps two labels to the same emotion: {self.labels_raw}")
+        # Column j of the model's (kept) output goes to position _to_canonical[j] of LABELS.
+        self._to_canonical = [LABELS.index(p) for p in parsed]
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / SAMPLE_RATE
+
+    @property
+    def overlap_seconds(self) -> float:
+        return self.overlap_samples / SAMPLE_RATE
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        *,
+        device: str = "cpu",
+        threads: int = 1,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+    ) -> EmotionModel:
+        """Load an emotion2vec+ directory (config.yaml, model.pt, tokens.txt) offline through FunASR.
+
+        ``threads`` is the torch intra-op thread budget: FunASR sets it process-wide from ``ncpu``, so it is
+        passed explicitly and set again afterwards. The demo model is ``media_ops/demo_models/emotion2vec_demo``;
+        point ``EMOTION_MODEL_DIR`` at a local copy of emotion2vec_plus_large for real results.
+        """
+        import torch
+
+        path = check_model_dir(model_dir)
+        threads = max(1, int(threads))
+        auto_model_class = _auto_model_class()
+        try:
+            with _contain_funasr_side_effects():
+                auto = auto_model_class(
+                    model=str(path),
+                    disable_update=True,
+                    device=device,
+                    ncpu=threads,
+                    disable_pbar=True,
+                    # Only used by FunASR's logging.basicConfig, which acts only while the root logger has no
+                    # handler: keeps its INFO chatter out of unconfigured processes, changes nothing otherwise.
+                    log_level="WARNING",
+                )
+        finally:
+            torch.set_num_threads(threads)
+        _check_checkpoint_matches(auto.model, path / "model.pt")
+        return cls(
+            auto,
+            model_dir=path,
+            version=model_version(path / "model.pt"),
+            window_seconds=window_seconds,
+            overlap_seconds=overlap_seconds,
+        )
+
+    def warm(self) -> None:
+        """One dummy forward pass (1 s of quiet noise), so the first job does not pay for lazy initialisation."""
+        rng = np.random.default_rng(0)
+        self.analyze((rng.standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32))
+
+    def scores_from_features(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (columns in ``LABELS`` order) from feature rows, using the model's own head.
+
+        This is what FunASR does to the mean of the frame features for its utterance score; applied to each
+        frame's features it gives per-frame probabilities. ``features``: (dim,) or (n, dim).
+        """
+        import torch
+
+        feats = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        proj = self._auto.model.proj
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(feats)).to(proj.weight.device, proj.weight.dtype)
+            logits = proj(x)[:, self._keep]
+            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+        out = np.zeros((probs.shape[0], len(LABELS)), dtype=np.float64)
+        out[:, self._to_canonical] = probs
+        return out
+
+    def _run_window(self, samples: np.ndarray, *, want_frames: bool, want_embedding: bool) -> dict[str, Any]:
+        granularity = "frame" if want_frames else "utterance"
+        with self._lock:
+            (res,) = self._auto.generate(
+                samples,
+                key="window",  # a fixed key: FunASR otherwise draws a random one from the global RNG
+                granularity=granularity,
+                extract_embedding=want_frames or want_embedding,
+            )
+        if [str(lab) for lab in res["labels"]] != self.labels_raw:
+            raise RuntimeError(f"model returned labels {res['labels']}, expected {self.labels_raw}")
+        scores = np.zeros(len(LABELS), dtype=np.float64)
+        scores[self._to_canonical] = np.asarray(res["scores"], dtype=np.float64)
+        return {"scores": scores, "feats": res.get("feats")}
+
+    def analyze(
+        self,
+        audio: np.ndarray,
+        *,
+        granularity: str = "utterance",
+        extract_embedding: bool = False,
+    ) -> EmotionAnalysis:
+        """Emotion of mono 16 kHz audio (1-D; float32 preferred, float64 and int16/int32 PCM converted).
+
+        Inputs longer than ``window_seconds`` are analysed in windows overlapping by ``overlap_seconds``:
+        utterance scores (and the utterance embedding) are the mean of the windows' scores (embeddings)
+        weighted by the duration each window owns (its span minus half of each overlap, so nothing counts
+        twice). Frame curves are concatenated from each window's owned frames, which gives exactly as many
+        frames as the model would produce for the whole input in one pass.
+        """
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, not {granularity!r}")
+        samples = _as_float32_mono(audio)
+        want_frames = granularity == "frame"
+        windows = plan_windows(samples.size, self.window_samples, self.overlap_samples)
+
+        utt_scores = np.zeros(len(LABELS), dtype=np.float64)
+        utt_embedding: np.ndarray | None = None
+        frame_feats: list[np.ndarray] = []
+        for w in windows:
+            res = self._run_window(
+                samples[w.start : w.end].copy(), want_frames=want_frames, want_embedding=extract_embedding
+            )
+            weight = (w.own_end - w.own_start) / samples.size
+            utt_scores += weight * res["scores"]
+            feats = res["feats"]
+            if want_frames:
+                first = (w.own_start - w.start) // HOP_SAMPLES
+                last = (w.own_end - w.start) // HOP_SAMPLES if w.own_end < samples.size else len(feats)
+                frame_feats.append(np.asarray(feats[first:last], dtype=np.float32))
+            elif extract_embedding:
+                window_embedding = np.asarray(feats, dtype=np.float64) * weight
+                utt_embedding = window_embedding if utt_embedding is None else utt_embedding + window_embedding
+
+        utt_scores /= utt_scores.sum()
+        scores = {label: float(utt_scores[i]) for i, label in enumerate(LABELS)}
+        best = int(np.argmax(utt_scores))
+        frames = None
+        embedding = None
+        if want_frames:
+            all_feats = np.concatenate(frame_feats, axis=0)
+            frames = {
+                "hop_seconds": HOP_SECONDS,
+                "labels": list(LABELS),
+                "scores": self.scores_from_features(all_feats).tolist(),
+            }
+            if extract_embedding:
+                embedding = all_feats
+        elif utt_embedding is not None:
+            embedding = utt_embedding.astype(np.float32)
+
+        return EmotionAnalysis(
+            top={"label": LABELS[best], "score": float(utt_scores[best])},
+            scores=scores,
+            labels_raw=list(self.labels_raw),
+            granularity=granularity,
+            windows=len(windows),
+            duration_seconds=samples.size / SAMPLE_RATE,
+            model={"name": self.name, "version": self.version},
+            frames=frames,
+            embedding=embedding,
+        )

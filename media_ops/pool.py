@@ -1,0 +1,92 @@
+"""The worker's model pool: each model loaded once per process, warmed, on CUDA when present.
+
+A worker process builds one pool at start (``preload`` the families of the queues it serves) and every job
+borrows from it. Nothing here loads per job. ``load_counts`` exists so tests and health checks can see that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    watermark_generator: str
+    watermark_detector: str
+    emotion_model_dir: str
+    device: str = "auto"
+    threads: int = 1
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class ModelPool:
+    FAMILIES = ("watermark", "emotion")
+
+    def __init__(self, config: PoolConfig) -> None:
+        os.environ.setdefault("NO_TORCH_COMPILE", "1")
+        import torch
+
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.set_num_threads(max(1, config.threads))
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.load_counts: Counter[str] = Counter()
+        self.load_seconds: dict[str, float] = {}
+
+    def _load(self, family: str) -> Any:
+        if family == "watermark":
+            from media_ops.watermark import WatermarkModels
+
+            return WatermarkModels.load(
+                self.config.watermark_generator, self.config.watermark_detector, device=self.device
+            )
+        if family == "emotion":
+            from media_ops.emotion import EmotionModel
+
+            return EmotionModel.load(self.config.emotion_model_dir, device=self.device, threads=self.config.threads)
+        raise KeyError(f"unknown model family {family!r}")
+
+    def get(self, family: str) -> Any:
+        model = self._models.get(family)
+        if model is not None:
+            return model
+        with self._lock:
+            model = self._models.get(family)
+            if model is None:
+                started = time.perf_counter()
+                model = self._load(family)
+                model.warm()
+                self.load_seconds[family] = round(time.perf_counter() - started, 3)
+                self.load_counts[family] += 1
+                self._models[family] = model
+                logger.info("loaded %s models on %s in %.2fs", family, self.device, self.load_seconds[family])
+        return model
+
+    def preload(self, families: list[str] | tuple[str, ...]) -> None:
+        for family in families:
+            self.get(family)
+
+    def describe(self) -> dict[str, Any]:
+        """What is loaded, for readiness checks and worker registration."""
+        return {
+            "device": self.device,
+            "families": sorted(self._models),
+            "load_counts": dict(self.load_counts),
+            "load_seconds": dict(self.load_seconds),
+        }

@@ -1,0 +1,676 @@
+"""Train the small demo AudioSeal watermark checkpoints that ship with AudioSeal Studio.
+
+Why this exists: the real AudioSeal weights live on a model hub that the product's machines cannot reach, so
+the product ships a *tiny* model of the *real* AudioSeal architecture, trained here on synthetic speech, and
+loads it through the real ``AudioSeal.load_generator(path)`` / ``AudioSeal.load_detector(path)``.  Swapping in
+the real weights is a settings change (see the card this script writes).
+
+One command does everything, seeded:
+
+    .venv/bin/python scripts/train_demo_watermark.py --minutes 12 --out media_ops/demo_models/audioseal
+
+1. generates speech with espeak-ng (many procedurally written sentences, several voices, speeds and pitches)
+   and keeps a held-out set of sentences *and* voices that training never sees;
+2. trains a generator/detector pair (recipe in /work/shared/MODELS.md: Kaiming re-init with an input gain,
+   loud-then-quiet SNR curriculum, per-sample detection loss, per-frame + time-mean message loss);
+3. evaluates on held-out speech (short crops and 3-5 s clips, clean, after MP3 and after 20 dB noise) through
+   the real loaders, and writes ``generator.pth``, ``detector.pth``, ``CARD.md`` and ``card.json``.
+
+``--minutes`` is converted into a number of steps after a short speed calibration; the card records the
+steps so that ``--steps N`` reproduces the run exactly (same seed, same data, same schedule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import soxr  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+SR = 16_000
+NBITS = 16
+
+# --------------------------------------------------------------------------------------------------------------
+# Architecture: the real AudioSeal SEANet, shrunk.  The loader forces norm "none", so we train without it.
+# --------------------------------------------------------------------------------------------------------------
+SEANET_CFG: dict[str, Any] = {
+    "activation": "ELU",
+    "activation_params": {"alpha": 1.0},
+    "causal": False,
+    "channels": 1,
+    "compress": 2,
+    "dilation_base": 2,
+    "dimension": 32,
+    "disable_norm_outer_blocks": 0,
+    "kernel_size": 7,
+    "last_kernel_size": 7,
+    "lstm": 0,
+    "n_filters": 8,
+    "n_residual_layers": 1,
+    "norm": "none",
+    "norm_params": {},
+    "pad_mode": "constant",
+    "ratios": [8, 5, 4, 2],
+    "residual_kernel_size": 3,
+    "true_skip": True,
+}
+GENERATOR_CFG: dict[str, Any] = {
+    "nbits": NBITS,
+    "seanet": SEANET_CFG,
+    "decoder": {"final_activation": None, "final_activation_params": None, "trim_right_ratio": 1.0},
+}
+DETECTOR_CFG: dict[str, Any] = {"nbits": NBITS, "seanet": SEANET_CFG, "detector": {"output_dim": 32}}
+
+# --------------------------------------------------------------------------------------------------------------
+# Synthetic speech.  Training and held-out sets differ in sentences AND in voices (base voice and variant).
+# --------------------------------------------------------------------------------------------------------------
+TRAIN_VOICES = ["en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "de", "fr", "es", "it", "nl"]
+TRAIN_VARIANTS = ["m1", "m2", "m3", "m4", "m6", "f1", "f2", "f3", "klatt", "klatt3", "Annie", "john", "Andy"]
+HELDOUT_VOICES = ["en-gb-scotland", "en-us-nyc", "en-gb-x-gbcwmd", "pt"]
+HELDOUT_VARIANTS = ["m5", "m7", "f4", "f5", "klatt2", "belinda", "david"]
+
+_NAMES = "Anna Ben Clara David Emma Felix Grace Henry Iris Jack Karen Leo Maria Noah Olga Paul Rosa Sam Tina Victor"
+_NOUNS = (
+    "river garden window teacher engine harbor mountain letter kitchen bicycle concert village market forest "
+    "station painter doctor lantern blanket island bridge meadow factory museum library tower signal wagon "
+    "orchard carpet castle pocket camera violin compass engineer ocean valley desert canyon street harvest"
+)
+_VERBS = "found painted carried opened watched repaired described remembered counted followed noticed built"
+_ADJS = "quiet golden narrow ancient bright heavy gentle purple distant crowded frozen silver hidden curious"
+_ADVS = "slowly quickly carefully suddenly quietly happily nearly barely proudly"
+_PLACES = "near the station|after the storm|before dinner|in the old town|under the bridge|at the market|by the lake"
+_QUESTIONS = "Did you hear|Have you seen|Could you bring|Why did they move|Where is"
+
+
+def _sentence(rng: random.Random, held_out: bool) -> str:
+    """Write one sentence.  Held-out sentences use their own templates so they never repeat a training one."""
+    names, nouns = _NAMES.split(), _NOUNS.split()
+    verbs, adjs, advs = _VERBS.split(), _ADJS.split(), _ADVS.split()
+    places, questions = _PLACES.split("|"), _QUESTIONS.split("|")
+    n = rng.randint(2, 9999)
+    if held_out:
+        t = rng.randrange(3)
+        if t == 0:
+            return f"{rng.choice(questions)} the {rng.choice(adjs)} {rng.choice(nouns)} {rng.choice(places)}?"
+        if t == 1:
+            return (f"Number {n}: {rng.choice(names)} and {rng.choice(names)} {rng.choice(advs)} "
+                    f"{rng.choice(verbs)} {rng.randint(2, 40)} {rng.choice(nouns)}s.")
+        return (f"Yesterday, the {rng.choice(nouns)} was {rng.choice(adjs)}, "
+                f"and the {rng.choice(nouns)} was {rng.choice(adjs)} too.")
+    t = rng.randrange(4)
+    if t == 0:
+        return (f"{rng.choice(names)} {rng.choice(advs)} {rng.choice(verbs)} the {rng.choice(adjs)} "
+                f"{rng.choice(nouns)} {rng.choice(places)}.")
+    if t == 1:
+        return (f"The {rng.choice(adjs)} {rng.choice(nouns)} {rng.choice(verbs)} {rng.randint(2, 99)} "
+                f"{rng.choice(nouns)}s, said {rng.choice(names)}.")
+    if t == 2:
+        return (f"In {1800 + rng.randrange(220)}, a {rng.choice(nouns)} {rng.choice(places)} was "
+                f"{rng.choice(adjs)} and {rng.choice(adjs)}.")
+    return (f"{rng.choice(names)} and the {rng.choice(nouns)} {rng.choice(verbs)} a {rng.choice(adjs)} "
+            f"{rng.choice(nouns)}, then {rng.choice(advs)} left.")
+
+
+def espeak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+    """Synthesize one utterance with espeak-ng and return float32 mono at 16 kHz."""
+    out = subprocess.run(
+        ["espeak-ng", "--stdout", "-v", voice, "-s", str(speed), "-p", str(pitch), text],
+        check=True, capture_output=True,
+    ).stdout
+    # espeak-ng writes a streaming WAV header with bogus sizes; parse the PCM after the "data" chunk id.
+    idx = out.find(b"data")
+    sr = int.from_bytes(out[24:28], "little")
+    pcm = np.frombuffer(out[idx + 8:], dtype="<i2").astype(np.float32) / 32768.0
+    audio = soxr.resample(pcm, sr, SR).astype(np.float32)
+    return audio
+
+
+@dataclass
+class Utterance:
+    text: str
+    voice: str
+    speed: int
+    pitch: int
+
+
+def make_utterances(n: int, held_out: bool, seed: int) -> list[Utterance]:
+    """Pick sentences and voice settings; training never produces a held-out sentence (checked by caller)."""
+    rng = random.Random(seed * 1000 + (7 if held_out else 1))
+    voices = HELDOUT_VOICES if held_out else TRAIN_VOICES
+    variants = HELDOUT_VARIANTS if held_out else TRAIN_VARIANTS
+    utts, seen = [], set()
+    while len(utts) < n:
+        text = _sentence(rng, held_out)
+        if text in seen:
+            continue
+        seen.add(text)
+        utts.append(Utterance(text, f"{rng.choice(voices)}+{rng.choice(variants)}",
+                              rng.randint(120, 230), rng.randint(15, 85)))
+    return utts
+
+
+def synthesize(utts: list[Utterance], cache: Path) -> list[np.ndarray]:
+    """Synthesize (or load from the scratch cache) every utterance."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, u in enumerate(utts):
+        f = cache / f"{i:05d}.npy"
+        if f.exists():
+            out.append(np.load(f))
+            continue
+        a = espeak(u.text, u.voice, u.speed, u.pitch)
+        np.save(f, a)
+        out.append(a)
+    return out
+
+
+def build_datasets(scratch: Path, seed: int, n_train: int = 800, n_heldout: int = 64) -> dict[str, Any]:
+    """Generate train and held-out speech; the held-out set shares no sentence and no voice with training."""
+    train_u = make_utterances(n_train, held_out=False, seed=seed)
+    held_u = make_utterances(n_heldout, held_out=True, seed=seed)
+    assert not {u.text for u in train_u} & {u.text for u in held_u}
+    assert not {u.voice for u in train_u} & {u.voice for u in held_u}
+    tag = f"seed{seed}"
+    train = synthesize(train_u, scratch / f"train_{tag}_{n_train}")
+    held = synthesize(held_u, scratch / f"heldout_{tag}_{n_heldout}")
+    return {"train": train, "heldout": held, "train_utts": train_u, "heldout_utts": held_u}
+
+
+def heldout_clips(held: list[np.ndarray], seed: int) -> dict[str, list[np.ndarray]]:
+    """Fixed evaluation clips: 1 s crops and 3-5 s clips (utterances joined with short pauses), at varied levels."""
+    rng = np.random.default_rng(seed + 99)
+    short, long_ = [], []
+    for a in held:
+        if len(a) > SR:
+            s = int(rng.integers(0, len(a) - SR))
+            c = a[s:s + SR].copy()
+        else:
+            c = np.pad(a, (0, SR - len(a)))
+        short.append(_set_rms(c, float(rng.uniform(-32, -16))))
+    order = rng.permutation(len(held))
+    for k in range(len(held) // 2):
+        target = int(rng.uniform(3.0, 5.0) * SR)
+        parts, n, j = [], 0, k
+        while n < target:
+            a = held[order[j % len(held)]]
+            parts += [a, np.zeros(int(rng.uniform(0.05, 0.3) * SR), np.float32)]
+            n += len(parts[-2]) + len(parts[-1])
+            j += 7
+        c = np.concatenate(parts)[:target]
+        long_.append(_set_rms(c, float(rng.uniform(-32, -16))))
+    return {"short": short, "long": long_}
+
+
+def _set_rms(a: np.ndarray, db: float) -> np.ndarray:
+    rms = float(np.sqrt(np.mean(a**2)) + 1e-9)
+    out = a * (10 ** (db / 20) / rms)
+    peak = float(np.abs(out).max())
+    if peak > 0.99:
+        out *= 0.99 / peak
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------
+def build_models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Build generator and detector with the real builder, then re-initialise (see MODELS.md: the saddle)."""
+    from audioseal.builder import create_detector, create_generator
+    from audioseal.loader import AudioSeal
+    from audioseal.builder import AudioSealDetectorConfig, AudioSealWMConfig
+
+    gcfg = AudioSeal.parse_config(copy.deepcopy(GENERATOR_CFG), config_type=AudioSealWMConfig)
+    dcfg = AudioSeal.parse_config(copy.deepcopy(DETECTOR_CFG), config_type=AudioSealDetectorConfig)
+    gen, det = create_generator(gcfg), create_detector(dcfg)
+    for model in (gen, det):
+        first = True
+        last: torch.nn.Module | None = None
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+                # Kaiming-normal with linear gain: keeps the signal's scale layer after layer, so the detector
+                # output depends on its input from step 0 instead of sitting at a saddle.
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="linear")
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
+                if first:
+                    with torch.no_grad():
+                        m.weight.mul_(10.0)  # input gain: speech at RMS ~0.05 would otherwise shrink
+                    first = False
+                last = m
+        if model is gen and last is not None:
+            with torch.no_grad():
+                last.weight.mul_(0.02)  # start the watermark near the loud target instead of -28 dB SNR
+    return gen, det
+
+
+def _clean_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # The loader re-inserts "inner_conv." itself (convert_state_dict_for_scriptable_model); strip it here.
+    return {k.replace("inner_conv.", ""): v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoints(gen: torch.nn.Module, det: torch.nn.Module, out: Path) -> tuple[Path, Path]:
+    """Write loader-compatible checkpoint dicts ("xp.cfg" + "model")."""
+    out.mkdir(parents=True, exist_ok=True)
+    gp, dp = out / "generator.pth", out / "detector.pth"
+    torch.save({"xp.cfg": copy.deepcopy(GENERATOR_CFG), "model": _clean_state(gen)}, gp)
+    torch.save({"xp.cfg": copy.deepcopy(DETECTOR_CFG), "model": _clean_state(det)}, dp)
+    return gp, dp
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class Recipe:
+    steps: int = 0
+    batch: int = 8
+    seconds: float = 0.5
+    lr_max: float = 1e-3
+    lr_min: float = 2e-4
+    warmup: int = 50
+    grad_clip: float = 1.0
+    snr_loud_db: float = 3.0
+    snr_final_db: float = 27.0
+    loud_until: float = 0.4  # fraction of the run held at snr_loud_db
+    ramp_until: float = 0.8  # fraction by which the target reaches snr_final_db
+    snr_weight: float = 1.0
+    msg_weight_max: float = 2.0
+    msg_ramp_steps: int = 200
+    aug_from: int = 300  # augmentations start once detection works
+    partial_prob: float = 0.5
+    nonspeech_prob: float = 0.1
+    mp3_st_prob: float = 0.0  # straight-through MP3 augmentation probability (costly on CPU)
+    init: str = ""  # checkpoint dir to continue from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def snr_target(self, step: int) -> float:
+        f = step / max(1, self.steps)
+        if f <= self.loud_until:
+            return self.snr_loud_db
+        if f >= self.ramp_until:
+            return self.snr_final_db
+        r = (f - self.loud_until) / (self.ramp_until - self.loud_until)
+        return self.snr_loud_db + r * (self.snr_final_db - self.snr_loud_db)
+
+    def lr(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr_max * (step + 1) / self.warmup
+        f = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.lr_min + 0.5 * (self.lr_max - self.lr_min) * (1 + math.cos(math.pi * min(1.0, f)))
+
+
+def _nonspeech(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Music-like tones or coloured noise, so the detector also learns that 'not speech' is not 'marked'."""
+    t = np.arange(n) / SR
+    if rng.random() < 0.6:
+        out = np.zeros(n, np.float32)
+        for _ in range(int(rng.integers(1, 4))):
+            f0 = float(rng.uniform(80, 1000))
+            for h in range(1, 6):
+                out += (rng.uniform(0.1, 1) / h) * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6.28))
+        env = np.clip(np.sin(np.pi * t * rng.uniform(1, 6)) ** 2 + 0.2, 0, 1)
+        return (out * env).astype(np.float32)
+    white = rng.standard_normal(n)
+    spec = np.fft.rfft(white)
+    freqs = np.fft.rfftfreq(n, 1 / SR) + 1.0
+    spec /= freqs ** rng.uniform(0, 1.5)
+    return np.fft.irfft(spec, n).astype(np.float32)
+
+
+class Batcher:
+    """Random crops of training speech with random levels (and a little non-speech)."""
+
+    def __init__(self, train: list[np.ndarray], recipe: Recipe, seed: int) -> None:
+        self.train = [a for a in train if len(a) > SR // 4]
+        self.r = recipe
+        self.rng = np.random.default_rng(seed)
+        self.n = int(recipe.seconds * SR)
+
+    def __call__(self) -> torch.Tensor:
+        out = np.zeros((self.r.batch, 1, self.n), np.float32)
+        for b in range(self.r.batch):
+            if self.rng.random() < self.r.nonspeech_prob:
+                c = _nonspeech(self.rng, self.n)
+            else:
+                a = self.train[int(self.rng.integers(len(self.train)))]
+                if len(a) <= self.n:
+                    c = np.pad(a, (0, self.n - len(a)))
+                else:
+                    s = int(self.rng.integers(0, len(a) - self.n))
+                    c = a[s:s + self.n]
+            out[b, 0] = _set_rms(c, float(self.rng.uniform(-38, -14)))
+        return torch.from_numpy(out)
+
+
+def _lowpass(x: torch.Tensor, cutoff_hz: float) -> torch.Tensor:
+    spec = torch.fft.rfft(x, dim=-1)
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1 / SR)
+    spec = spec * (freqs <= cutoff_hz).to(spec.dtype)
+    return torch.fft.irfft(spec, n=x.shape[-1], dim=-1)
+
+
+def _highpass(x: torch.Tensor, cutoff_hz: float) -> torch.Tensor:
+    spec = torch.fft.rfft(x, dim=-1)
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1 / SR)
+    spec = spec * (freqs >= cutoff_hz).to(spec.dtype)
+    return torch.fft.irfft(spec, n=x.shape[-1], dim=-1)
+
+
+def mp3_roundtrip_np(a: np.ndarray, sr_out: int = SR, bitrate: int | None = None) -> np.ndarray:
+    """Encode a 16 kHz clip as MP3 (optionally at 44.1 kHz) with soundfile/libsndfile and decode it back."""
+    x = a if sr_out == SR else soxr.resample(a, SR, sr_out)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x, -1, 1), sr_out, format="MP3", subtype="MPEG_LAYER_III")
+    buf.seek(0)
+    y, sr = sf.read(buf, dtype="float32")
+    if y.ndim > 1:
+        y = y.mean(axis=1)
+    if sr != SR:
+        y = soxr.resample(y, sr, SR).astype(np.float32)
+    # Align: MP3 adds encoder/decoder delay; find the lag with cross-correlation.
+    n = len(a)
+    y = _align(a, y)
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
+def _align(ref: np.ndarray, y: np.ndarray, max_lag: int = 2400) -> np.ndarray:
+    n = min(len(ref), 8000)
+    r = ref[:n]
+    best, best_lag = -np.inf, 0
+    corr = np.correlate(y[: n + max_lag], r, mode="valid") if len(y) >= n + max_lag else None
+    if corr is not None:
+        best_lag = int(np.argmax(corr))
+        best = corr[best_lag]
+    return y[best_lag:] if best > -np.inf else y
+
+
+def augment(x: torch.Tensor, rng: np.random.Generator, recipe: Recipe) -> torch.Tensor:
+    """A cheap, differentiable set of edits the watermark should survive (one per clip)."""
+    outs = []
+    for b in range(x.shape[0]):
+        xb = x[b:b + 1]
+        k = rng.random()
+        if k < 0.3:
+            pass
+        elif k < 0.5:
+            p = xb.pow(2).mean().detach()
+            snr = float(rng.uniform(15, 35))
+            xb = xb + torch.randn_like(xb) * torch.sqrt(p / 10 ** (snr / 10) + 1e-12)
+        elif k < 0.65:
+            xb = _lowpass(xb, float(rng.uniform(3000, 7000)))
+        elif k < 0.75:
+            xb = _highpass(xb, float(rng.uniform(50, 500)))
+        elif k < 0.85:
+            xb = xb * float(10 ** (rng.uniform(-12, 6) / 20))
+        elif k < 0.85 + recipe.mp3_st_prob:
+            y = mp3_roundtrip_np(xb.detach().numpy()[0, 0], SR if rng.random() < 0.5 else 44_100)
+            yt = torch.from_numpy(y).view_as(xb)
+            xb = xb + (yt - xb).detach()  # straight-through: forward MP3, backward identity
+        else:
+            # quantisation to 8-bit-ish resolution + slight echo
+            d = int(rng.integers(80, 800))
+            xb = xb + 0.3 * F.pad(xb, (d, 0))[..., : xb.shape[-1]]
+        outs.append(xb)
+    return torch.cat(outs, 0)
+
+
+def _masks(rng: np.random.Generator, batch: int, n: int, partial_prob: float) -> torch.Tensor:
+    """Per-sample 'is watermarked' labels: whole clips, or one marked/unmarked span (teaches localisation)."""
+    m = np.ones((batch, 1, n), np.float32)
+    for b in range(batch):
+        if rng.random() < partial_prob:
+            length = int(rng.uniform(0.2, 0.7) * n)
+            s = int(rng.integers(0, n - length))
+            if rng.random() < 0.5:
+                m[b, 0] = 0
+                m[b, 0, s:s + length] = 1
+            else:
+                m[b, 0, s:s + length] = 0
+    return torch.from_numpy(m)
+
+
+def losses(gen: torch.nn.Module, det: torch.nn.Module, x: torch.Tensor, msg: torch.Tensor, mask: torch.Tensor,
+           step: int, recipe: Recipe, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    wm = gen.get_watermark(x, message=msg)
+    y = x + wm * mask
+    both = torch.cat([y, x], 0)
+    if step >= recipe.aug_from:
+        both = augment(both, rng, recipe)
+    out = det.detector(both)  # (2B, 2 + nbits, T) raw logits
+    B = x.shape[0]
+    det_logit = out[:, 1] - out[:, 0]
+    labels = torch.cat([mask[:, 0], torch.zeros_like(mask[:, 0])], 0)
+    l_det = F.binary_cross_entropy_with_logits(det_logit, labels)
+
+    bits = out[:B, 2:]  # (B, 16, T)
+    m = mask[:, :, :]  # (B,1,T)
+    tgt = msg.float().unsqueeze(-1).expand_as(bits)
+    per = F.binary_cross_entropy_with_logits(bits, tgt, reduction="none")
+    l_frame = (per * m).sum() / (m.sum() * NBITS + 1e-6)
+    mean_logit = (bits * m).sum(-1) / (m.sum(-1) + 1e-6)
+    l_mean = F.binary_cross_entropy_with_logits(mean_logit, msg.float())
+    msg_w = recipe.msg_weight_max * min(1.0, step / max(1, recipe.msg_ramp_steps))
+
+    px = x.pow(2).sum(dim=(1, 2))
+    pw = wm.pow(2).sum(dim=(1, 2))
+    snr = 10 * torch.log10((px + 1e-9) / (pw + 1e-12))
+    tgt_snr = recipe.snr_target(step)
+    under = F.relu(tgt_snr - snr)  # watermark too loud
+    over = F.relu(snr - tgt_snr)  # watermark quieter than allowed: wasted robustness
+    l_snr = ((under / 3.0) ** 2 + 0.25 * (over / 3.0) ** 2).mean()
+
+    loss = l_det + msg_w * (l_frame + l_mean) + recipe.snr_weight * l_snr
+    with torch.no_grad():
+        bacc = ((mean_logit > 0).long() == msg).float().mean().item()
+        dacc = ((det_logit > 0).float() == labels).float().mean().item()
+    return loss, {"loss": loss.item(), "det": l_det.item(), "msg": (l_frame + l_mean).item(),
+                  "snr": snr.mean().item(), "snr_min": snr.min().item(), "snr_tgt": tgt_snr,
+                  "bacc": bacc, "dacc": dacc}
+
+
+def log(msg: str, logfile: Path | None) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+    print(line, flush=True)
+    if logfile is not None:
+        with open(logfile, "a") as f:
+            f.write(line + "\n")
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    scratch = Path(args.scratch)
+    logfile = Path(args.log) if args.log else None
+    t0 = time.time()
+    data = build_datasets(scratch, args.seed, n_train=args.n_train)
+    log(f"data: {len(data['train'])} train utterances "
+        f"({sum(len(a) for a in data['train']) / SR / 60:.1f} min), "
+        f"{len(data['heldout'])} held-out, {time.time() - t0:.0f}s", logfile)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import eval_demo_watermark as ev
+
+    clips = heldout_clips(data["heldout"], args.seed)
+    quick = {"short": clips["short"][:24], "long": clips["long"][:6]}
+
+    recipe = Recipe(**json.loads(args.recipe)) if args.recipe else Recipe()
+    recipe.init = args.init or ""
+    gen, det = build_models()
+    if recipe.init:
+        from audioseal import AudioSeal
+
+        g2 = AudioSeal.load_generator(str(Path(recipe.init) / "generator.pth"))
+        d2 = AudioSeal.load_detector(str(Path(recipe.init) / "detector.pth"))
+        gen.load_state_dict(g2.state_dict())
+        det.load_state_dict(d2.state_dict())
+        log(f"continuing from {recipe.init}", logfile)
+    params = list(gen.parameters()) + list(det.parameters())
+    opt = torch.optim.Adam(params, lr=recipe.lr_max)
+    batcher = Batcher(data["train"], recipe, args.seed + 1)
+    rng = np.random.default_rng(args.seed + 2)
+    gtorch = torch.Generator().manual_seed(args.seed + 3)
+
+    def one_step(step: int) -> dict[str, float]:
+        for g in opt.param_groups:
+            g["lr"] = recipe.lr(step)
+        x = batcher()
+        msg = torch.randint(0, 2, (recipe.batch, NBITS), generator=gtorch)
+        mask = _masks(rng, recipe.batch, x.shape[-1], recipe.partial_prob)
+        loss, st = losses(gen, det, x, msg, mask, step, recipe, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+        opt.step()
+        return st
+
+    if not args.steps:
+        # Calibrate: time a few steps, then fix the number of steps (recorded in the card for --steps).
+        recipe.steps = 10_000
+        tc = time.time()
+        for s in range(20):
+            one_step(s)
+        per = (time.time() - tc) / 20
+        budget = args.minutes * 60 * 0.93 - (time.time() - t0)
+        recipe.steps = max(100, int(budget / (per * 1.04)))  # ~4 % for quick evals
+        start = 20
+        log(f"calibration: {per * 1000:.0f} ms/step -> {recipe.steps} steps", logfile)
+    else:
+        recipe.steps = args.steps
+        start = 0
+
+    best_path = Path(args.out)
+    shipped = ev.read_card_metrics(best_path)
+    t_train = time.time()
+    ema: dict[str, float] = {}
+    for step in range(start, recipe.steps):
+        st = one_step(step)
+        for k, v in st.items():
+            ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
+        if step % 50 == 0:
+            log(f"step {step}/{recipe.steps} lr {recipe.lr(step):.2e} "
+                + " ".join(f"{k} {v:.3f}" for k, v in ema.items()), logfile)
+        last = step == recipe.steps - 1
+        if args.eval_every and step > 0 and step % args.eval_every == 0 and not last:
+            gen.eval(), det.eval()
+            with torch.no_grad():
+                m = ev.evaluate_models(gen, det, quick, robust=False)
+            gen.train(), det.train()
+            log(f"eval@{step} snr_target {recipe.snr_target(step):.1f}: " + ev.fmt(m), logfile)
+            if args.ship_early and recipe.snr_target(step) >= recipe.snr_final_db:
+                _maybe_ship(gen, det, args, recipe, data, step, t0, t_train, shipped, logfile, ev)
+                shipped = ev.read_card_metrics(best_path)
+    _maybe_ship(gen, det, args, recipe, data, recipe.steps, t0, t_train, shipped, logfile, ev, final=True)
+
+
+def _maybe_ship(gen: torch.nn.Module, det: torch.nn.Module, args: argparse.Namespace, recipe: Recipe,
+                data: dict[str, Any], step: int, t0: float, t_train: float, shipped: dict[str, Any] | None,
+                logfile: Path | None, ev: Any, final: bool = False) -> None:
+    """Save to scratch, evaluate through the real loaders, ship only if better than what is shipped."""
+    scratch_ck = Path(args.scratch) / f"run_seed{args.seed}" / f"step{step}"
+    save_checkpoints(gen, det, scratch_ck)
+    clips = heldout_clips(data["heldout"], args.seed)
+    metrics = ev.evaluate_paths(scratch_ck / "generator.pth", scratch_ck / "detector.pth", clips)
+    log(f"full eval step {step}: {json.dumps(metrics)}", logfile)
+    ok, why = ev.better_than(metrics, shipped)
+    if not ok:
+        log(f"not shipped: {why}", logfile)
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".tmp_ship"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    shutil.copy(scratch_ck / "generator.pth", tmp / "generator.pth")
+    shutil.copy(scratch_ck / "detector.pth", tmp / "detector.pth")
+    info = {
+        "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "reproduce": (f"python scripts/train_demo_watermark.py --steps {recipe.steps} --seed {args.seed} "
+                      f"--threads {args.threads}"
+                      + (f" --recipe '{args.recipe}'" if args.recipe else "")
+                      + (f" --init {args.init}" if args.init else "")
+                      + (f" (stopped/shipped at step {step})" if step != recipe.steps else "")),
+        "seed": args.seed,
+        "steps_done": step,
+        "steps_planned": recipe.steps,
+        "train_seconds": round(time.time() - t_train),
+        "total_seconds": round(time.time() - t0),
+        "hardware": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {args.threads}, "
+                    f"torch {torch.__version__}, no GPU",
+        "recipe": asdict(recipe),
+        "architecture": {"generator": GENERATOR_CFG, "detector": DETECTOR_CFG,
+                         "generator_params": sum(p.numel() for p in gen.parameters()),
+                         "detector_params": sum(p.numel() for p in det.parameters())},
+        "data": {
+            "train_utterances": len(data["train"]),
+            "train_minutes": round(sum(len(a) for a in data["train"]) / SR / 60, 1),
+            "train_voices": TRAIN_VOICES, "train_variants": TRAIN_VARIANTS,
+            "heldout_utterances": len(data["heldout"]),
+            "heldout_voices": HELDOUT_VOICES, "heldout_variants": HELDOUT_VARIANTS,
+            "synthesizer": "espeak-ng, speed 120-230 wpm, pitch 15-85, resampled 22.05k->16k with soxr",
+        },
+        "metrics": metrics,
+    }
+    if shipped is not None and isinstance(shipped.get("history"), list):
+        info["history"] = shipped["history"]
+    else:
+        info["history"] = []
+    info["history"].append({"created": info["created"], "steps_done": step, "seed": args.seed,
+                            "init": args.init or None, "summary": ev.summary(metrics)})
+    (tmp / "card.json").write_text(json.dumps(info, indent=2) + "\n")
+    (tmp / "CARD.md").write_text(ev.card_markdown(info))
+    for name in ("generator.pth", "detector.pth", "card.json", "CARD.md"):
+        os.replace(tmp / name, out / name)
+    tmp.rmdir()
+    log(f"SHIPPED step {step} to {out}: {ev.summary(metrics)}", logfile)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=12.0, help="wall-clock budget (converted into steps)")
+    p.add_argument("--steps", type=int, default=0, help="exact number of steps (overrides --minutes)")
+    p.add_argument("--out", default="media_ops/demo_models/audioseal")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--scratch", default="/tmp/wm_scratch")
+    p.add_argument("--log", default="/tmp/wm_train.log")
+    p.add_argument("--n-train", type=int, default=800)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--ship-early", action="store_true",
+                   help="ship intermediate checkpoints once the SNR target is final and they beat the shipped")
+    p.add_argument("--recipe", default="", help="JSON overrides of Recipe fields")
+    p.add_argument("--init", default="", help="continue from a directory with generator.pth/detector.pth")
+    p.add_argument("--data-only", action="store_true", help="only synthesize the data (warms the cache)")
+    args = p.parse_args(argv)
+    if args.data_only:
+        t0 = time.time()
+        d = build_datasets(Path(args.scratch), args.seed, n_train=args.n_train)
+        print(f"{len(d['train'])} train / {len(d['heldout'])} held-out utterances in {time.time() - t0:.0f}s")
+        return
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
