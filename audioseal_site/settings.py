@@ -137,13 +137,57 @@ SPECTACULAR_SETTINGS = {
 # --- Jobs and workers ---------------------------------------------------------------------------------------
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900}
-    for name in ("watermark", "emotion", "media")
+    for name in ("watermark", "emotion", "media", "webhooks")
 }
 JOB_QUEUES = {"watermark": "watermark", "emotion": "emotion", "media": "media"}
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=900)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 MAX_AUDIO_SECONDS = env.float("MAX_AUDIO_SECONDS", default=30 * 60)
 MAX_WAIT_SECONDS = 30
+
+
+# --- Reliability: timeouts, retries, liveness, reconciliation, idempotency, webhooks (jobs/WEBHOOKS.md) -------
+def _per_kind(name: str, cast=int) -> dict:
+    """``NAME=kind=value,kind=value`` (e.g. ``JOB_TIMEOUTS=beatsync=1800,emotion=600``) as a dict."""
+    return {k.strip(): cast(v) for k, v in env.dict(name, default={}).items() if k.strip()}
+
+
+# A running job is failed with TIMEOUT after its kind's timeout (default JOB_TIMEOUT_SECONDS): the worker
+# interrupts it (SIGALRM); the reconciler enforces it too, JOB_TIMEOUT_GRACE_SECONDS later, for a stuck call.
+JOB_TIMEOUTS = _per_kind("JOB_TIMEOUTS")
+JOB_TIMEOUT_GRACE_SECONDS = env.int("JOB_TIMEOUT_GRACE_SECONDS", default=60)
+# Attempts (starts) per job before a transient error or a lost worker fails it for good.
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+JOB_MAX_ATTEMPTS_BY_KIND = _per_kind("JOB_MAX_ATTEMPTS_BY_KIND")
+# Backoff before retry n (n >= 1): min(BASE * 2**(n-1), MAX) seconds.
+JOB_RETRY_BACKOFF_SECONDS = env.float("JOB_RETRY_BACKOFF_SECONDS", default=5.0)
+JOB_RETRY_BACKOFF_MAX_SECONDS = env.float("JOB_RETRY_BACKOFF_MAX_SECONDS", default=300.0)
+# The worker's heartbeat thread writes Job.heartbeat_at (and refreshes its RQ keys) this often, also during a
+# long model call; a running job silent for WORKER_LOST_AFTER_SECONDS is retried or failed WORKER_LOST.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
+WORKER_LOST_AFTER_SECONDS = env.float("WORKER_LOST_AFTER_SECONDS", default=60.0)
+# On SIGTERM a worker finishes its current job; one still running after this many seconds is requeued
+# (it starts again elsewhere) so the process exits before an orchestrator's SIGKILL (Kubernetes: 30 s).
+WORKER_SHUTDOWN_GRACE_SECONDS = env.float("WORKER_SHUTDOWN_GRACE_SECONDS", default=20.0)
+# The reconciler runs in every worker (one at a time, under a Redis lock) and as `manage.py reconcile`.
+RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=30.0)
+RECONCILE_IN_WORKER = env.bool("RECONCILE_IN_WORKER", default=True)
+# A queued job whose RQ job is missing from Redis this long after it was enqueued is enqueued again.
+RECONCILE_QUEUED_GRACE_SECONDS = env.float("RECONCILE_QUEUED_GRACE_SECONDS", default=30.0)
+# Idempotency keys are kept with their job (so at least this long; documented as the guarantee).
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+# Customer webhooks. Hosts (names, IPs or CIDR networks) exempt from the private-address refusal: tests only.
+WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
+WEBHOOK_RETRY_WINDOW_SECONDS = env.int("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600)
+# Absolute base of links sent outside a request (webhook payloads).
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# TEST ONLY: every job sleeps this many seconds before its handler (one uninterrupted call, like a long model
+# forward pass), so tests can kill a worker mid-job or overrun a timeout deterministically. 0 = off.
+JOB_TEST_DELAY_SECONDS = env.float("JOB_TEST_DELAY_SECONDS", default=0.0)
 
 # --- Models -------------------------------------------------------------------------------------------------
 DEMO_MODELS_DIR = BASE_DIR / "media_ops" / "demo_models"

@@ -47,8 +47,9 @@ def _decode(ctx: JobContext) -> tuple[Any, int]:
 
 
 def _output_name(ctx: JobContext, suffix: str, ext: str) -> str:
+    """``speech.wav`` -> ``speech-watermarked.wav``; ``ext`` with or without its dot."""
     stem = Path(ctx.input.get("filename") or "audio").stem[:80] or "audio"
-    return f"{stem}{suffix}.{ext}"
+    return f"{stem}{suffix}.{ext.lstrip('.')}"
 
 
 def watermark_embed(ctx: JobContext) -> Outcome:
@@ -59,10 +60,15 @@ def watermark_embed(ctx: JobContext) -> Outcome:
     message = ctx.params["message"]
     ctx.progress(30, "Embedding watermark")
     marked = watermark.embed(models, samples, rate, watermark.parse_message(message))
-    fmt = audio.output_format_for(ctx.input.get("format", "wav"), ctx.params.get("output_format") or None)
+    fmt = audio.output_format_for(
+        ctx.input.get("format", "wav"),
+        ctx.params.get("output_format") or None,
+        sample_rate=rate,
+        channels=int(marked.shape[0]),
+    )
     ctx.progress(80, "Encoding output")
-    out_path = ctx.workdir / f"output.{audio.FILE_EXTENSIONS[fmt]}"
-    audio.encode(marked, rate, fmt, out_path)
+    out_path = ctx.workdir / f"output{audio.FILE_EXTENSIONS[fmt]}"
+    audio.encode(marked, rate, fmt, out_path, subtype=ctx.input.get("subtype"))
     return Outcome(
         result={
             "message": message,

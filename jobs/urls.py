@@ -5,6 +5,8 @@ from jobs import views
 urlpatterns = [
     path("watermark/embed", views.WatermarkEmbedView.as_view(), name="watermark-embed"),
     path("watermark/detect", views.WatermarkDetectView.as_view(), name="watermark-detect"),
+    path("emotion/analyze", views.EmotionAnalyzeView.as_view(), name="emotion-analyze"),
+    path("beatsync/align", views.BeatsyncAlignView.as_view(), name="beatsync-align"),
     path("jobs", views.JobListView.as_view(), name="job-list"),
     path("jobs/<uuid:pk>", views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:pk>/output", views.JobOutputView.as_view(), name="job-output"),

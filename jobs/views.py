@@ -153,6 +153,36 @@ class WatermarkDetectView(JobCreateView):
         return super().post(request)
 
 
+class EmotionAnalyzeView(JobCreateView):
+    kind = JobKind.EMOTION
+    request_serializer = serializers.EmotionAnalyzeRequest
+
+    def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"granularity": data["granularity"], "extract_embedding": data["extract_embedding"]}
+
+    @extend_schema(
+        request=serializers.EmotionAnalyzeRequest, responses={202: serializers.JobSerializer},
+        parameters=[WAIT_PARAM], summary="Recognise the emotion in speech (emotion2vec+)",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class BeatsyncAlignView(JobCreateView):
+    kind = JobKind.BEATSYNC
+    request_serializer = serializers.BeatsyncAlignRequest
+
+    def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"trim_silence": data["trim_silence"]}
+
+    @extend_schema(
+        request=serializers.BeatsyncAlignRequest, responses={202: serializers.JobSerializer},
+        parameters=[WAIT_PARAM], summary="Align a dance video to its music and render the synced video",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
 class JobCursorPagination(CursorPagination):
     ordering = ("-created_at", "-id")
     page_size = 20

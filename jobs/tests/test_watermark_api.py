@@ -57,7 +57,7 @@ def test_embed_keeps_format_and_detect_finds_the_watermark(api_client, run_worke
     assert job["model"]["name"] and job["model"]["version"]
     assert job["input"]["format"] == info.format and job["input"]["channels"] == info.channels
 
-    out_path = tmp_path / f"out.{audio.FILE_EXTENSIONS[info.format]}"
+    out_path = tmp_path / f"out{audio.FILE_EXTENSIONS[info.format]}"
     out_path.write_bytes(_output_bytes(api_client, job["id"]))
     assert audio.sniff_format(out_path) == info.format
     marked, marked_rate = audio.decode(out_path)
