@@ -134,6 +134,7 @@ def beatsync_align(ctx: JobContext) -> Outcome:
     )
     if not out_path.exists():  # pragma: no cover - the engine raises instead
         raise MediaError("PROCESSING_FAILED", "Rendering produced no output.")
+    result.get("output", {}).pop("path", None)  # a worker's filesystem path is nobody's business
     return Outcome(
         result=result,
         model_name="beatsync",

@@ -13,16 +13,28 @@ from typing import Any
 from jobs.models import JobKind
 
 
-def probe_audio(path, max_duration_seconds: float) -> dict[str, Any]:
+def probe_audio(path, max_duration_seconds: float, field: str = "file") -> dict[str, Any]:
     from media_ops import audio
 
     return audio.probe(path, max_duration_seconds=max_duration_seconds).to_dict()
 
 
-def probe_media(path, max_duration_seconds: float) -> dict[str, Any]:
+def probe_media(path, max_duration_seconds: float, field: str = "video") -> dict[str, Any]:
+    """Probe a beat-sync upload; the video must have picture and sound, the music sound."""
     from media_ops import beatsync
+    from media_ops.errors import INVALID_FORMAT, NO_AUDIO_TRACK, MediaError
 
-    return beatsync.probe_media(path, max_duration_seconds=max_duration_seconds).to_dict()
+    info = beatsync.probe_media(path, max_duration_seconds=max_duration_seconds)
+    if field == "video" and not info.has_video:
+        raise MediaError(INVALID_FORMAT, "The video file has no video stream.", {"field": field})
+    if not info.has_audio:
+        what = "video has no audio track to align the music to" if field == "video" else "music has no audio"
+        raise MediaError(NO_AUDIO_TRACK, f"The {what}.", {"field": field})
+    data = info.to_dict()
+    data.update(
+        format=info.container.lower(), sample_rate=info.audio_sample_rate, channels=info.audio_channels
+    )
+    return data
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ containers and must (a) reject bad or hostile files cheaply at upload time, (b) 
 layout, and (c) hand back a file that has the input's sample rate, channel count and *length*. It is a pure
 library: no Django, no torch, so the web process can probe uploads without loading a model.
 
-Back ends: libsndfile (``soundfile``) reads and writes WAV, FLAC and Ogg/Vorbis; PyAV (bundled FFmpeg) reads
-MP3 and MP4/M4A/raw-AAC, Ogg streams libsndfile cannot open (e.g. Ogg/FLAC), and writes MP3 (LAME) and M4A
-(FFmpeg's AAC). Which back end reads a file is chosen from its *bytes* (``sniff_format``), never its name.
+Back ends: libsndfile (``soundfile``) reads WAV, FLAC and Ogg, and writes those and MP3 (LAME); PyAV
+(bundled FFmpeg) reads MP3, MP4/M4A/raw-AAC, and the Ogg/WAV/FLAC files libsndfile cannot (Ogg/FLAC,
+MP3-in-WAV, FLAC without a sample count), and writes M4A (FFmpeg's AAC). Which back end reads a file is
+chosen from its *bytes* (``sniff_format``), never its name.
 
 Defences against hostile input (a few KB that decode to hours, lying headers, truncated files):
 
@@ -26,8 +27,10 @@ Length preservation on encode (the product promises the output has the input's l
 
 * WAV, FLAC: exact.
 * Ogg/Vorbis (libvorbis via libsndfile): exact; the last page's granule position marks the end.
-* MP3 (LAME via FFmpeg): exact when read back by FFmpeg or libsndfile/mpg123 (and other gapless decoders):
-  the muxer writes a Xing/LAME tag holding the encoder delay and the end padding.
+* MP3 (LAME via libsndfile): exact when read back by FFmpeg or libsndfile/mpg123 (and other gapless
+  decoders): LAME writes its Info/LAME tag holding the encoder delay and the end padding. (FFmpeg's own
+  libmp3lame + mp3 muxer path was measured to be off by 10-44 samples for some lengths, so it is not used.)
+  One known exception: a clip of a single sample at an MPEG-2 rate (< 32 kHz) decodes to 530 samples.
 * M4A/AAC: exact with this module's ``decode``: the file carries an edit list (priming samples skipped,
   duration in a movie timescale equal to the sample rate, so the duration is sample-exact), and ``decode``
   trims FFmpeg's output to that duration (FFmpeg honours the edit list's start but not its end). Players
@@ -40,7 +43,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -200,17 +203,19 @@ def _sniff_kind(head: bytes) -> str | None:
         footer = 10 if head[start + 5] & 0x10 else 0
         start += 10 + _syncsafe(head[start + 6 : start + 10]) + footer
     if start:
-        # Some taggers pad with zeros after the tag; tolerate a little of it.
-        while start < len(head) and head[start] == 0 and start < len(head) - 4:
+        # Some taggers pad with zeros after the tag; tolerate it.
+        while start < len(head) - 4 and head[start] == 0:
             start += 1
         if head[start : start + 4] == b"fLaC":
             return "flac"
-        if start >= len(head):
-            # A tag larger than what we read (cover art): trust the ID3 tag; the decoder checks the rest.
-            return "mp3"
-    if _adts_header(head, start):
+        if _adts_header(head, start):
+            return "adts"
+        # ID3v2 in front of anything else is, in practice, an MP3 (possibly with junk before the first
+        # frame, which FFmpeg resynchronises past); the decoder has the last word.
+        return "mp3"
+    if _adts_header(head, 0):
         return "adts"
-    if _mpeg_audio_header(head, start):
+    if _mpeg_audio_header(head, 0):
         return "mp3"
     return None
 
@@ -417,19 +422,6 @@ def _sf_codec(fmt: str, subtype: str) -> str:
     return _SF_CODECS.get(subtype, subtype.lower())
 
 
-def _sf_count_frames(handle: sf.SoundFile, fmt: str, limit: int | None) -> int:
-    """Count frames by decoding (for streams whose header has no length), stopping past ``limit``."""
-    total = 0
-    try:
-        while True:
-            block = handle.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
-            total += block.shape[0]
-            if block.shape[0] < _READ_BLOCK_FRAMES or (limit is not None and total > limit):
-                return total
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise _truncated(fmt) from exc
-
-
 def _sf_probe(path: PathLike, fmt: str, max_duration: float | None) -> AudioInfo:
     with _sf_open(path, fmt) as handle:
         sample_rate, channels, frames, subtype = (
@@ -439,15 +431,14 @@ def _sf_probe(path: PathLike, fmt: str, max_duration: float | None) -> AudioInfo
             handle.subtype,
         )
         _check_stream(sample_rate, channels)
-        at_least = False
         if frames >= _SF_UNKNOWN_FRAMES:
-            frames = _sf_count_frames(handle, fmt, _frame_limit(max_duration, sample_rate))
-            at_least = True
+            # A FLAC written to a pipe has no sample count; libsndfile fails at its end, FFmpeg does not.
+            return replace(_av_probe(path, fmt, max_duration), subtype=subtype)
         duration = frames / sample_rate
-        _check_duration(duration, max_duration, at_least=at_least)
+        _check_duration(duration, max_duration)
         if frames == 0:
             raise _empty_audio()
-        if fmt == "flac" and not at_least:
+        if fmt == "flac":
             # Cheap truncation check: seeking to the last frame fails when the stream ends early.
             try:
                 handle.seek(frames - 1)
@@ -462,10 +453,10 @@ def _sf_decode(path: PathLike, fmt: str, max_duration: float | None) -> tuple[np
     with _sf_open(path, fmt) as handle:
         sample_rate, channels, frames = handle.samplerate, handle.channels, handle.frames
         _check_stream(sample_rate, channels)
-        known = frames < _SF_UNKNOWN_FRAMES
+        if frames >= _SF_UNKNOWN_FRAMES:
+            return _av_decode(path, fmt, max_duration)  # see _sf_probe
         limit = _frame_limit(max_duration, sample_rate)
-        if known:
-            _check_duration(frames / sample_rate, max_duration)
+        _check_duration(frames / sample_rate, max_duration)
         blocks: list[np.ndarray] = []
         total = 0
         try:
@@ -483,7 +474,9 @@ def _sf_decode(path: PathLike, fmt: str, max_duration: float | None) -> tuple[np
                     break
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise _truncated(fmt) from exc
-    if known and total < frames and fmt in ("wav", "flac"):
+    # (A WAV's completeness is checked on its bytes, _check_wav_structure: for compressed WAV codecs
+    # libsndfile's frame count is an estimate from the fact chunk.)
+    if total < frames and fmt == "flac":
         raise _truncated(fmt, f" (decoded {total} of {frames} samples)")
     if total == 0:
         raise _empty_audio()
@@ -495,7 +488,7 @@ def _sf_decode(path: PathLike, fmt: str, max_duration: float | None) -> tuple[np
 # PyAV back end (MP3, MP4/M4A, ADTS, Ogg streams libsndfile cannot read)
 # --------------------------------------------------------------------------------------------------------
 
-_AV_DEMUXERS = {"mp3": "mp3", "m4a": "mp4", "adts": "aac", "ogg": "ogg"}
+_AV_DEMUXERS = {"mp3": "mp3", "m4a": "mp4", "adts": "aac", "ogg": "ogg", "flac": "flac", "wav": "wav"}
 
 
 def _av_open(path: PathLike, kind: str):  # -> av.container.InputContainer
@@ -566,6 +559,21 @@ def _av_count_seconds(container: Any, stream: Any, kind: str, limit_seconds: flo
     return float(total * time_base)
 
 
+def _av_tail_present(container: Any, stream: Any) -> bool:
+    """Whether the stream's last packet can be read: a cheap truncation check for MP4 files whose index
+    (moov) comes first and whose sample data was cut off."""
+    import av
+
+    end = (stream.start_time or 0) + stream.duration - 1
+    try:
+        container.seek(max(0, end), stream=stream, backward=True, any_frame=True)
+        for packet in container.demux(stream):
+            return packet.size > 0
+    except av.error.FFmpegError:
+        return False
+    return False
+
+
 def _to_float_planar(frame: Any) -> np.ndarray:
     """An FFmpeg AudioFrame as float32 (channels, samples), whatever its sample format."""
     data = frame.to_ndarray()
@@ -608,7 +616,7 @@ def _av_decode_stream(
     total = packets = bad = 0
     try:
         for packet in container.demux(stream):
-            packets += 1
+            packets += 1 if packet.size else 0
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
@@ -637,7 +645,7 @@ def _av_decode_stream(
                     return blocks, total / sample_rate, channels
     except av.error.FFmpegError as exc:
         raise _truncated(fmt) from exc
-    if packets and bad == packets:
+    if bad and total == 0:
         raise _corrupt(fmt)
     return blocks, total / sample_rate, channels
 
@@ -652,19 +660,21 @@ def _av_probe(path: PathLike, kind: str, max_duration: float | None) -> AudioInf
         _check_stream(sample_rate, channels)
         header_frames = _av_header_frames(stream, sample_rate)
         header_seconds = None if header_frames is None else header_frames / sample_rate
-        if header_seconds is not None:
-            _check_duration(header_seconds, max_duration)
         if kind == "m4a" and header_seconds is not None:
             # The MP4 sample table is what the demuxer will deliver: it is the length (decode re-checks).
+            _check_duration(header_seconds, max_duration)
             duration = header_seconds
+            if not _av_tail_present(container, stream):
+                raise _truncated(fmt, " (its audio data stops before the end announced by its index)")
         else:
-            # MP3 (Xing/VBRI header optional and unverified, or an estimate from the first frame's bitrate),
-            # raw ADTS (no header at all), Ogg without a usable granule: count, bounded by the limit.
+            # MP3 (Xing/VBRI header optional and unverified, or an estimate from the bit rate, which can
+            # be wrong either way), raw ADTS (no header at all), FLAC without a sample count, Ogg: never
+            # refuse on the header; count packets, which is cheap and bounded by the limit.
             counted = _av_count_seconds(container, stream, kind, limit_seconds)
             _check_duration(counted, max_duration, at_least=True)
-            # A gapless (LAME-tagged) MP3 header is sample exact and agrees with the count to a frame or
-            # two; prefer it then, as it excludes the encoder delay and padding.
-            close = header_seconds is not None and abs(header_seconds - counted) <= 0.1
+            # A gapless (LAME-tagged) MP3 header is sample exact and agrees with the count to within the
+            # encoder delay and padding (a few 576/1152-sample frames); prefer it then.
+            close = header_seconds is not None and abs(header_seconds - counted) * sample_rate <= 4096
             duration = header_seconds if close else counted
         if duration <= 0:
             raise _empty_audio()
@@ -714,11 +724,12 @@ def _kind(path: PathLike) -> tuple[str, int]:
 
 
 def _sf_fallback(fn: Any, path: PathLike, kind: str, max_duration: float | None, av_fn: Any) -> Any:
-    """Ogg holds more codecs than libsndfile reads (Ogg/FLAC, Speex): let FFmpeg try those."""
+    """Ogg and WAV hold more codecs than libsndfile reads (Ogg/FLAC, Speex, MP3-in-WAV, ...): when
+    libsndfile cannot open such a file, let FFmpeg try before calling it invalid."""
     try:
         return fn(path, kind, max_duration)
     except MediaError as exc:
-        if kind != "ogg" or exc.details.get("reason") != "unreadable":
+        if kind not in ("ogg", "wav") or exc.details.get("reason") != "unreadable":
             raise
         try:
             return av_fn(path, kind, max_duration)
@@ -907,30 +918,48 @@ def _lossless_subtype(fmt: str, subtype: str | None) -> str:
     return "PCM_16"
 
 
-def _default_bitrate(fmt: str, sample_rate: int, channels: int) -> int:
-    """Bit rates high enough that the codec is not what erases a watermark: ~transparent quality."""
-    if fmt == "mp3":
-        if sample_rate >= 32_000:
-            return 320_000 if channels == 2 else 192_000
-        return 160_000  # MPEG-2/2.5 maximum
-    # AAC: 128 kb/s per channel, below the encoder's per-frame maximum at low sample rates.
+def _aac_bitrate(sample_rate: int, channels: int) -> int:
+    """128 kb/s per channel (capped below the encoder's per-frame maximum at low rates): high enough that
+    the codec is not what erases a watermark."""
     return channels * min(128_000, sample_rate * 5)
 
 
-def _encode_av(x: np.ndarray, sample_rate: int, fmt: str, path: PathLike, bitrate: int | None) -> None:
+# libsndfile maps an MP3 "compression level" to a CBR bit rate within the MPEG version's range: 0.0 is its
+# maximum (320 kb/s MPEG-1, 160 kb/s MPEG-2, 64 kb/s MPEG-2.5), 0.25 gives 256 / 128 / 48 kb/s.
+_MP3_LEVEL = {1: 0.25, 2: 0.0}
+
+
+def _encode_sndfile(x: np.ndarray, sample_rate: int, fmt: str, path: PathLike, subtype: str | None) -> None:
+    """WAV, FLAC, Ogg/Vorbis and MP3 through libsndfile, written in blocks: libsndfile 1.2.2's Vorbis
+    writer crashes the process (SIGSEGV) when handed a minute of stereo audio in one call."""
+    if fmt in ("wav", "flac"):
+        kwargs: dict[str, Any] = {"format": fmt.upper(), "subtype": _lossless_subtype(fmt, subtype)}
+    elif fmt == "ogg":
+        # libsndfile sets Vorbis quality to 1 - compression_level.
+        kwargs = {"format": "OGG", "subtype": "VORBIS", "compression_level": 0.3}
+    else:
+        kwargs = {
+            "format": "MP3",
+            "subtype": "MPEG_LAYER_III",
+            "bitrate_mode": "CONSTANT",
+            "compression_level": _MP3_LEVEL[x.shape[0]],
+        }
+    with sf.SoundFile(os.fspath(path), "w", sample_rate, x.shape[0], **kwargs) as handle:
+        for start in range(0, x.shape[1], _ENCODE_BLOCK_FRAMES):
+            handle.write(np.ascontiguousarray(x[:, start : start + _ENCODE_BLOCK_FRAMES].T))
+
+
+def _encode_m4a(x: np.ndarray, sample_rate: int, path: PathLike) -> None:
     import av
 
     channels = x.shape[0]
     layout = _AV_LAYOUTS[channels]
-    if fmt == "mp3":
-        codec, muxer, options = "libmp3lame", "mp3", {}
-    else:
-        # movie_timescale = sample rate makes the edit list's duration sample exact (default: 1/1000 s).
-        codec, muxer = "aac", "ipod"
-        options = {"movie_timescale": str(sample_rate), "movflags": "+faststart"}
-    with av.open(os.fspath(path), "w", format=muxer, options=options) as container:
-        stream = container.add_stream(codec, rate=sample_rate, layout=layout)
-        stream.bit_rate = bitrate or _default_bitrate(fmt, sample_rate, channels)
+    # movie_timescale = sample rate makes the edit list's duration sample exact (FFmpeg's default: 1 ms);
+    # faststart puts the index first so browsers can play the file while it downloads.
+    options = {"movie_timescale": str(sample_rate), "movflags": "+faststart"}
+    with av.open(os.fspath(path), "w", format="ipod", options=options) as container:
+        stream = container.add_stream("aac", rate=sample_rate, layout=layout)
+        stream.bit_rate = _aac_bitrate(sample_rate, channels)
         time_base = Fraction(1, sample_rate)
         for start in range(0, x.shape[1], _ENCODE_BLOCK_FRAMES):
             block = np.ascontiguousarray(x[:, start : start + _ENCODE_BLOCK_FRAMES])
@@ -951,7 +980,6 @@ def encode(
     path: PathLike,
     *,
     subtype: str | None = None,
-    bitrate: int | None = None,
 ) -> None:
     """Write (channels, samples) float audio to ``path`` as ``fmt``, keeping rate, channels and length.
 
@@ -961,12 +989,14 @@ def encode(
     * wav/flac: ``subtype`` is a libsndfile subtype, normally the input's ``AudioInfo.subtype``, to keep
       its bit depth: WAV keeps PCM_16/PCM_24/PCM_32/FLOAT (DOUBLE -> FLOAT, anything else -> PCM_16), FLAC
       keeps 16 or 24 bit (deeper or float -> PCM_24). Default PCM_16.
-    * ogg: Vorbis (libvorbis) at quality 0.7 (~200 kb/s stereo at 44.1 kHz). Exact length.
-    * mp3: LAME CBR, 320 kb/s stereo / 192 kb/s mono (160 kb/s below 32 kHz), Xing/LAME gapless tag.
+    * ogg: Vorbis (libvorbis via libsndfile), quality ~0.7 (about 140 kb/s per channel at 44.1 kHz).
+    * mp3: LAME CBR (libsndfile), stereo 320 kb/s, mono 256 kb/s (160/128 kb/s at MPEG-2 rates below
+      32 kHz, 64/48 kb/s at 8-12 kHz), with LAME's gapless Info tag.
     * m4a: FFmpeg AAC-LC, 128 kb/s per channel, edit list for the priming and padding, moov first.
 
-    ``bitrate`` (bits/s) overrides the MP3/AAC default. The rate and channel count are never changed:
-    raises PROCESSING_FAILED when ``fmt`` cannot hold them (see ``can_encode``); a partial file is removed.
+    The rate, channel count and length are kept (see the module docstring for how, per codec): this
+    raises PROCESSING_FAILED when ``fmt`` cannot hold the rate or channel count (see ``can_encode``), and
+    removes a partially written file on failure.
     """
     name = _normalize_format(fmt)
     if name is None:
@@ -987,21 +1017,10 @@ def encode(
         )
     target = Path(path)
     try:
-        if name in ("wav", "flac"):
-            sf.write(
-                os.fspath(target),
-                x.T,
-                sample_rate,
-                format=name.upper(),
-                subtype=_lossless_subtype(name, subtype),
-            )
-        elif name == "ogg":
-            # libsndfile maps compression_level to Vorbis quality as 1 - level.
-            sf.write(
-                os.fspath(target), x.T, sample_rate, format="OGG", subtype="VORBIS", compression_level=0.3
-            )
+        if name == "m4a":
+            _encode_m4a(x, sample_rate, target)
         else:
-            _encode_av(x, sample_rate, name, target, bitrate)
+            _encode_sndfile(x, sample_rate, name, target, subtype)
     except MediaError:
         target.unlink(missing_ok=True)
         raise

@@ -73,7 +73,7 @@ class ModelDirError(ValueError):
 
 
 def parse_label(raw: str) -> str:
-    """Map a raw model label to one of ``LABELS``: ``"开心/happy"`` → ``"happy"``, ``"<unk>"`` → ``"unknown"``.
+    """Map a raw model label to one of ``LABELS``: ``"开心/happy"`` → ``"happy"``, ``"<unk>"`` → ``unknown``.
 
     emotion2vec+ labels are bilingual ``中文/english``; the English part is the stable name.
     """
@@ -82,7 +82,9 @@ def parse_label(raw: str) -> str:
         return "unknown"
     name = text.rsplit("/", 1)[-1].strip().lower()
     if name not in LABELS:
-        raise ValueError(f"unknown emotion label {raw!r}; expected one of {LABELS} (optionally as 中文/english)")
+        raise ValueError(
+            f"unknown emotion label {raw!r}; expected one of {LABELS} (optionally as 中文/english)"
+        )
     return name
 
 
@@ -102,8 +104,8 @@ class EmotionAnalysis:
     ``scores`` maps all 9 ``LABELS`` to probabilities summing to 1; ``labels_raw`` are the model's own labels
     in its output order. ``frames`` is set for ``granularity="frame"``: ``{"hop_seconds": 0.02, "labels":
     [9 labels], "scores": [[9 probabilities] per frame]}``, frame ``i`` starting at ``i * hop_seconds``.
-    ``embedding`` is ``(dim,)`` for utterance granularity and ``(frames, dim)`` for frame granularity (float32),
-    or None when not requested.
+    ``embedding`` (float32) is ``(dim,)`` for utterance granularity and ``(frames, dim)`` for frame
+    granularity, or None when not requested.
     """
 
     top: dict[str, Any]
@@ -126,7 +128,9 @@ class EmotionAnalysis:
             frames = {
                 "hop_seconds": self.frames["hop_seconds"],
                 "labels": list(self.frames["labels"]),
-                "scores": [[round(float(p), FRAME_SCORE_DECIMALS) for p in row] for row in self.frames["scores"]],
+                "scores": [
+                    [round(float(p), FRAME_SCORE_DECIMALS) for p in row] for row in self.frames["scores"]
+                ],
             }
         out: dict[str, Any] = {
             "top": {"label": self.top["label"], "score": float(self.top["score"])},
@@ -152,7 +156,7 @@ class _Window:
 
 
 def plan_windows(n_samples: int, window_samples: int, overlap_samples: int) -> list[_Window]:
-    """Cut ``n_samples`` into the fewest windows of at most ``window_samples`` overlapping by ``overlap_samples``.
+    """Cut an input into the fewest windows of at most ``window_samples`` overlapping by ``overlap_samples``.
 
     Windows are spread evenly (no short last window with little context) and start on a frame boundary, so
     their frames line up with the frames of the whole input. Each window *owns* its span minus half of each
@@ -172,6 +176,22 @@ def plan_windows(n_samples: int, window_samples: int, overlap_samples: int) -> l
         own_end = n_samples if last else starts[i + 1] + half
         windows.append(_Window(start, end, own_start, own_end))
     return windows
+
+
+def window_params(window_seconds: float, overlap_seconds: float) -> tuple[int, int]:
+    """Window and overlap lengths in samples, checked and rounded to the frame grid.
+
+    The overlap rounds to whole pairs of frames (so it splits evenly between neighbours) and is at least two
+    frames (40 ms): the 25 ms receptive field is longer than the 20 ms hop, so without overlap one frame would
+    be lost at each seam.
+    """
+    if window_seconds < 1.0:
+        raise ValueError("window_seconds must be at least 1 s")
+    window_samples = HOP_SAMPLES * round(window_seconds * SAMPLE_RATE / HOP_SAMPLES)
+    overlap_samples = 2 * HOP_SAMPLES * max(1, round(overlap_seconds * SAMPLE_RATE / (2 * HOP_SAMPLES)))
+    if overlap_samples * 2 > window_samples:
+        raise ValueError("overlap_seconds must be less than half of window_seconds")
+    return window_samples, overlap_samples
 
 
 def frames_for(n_samples: int) -> int:
@@ -222,9 +242,9 @@ def _as_float32_mono(audio: Any) -> np.ndarray:
 def _contain_funasr_side_effects() -> Iterator[None]:
     """Undo what importing funasr and building an AutoModel do to the whole process.
 
-    Both add an INFO ``StreamHandler`` to the root logger when it has none (``basicConfig``) and FunASR reseeds
-    the global RNGs with 0. Handlers and the level the root logger had before are restored; handlers someone
-    else added meanwhile are left alone. Thread count is handled by the caller.
+    Both add an INFO ``StreamHandler`` to the root logger when it has none (``basicConfig``), and FunASR
+    reseeds the global RNGs with 0. Handlers and the level the root logger had before are restored; handlers
+    someone else added meanwhile are left alone. Thread count is handled by the caller.
     """
     import torch
 
@@ -266,7 +286,7 @@ def check_model_dir(model_dir: str | Path) -> Path:
             f"emotion model directory {str(path)!r} lacks {', '.join(missing)}; "
             f"an emotion2vec+ directory holds {', '.join(REQUIRED_FILES)}"
         )
-    return path.resolve()
+    return path.absolute()
 
 
 def _check_checkpoint_matches(model: Any, model_pt: Path) -> None:
@@ -297,8 +317,9 @@ def _check_checkpoint_matches(model: Any, model_pt: Path) -> None:
             mismatched.append(key)
     if missing or mismatched:
         raise ModelDirError(
-            f"{model_pt} does not match its config.yaml: {len(missing)} weights missing, {len(mismatched)} of a "
-            f"different shape (first: {(missing + mismatched)[:3]}); the model would run with random weights"
+            f"{model_pt} does not match its config.yaml: {len(missing)} weights missing, "
+            f"{len(mismatched)} of a different shape (first: {(missing + mismatched)[:3]}); "
+            "the model would run with random weights"
         )
 
 
@@ -317,14 +338,7 @@ class EmotionModel:
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
     ) -> None:
-        if window_seconds < 1.0:
-            raise ValueError("window_seconds must be at least 1 s")
-        # Overlap rounds to whole pairs of frames (so it splits evenly) and is at least 2 frames (40 ms): the
-        # 25 ms receptive field is longer than the 20 ms hop, so without overlap a frame is lost at each seam.
-        overlap_samples = 2 * HOP_SAMPLES * max(1, round(overlap_seconds * SAMPLE_RATE / (2 * HOP_SAMPLES)))
-        window_samples = HOP_SAMPLES * round(window_seconds * SAMPLE_RATE / HOP_SAMPLES)
-        if overlap_samples * 2 > window_samples:
-            raise ValueError("overlap_seconds must be less than half of window_seconds")
+        window_samples, overlap_samples = window_params(window_seconds, overlap_seconds)
         self._auto = auto_model
         self.model_dir = model_dir
         self.name = model_dir.name
@@ -340,9 +354,14 @@ class EmotionModel:
         self.labels_raw = [token_list[i] for i in self._keep]
         if getattr(auto_model.model, "proj", None) is None or not self.labels_raw:
             raise ModelDirError(f"{model_dir} has no classifier head (tokens.txt empty?)")
-        parsed = [parse_label(lab) for lab in self.labels_raw]  # raises on a label we do not know
+        try:
+            parsed = [parse_label(lab) for lab in self.labels_raw]
+        except ValueError as exc:
+            raise ModelDirError(f"{model_dir}/tokens.txt: {exc}") from exc
         if len(set(parsed)) != len(parsed):
-            raise ModelDirError(f"{model_dir}/tokens.txt maps two labels to the same emotion: {self.labels_raw}")
+            raise ModelDirError(
+                f"{model_dir}/tokens.txt maps two labels to the same emotion: {self.labels_raw}"
+            )
         # Column j of the model's (kept) output goes to position _to_canonical[j] of LABELS.
         self._to_canonical = [LABELS.index(p) for p in parsed]
 
@@ -367,12 +386,14 @@ class EmotionModel:
         """Load an emotion2vec+ directory (config.yaml, model.pt, tokens.txt) offline through FunASR.
 
         ``threads`` is the torch intra-op thread budget: FunASR sets it process-wide from ``ncpu``, so it is
-        passed explicitly and set again afterwards. The demo model is ``media_ops/demo_models/emotion2vec_demo``;
-        point ``EMOTION_MODEL_DIR`` at a local copy of emotion2vec_plus_large for real results.
+        passed explicitly and set again afterwards. The demo model is
+        ``media_ops/demo_models/emotion2vec_demo``; point ``EMOTION_MODEL_DIR`` at a local copy of
+        emotion2vec_plus_large for real results.
         """
         import torch
 
         path = check_model_dir(model_dir)
+        window_params(window_seconds, overlap_seconds)  # fail before the (slow) load, not after
         threads = max(1, int(threads))
         auto_model_class = _auto_model_class()
         try:
@@ -383,8 +404,8 @@ class EmotionModel:
                     device=device,
                     ncpu=threads,
                     disable_pbar=True,
-                    # Only used by FunASR's logging.basicConfig, which acts only while the root logger has no
-                    # handler: keeps its INFO chatter out of unconfigured processes, changes nothing otherwise.
+                    # Only used by FunASR's logging.basicConfig, which acts only while the root logger has
+                    # no handler: keeps its INFO chatter out of unconfigured processes, changes nothing else.
                     log_level="WARNING",
                 )
         finally:
@@ -399,7 +420,7 @@ class EmotionModel:
         )
 
     def warm(self) -> None:
-        """One dummy forward pass (1 s of quiet noise), so the first job does not pay for lazy initialisation."""
+        """One dummy forward pass (1 s of quiet noise), so the first job does not pay for lazy set-up."""
         rng = np.random.default_rng(0)
         self.analyze((rng.standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32))
 
@@ -473,7 +494,9 @@ class EmotionModel:
                 frame_feats.append(np.asarray(feats[first:last], dtype=np.float32))
             elif extract_embedding:
                 window_embedding = np.asarray(feats, dtype=np.float64) * weight
-                utt_embedding = window_embedding if utt_embedding is None else utt_embedding + window_embedding
+                utt_embedding = (
+                    window_embedding if utt_embedding is None else utt_embedding + window_embedding
+                )
 
         utt_scores /= utt_scores.sum()
         scores = {label: float(utt_scores[i]) for i, label in enumerate(LABELS)}

@@ -158,7 +158,9 @@ def demo_config() -> dict[str, Any]:
                     },
                     "extractor_mode": "layer_norm",
                     # Evaluated by FunASR with eval(): keep it a literal. Strides 5*2*2*2*2*2*2 = 320.
-                    "feature_encoder_spec": f"[({conv}, 10, 5)] + [({conv}, 3, 2)] * 4 + [({conv}, 2, 2)] * 2",
+                    "feature_encoder_spec": (
+                        f"[({conv}, 10, 5)] + [({conv}, 3, 2)] * 4 + [({conv}, 2, 2)] * 2"
+                    ),
                     "conv_pos_width": 95,
                     "conv_pos_groups": 16,
                     "conv_pos_depth": 5,
@@ -183,7 +185,14 @@ def build_state_dict(config: dict[str, Any]) -> dict[str, torch.Tensor]:
     model = Emotion2vec(model_conf=config["model_conf"], vocab_size=len(TOKENS))
     # A larger head init than PyTorch's default so the random model's scores are visibly non-uniform.
     torch.nn.init.normal_(model.proj.weight, std=0.5)
-    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    # The published emotion2vec+ checkpoints carry no pre-training decoder weights (FunASR prints "miss key in
+    # ckpt" for them and keeps them random; inference never uses them). Leave them out here too, so the demo
+    # exercises the same loading path as the real model.
+    return {
+        k: v.detach().clone().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("modality_encoders.AUDIO.decoder.")
+    }
 
 
 def write_model_dir(out: Path) -> Path:
@@ -201,14 +210,18 @@ def write_model_dir(out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = write_model_dir(args.out)
     model_pt = out / "model.pt"
     digest = hashlib.sha256(model_pt.read_bytes()).hexdigest()[:12]
     n_params = sum(t.numel() for t in torch.load(model_pt, map_location="cpu", weights_only=True).values())
-    print(f"wrote {out}: {n_params} parameters, model.pt {model_pt.stat().st_size} bytes, sha256[:12] {digest}")
+    print(
+        f"wrote {out}: {n_params} parameters, model.pt {model_pt.stat().st_size} bytes, sha256[:12] {digest}"
+    )
 
 
 if __name__ == "__main__":

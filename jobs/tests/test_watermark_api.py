@@ -10,14 +10,7 @@ import pytest
 import soundfile as sf
 
 from jobs.models import Job, JobStatus
-from jobs.tests.helpers import (
-    BAD_AUDIO_CASES,
-    FIXTURES,
-    assert_error,
-    bad_audio_upload,
-    stored_files,
-    upload,
-)
+from jobs.tests.helpers import FIXTURES, assert_error, stored_files, upload
 from media_ops import audio
 from media_ops.watermark import snr_db
 
@@ -152,32 +145,7 @@ def test_pool_loads_each_model_once_per_worker_process(api_client, run_worker):
     assert pool.get_pool().load_counts["watermark"] == 1
 
 
-# --- bad input: a clear code, nothing stored, no job ------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", sorted(BAD_AUDIO_CASES))
-@pytest.mark.parametrize("url", [EMBED, DETECT])
-def test_bad_audio_is_refused_and_nothing_is_kept(api_client, _isolated_media, settings, url, case):
-    settings.MAX_AUDIO_SECONDS = 600
-    file, status, code = bad_audio_upload(case)
-    assert_error(api_client.post(url, {"file": file}, format="multipart"), status, code)
-    assert Job.objects.count() == 0
-    assert stored_files(_isolated_media) == []
-
-
-def test_over_the_size_limit(api_client, _isolated_media, settings):
-    settings.MAX_UPLOAD_BYTES = 10_000
-    body = assert_error(api_client.post(EMBED, {"file": upload("speech_16k_mono.wav")}, format="multipart"),
-                        413, "FILE_TOO_LARGE")
-    assert body["error"]["details"]["limit_bytes"] == 10_000
-    assert Job.objects.count() == 0 and stored_files(_isolated_media) == []
-
-
-def test_over_the_duration_limit(api_client, _isolated_media, settings):
-    settings.MAX_AUDIO_SECONDS = 1.0
-    assert_error(api_client.post(EMBED, {"file": upload("speech_16k_mono.wav")}, format="multipart"),
-                 422, "AUDIO_TOO_LONG")
-    assert Job.objects.count() == 0 and stored_files(_isolated_media) == []
+# --- bad input (the cases shared by every audio endpoint are in test_uploads.py) ------------------------
 
 
 @pytest.mark.parametrize("message", ["12345", "XYZW", "1A2", "0x1A2B", "1A 2B"])

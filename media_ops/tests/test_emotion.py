@@ -137,7 +137,13 @@ def test_mistyped_dir_fails_clearly_without_network(monkeypatch, spy_auto_model,
     shutil.copy(DEMO_DIR / "config.yaml", incomplete)
     with pytest.raises(ModelDirError, match="lacks model.pt, tokens.txt"):
         EmotionModel.load(incomplete)
-    assert spy_auto_model == [] and net.attempts == []
+    unknown_labels = tmp_path / "unknown_labels"
+    shutil.copytree(DEMO_DIR, unknown_labels)
+    (unknown_labels / "tokens.txt").write_text("".join(t + "\n" for t in ["玩笑/joking", *RAW_LABELS[1:]]))
+    with pytest.raises(ModelDirError, match="joking"):
+        EmotionModel.load(unknown_labels)
+    assert len(spy_auto_model) == 1  # only the complete directory reached FunASR
+    assert net.attempts == []
 
 
 def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path):
@@ -145,6 +151,9 @@ def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(DEMO_DIR, bad)
     state = torch.load(bad / "model.pt", weights_only=True)
+    # Like the published emotion2vec+ checkpoints, the demo has no (unused) decoder weights, and loads anyway.
+    assert not any(".decoder." in key for key in state)
+    EmotionModel.load(bad)
     del state["proj.weight"]
     torch.save(state, bad / "model.pt")
     with pytest.raises(ModelDirError, match="does not match its config.yaml"):
