@@ -17,21 +17,31 @@ encoder delay, which FFmpeg strips).
 Alignment is two-stage. Coarse: multi-band onset envelopes (log band energy, half-wave rectified
 difference) at 100 Hz, whose cross-correlation ignores gain, EQ and noise that are not onset-like and
 tolerates echo (reflections smear energy but onsets stay onsets). The correlation covers every lag with
-enough overlap, so music longer or shorter than the video both work. Fine: GCC-PHAT between the raw 16 kHz
-signals within +-40 ms of the coarse peak, averaged over up to 48 one-second windows; phase whitening gives
-a sharp peak on the direct sound even with reflections, for sample-level accuracy.
+enough overlap, so music longer or shorter than the video both work; its COARSE_CANDIDATES highest peaks
+are kept. Fine: for each candidate, GCC-PHAT between the raw 16 kHz signals within +-40 ms, the
+cross-spectrum averaged over up to FINE_MAX_WINDOWS one-second windows; phase whitening gives a sharp peak
+on the direct sound even with reflections, for sample-level accuracy.
 
-Dance music is periodic, so the coarse correlation always has runner-up peaks one beat away. We accept a
-peak only when it clearly beats every peak outside its own 150 ms neighbourhood and stands far above the
-correlation's spread; otherwise we raise ``ALIGNMENT_FAILED`` rather than return a confident wrong offset
-(unrelated music at the same tempo is the typical trap).
+Dance music is periodic, so the envelope correlation always has near-equal peaks one beat (or bar) apart,
+and another track at the same tempo correlates almost as well as the right one: rhythm alone cannot be
+trusted. Waveform coherence can: the fine peak of the right offset of the right track stands far above
+the GCC's spread, while a beat-off offset or an unrelated track stays at the noise level. So the
+candidate with the strongest fine peak wins, and is accepted only when that peak is both high
+(MIN_FINE_SNR) and clearly above the runner-up candidate's (MIN_FINE_RATIO); otherwise ``ALIGNMENT_FAILED``
+rather than a confident wrong offset. When the music appears at two offsets (a different cut of the
+track), the stronger (usually longer) section wins.
+
+Limits: one constant offset per video. If the speaker's clock runs fast or slow against the phone's, the
+offset drifts over the video; the estimate is the one at the middle of the overlap, and drifts beyond
+~150 ppm weaken the fine peak until alignment is refused. Time-stretched or re-mastered versions of the
+track are not the same waveform and are refused as well.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -68,17 +78,21 @@ BAND_EDGES_HZ = (40, 120, 250, 500, 1000, 2000, 4000, 7900)
 MIN_INPUT_SECONDS = 1.0
 MIN_OVERLAP_SECONDS = 3.0
 PEAK_EXCLUSION_SECONDS = 0.15
+COARSE_CANDIDATES = 8
 FINE_SEARCH_SECONDS = 0.04
 FINE_WINDOW = 16384  # samples at ANALYSIS_RATE, ~1 s
-FINE_MAX_WINDOWS = 48
-FINE_BAND_HZ = (100.0, 6000.0)
+FINE_MAX_WINDOWS = 10  # more gains little, and speaker/phone clock drift would blur the peak
+FINE_BAND_HZ = (100.0, 7000.0)
 
-# Acceptance of the coarse peak (see _coarse_align). Measured on synthetic tracks: true matches at 0 dB SNR
-# with echo score ratio >= ~1.7 and z >= ~25; unrelated music at the same tempo ratio <= ~1.1, z <= ~9.
-MIN_PEAK_RATIO = 1.25
-MIN_PEAK_Z = 12.0
-GOOD_PEAK_RATIO = 2.0
-GOOD_PEAK_Z = 30.0
+# Acceptance (see align): the best candidate's GCC-PHAT peak must stand MIN_FINE_SNR standard deviations
+# above the GCC and MIN_FINE_RATIO times above the runner-up candidate (or FINE_NULL_SNR, the typical
+# height of a no-match peak). Measured on the synthetic tracks of media_ops/tests/media_factory.py: the
+# right offset scores >= ~20 even with noise 10 dB louder than the music; wrong beats and unrelated tracks
+# at the same tempo and with the same drum sounds score <= ~12.
+MIN_FINE_SNR = 15.0
+FINE_NULL_SNR = 10.0
+MIN_FINE_RATIO = 1.3
+GOOD_FINE_RATIO = 2.0
 
 # trim_silence: a 50 ms block is "sound" when its RMS is within SILENCE_BELOW_PEAK_DB of the recording's
 # loud level (95th percentile of block levels) and above SILENCE_FLOOR_DBFS.
@@ -119,13 +133,15 @@ class AlignResult:
     """Where the music sits in the video: music time t plays at video time t + offset_seconds."""
 
     offset_seconds: float
-    confidence: float  # 0..1, from the coarse peak's prominence
+    confidence: float  # 0..1: how far the match clears the acceptance bar; < ~0.5 means "barely" (see _match)
     overlap_seconds: float  # how much of the video the shifted music covers
-    coarse_offset_seconds: float  # envelope-stage estimate (10 ms grid, interpolated)
-    refined: bool  # False when the fine stage found no clear peak and the coarse estimate was kept
-    peak_ratio: float  # best coarse peak / best peak outside its neighbourhood (>= 1)
-    peak_zscore: float  # best coarse peak vs the correlation's median, in robust standard deviations
-    correlation: float  # normalised envelope correlation at the peak (-1..1)
+    peak_ratio: float  # fine peak of the chosen offset / the best other candidate's (or a no-match level)
+    peak_zscore: float  # fine (GCC-PHAT) peak in standard deviations of the GCC: the waveform evidence
+    coarse_offset_seconds: float  # envelope-stage estimate of the chosen candidate (10 ms grid, interpolated)
+    coarse_peak_ratio: float  # envelope correlation: best peak / best peak >= 150 ms away, above the median
+    coarse_peak_zscore: float  # envelope correlation: best peak above the median, in robust std devs
+    correlation: float  # normalised envelope correlation at the best coarse peak (-1..1)
+    candidates_checked: int
     video_audio_seconds: float
     music_seconds: float
 
@@ -175,13 +191,11 @@ def probe_media(
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError as exc:
-        raise MediaError(PROCESSING_FAILED, "Could not read the file.", {"error": str(exc)}, retryable=True)
+        raise MediaError(PROCESSING_FAILED, "Could not read the file.", {"error": str(exc)}, retryable=True) from exc
     if size == 0:
         raise MediaError(EMPTY_FILE, "The file is empty.")
     if max_bytes is not None and size > max_bytes:
-        raise MediaError(
-            FILE_TOO_LARGE, "The file is too large.", {"size_bytes": size, "max_bytes": max_bytes}
-        )
+        raise MediaError(FILE_TOO_LARGE, "The file is too large.", {"size_bytes": size, "max_bytes": max_bytes})
     with _open_input(path) as container:
         kind = _container_kind(container.format.name, head)
         if kind is None:
@@ -223,7 +237,7 @@ def _open_input(path: str) -> av.container.InputContainer:
     try:
         return av.open(path, metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise MediaError(INVALID_FORMAT, "Not a readable audio or video file.", {"error": str(exc)})
+        raise MediaError(INVALID_FORMAT, "Not a readable audio or video file.", {"error": str(exc)}) from exc
 
 
 def _container_kind(format_name: str, head: bytes) -> str | None:
@@ -330,8 +344,8 @@ def _decode_audio(path: str, rate: int, layout: str, *, role: str, on_video_time
                         chunks.append(out.to_ndarray())
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray())
-        except av.error.FFmpegError as exc:
-            raise MediaError(INVALID_FORMAT, f"Could not decode the {role}'s audio.", {"error": str(exc)})
+        except (av.error.FFmpegError, ValueError) as exc:  # ValueError: format change mid-stream
+            raise MediaError(INVALID_FORMAT, f"Could not decode the {role}'s audio.", {"error": str(exc)}) from exc
     if not chunks:
         raise MediaError(
             NO_AUDIO_TRACK, f"The {role}'s audio track is empty or unreadable.", {"bad_packets": bad_packets}
@@ -362,7 +376,7 @@ def align(
     """Find ``offset_seconds`` such that music time t plays at video time t + offset (see module doc).
 
     Raises MediaError NO_AUDIO_TRACK (video or music without sound) or ALIGNMENT_FAILED (no credible
-    match: unrelated music, silence, too little overlap).
+    match: unrelated music, silence, too little overlap, or two equally good offsets).
     """
     report = _reporter(progress)
     report(0, "decoding the video's audio")
@@ -370,33 +384,70 @@ def align(
     report(30, "decoding the music")
     music = _decode_audio(os.fspath(music_path), ANALYSIS_RATE, "mono", role="music", on_video_timeline=False)
     rec, mus = recording.samples[0], music.samples[0]
-    shortest = min(rec.size, mus.size) / ANALYSIS_RATE
-    if shortest < MIN_INPUT_SECONDS:
-        raise MediaError(
-            ALIGNMENT_FAILED,
-            "Too little audio to align.",
-            {"video_audio_seconds": round(recording.seconds, 3), "music_seconds": round(music.seconds, 3)},
-        )
-    report(55, "computing onset envelopes")
-    coarse = _coarse_align(_onset_envelopes(rec), _onset_envelopes(mus), shortest)
-    report(80, "refining the offset")
-    coarse_lag = coarse.lag_frames * ENVELOPE_HOP
-    lag, refined = _refine_lag(rec, mus, coarse_lag)
-    offset = recording.start_seconds + lag / ANALYSIS_RATE
-    overlap = _overlap(rec.size, mus.size, lag) / ANALYSIS_RATE
+    report(55, "correlating onset envelopes")
+    match = _match(rec, mus)
+    offset = recording.start_seconds + match.fine.lag / ANALYSIS_RATE
     report(100, "aligned")
     return AlignResult(
         offset_seconds=float(offset),
-        confidence=coarse.confidence,
-        overlap_seconds=float(overlap),
-        coarse_offset_seconds=float(recording.start_seconds + coarse_lag / ANALYSIS_RATE),
-        refined=refined,
-        peak_ratio=coarse.peak_ratio,
-        peak_zscore=coarse.peak_z,
-        correlation=coarse.correlation,
+        confidence=match.confidence,
+        overlap_seconds=float(_overlap(rec.size, mus.size, match.fine.lag) / ANALYSIS_RATE),
+        peak_ratio=match.ratio,
+        peak_zscore=match.fine.snr,
+        coarse_offset_seconds=float(recording.start_seconds + match.fine.coarse_lag / ANALYSIS_RATE),
+        coarse_peak_ratio=match.coarse.peak_ratio,
+        coarse_peak_zscore=match.coarse.peak_z,
+        correlation=match.coarse.correlation,
+        candidates_checked=match.candidates,
         video_audio_seconds=recording.seconds,
         music_seconds=music.seconds,
     )
+
+
+@dataclass(frozen=True)
+class _Match:
+    fine: _Fine
+    ratio: float
+    coarse: _Coarse
+    candidates: int
+    confidence: float
+
+
+def _match(rec: np.ndarray, mus: np.ndarray) -> _Match:
+    """Locate ``mus`` in ``rec`` (both mono at ANALYSIS_RATE) or raise ALIGNMENT_FAILED (see module doc)."""
+    lengths = {"video_audio_seconds": round(rec.size / ANALYSIS_RATE, 3)}
+    lengths["music_seconds"] = round(mus.size / ANALYSIS_RATE, 3)
+    if min(rec.size, mus.size) < MIN_INPUT_SECONDS * ANALYSIS_RATE:
+        raise MediaError(ALIGNMENT_FAILED, "Too little audio to align.", lengths)
+    coarse = _coarse_candidates(_onset_envelopes(rec), _onset_envelopes(mus))
+    scored = sorted(
+        (_refine_lag(rec, mus, lag * ENVELOPE_HOP) for lag in coarse.lags_frames),
+        key=lambda fine: fine.snr,
+        reverse=True,
+    )
+    best = scored[0]
+    runner_up = scored[1].snr if len(scored) > 1 else 0.0
+    ratio = best.snr / max(runner_up, FINE_NULL_SNR)
+    details = {
+        **lengths,
+        "peak_zscore": round(best.snr, 2),
+        "peak_ratio": round(ratio, 3),
+        "coarse_peak_ratio": round(coarse.peak_ratio, 3),
+        "coarse_peak_zscore": round(coarse.peak_z, 2),
+    }
+    if best.snr < MIN_FINE_SNR:
+        raise MediaError(
+            ALIGNMENT_FAILED, "Could not find the music in the video's soundtrack (no clear match).", details
+        )
+    if ratio < MIN_FINE_RATIO:
+        raise MediaError(
+            ALIGNMENT_FAILED, "The music matches the video at several offsets; cannot tell which.", details
+        )
+    # Confidence: how far the peak clears the thresholds. ~0.5 at snr 19 (4 above the bar), -> 1 by ~25;
+    # scaled down when the runner-up candidate comes within a factor of GOOD_FINE_RATIO.
+    strength = 1.0 / (1.0 + math.exp(-(best.snr - MIN_FINE_SNR - 4.0) / 2.5))
+    separation = min(1.0, (ratio - 1.0) / (GOOD_FINE_RATIO - 1.0))
+    return _Match(best, float(ratio), coarse, len(scored), round(strength * separation, 4))
 
 
 def _overlap(n_rec: int, n_mus: int, lag: float) -> float:
@@ -417,9 +468,8 @@ def _onset_envelopes(x: np.ndarray) -> np.ndarray:
     frames = sliding_window_view(x, ENVELOPE_WINDOW)[::ENVELOPE_HOP]
     window = np.hanning(ENVELOPE_WINDOW).astype(np.float32)
     freqs = np.fft.rfftfreq(ENVELOPE_WINDOW, 1.0 / ANALYSIS_RATE)
-    bands = np.stack(
-        [(freqs >= lo) & (freqs < hi) for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])], axis=1
-    ).astype(np.float32)
+    edges = zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:], strict=True)
+    bands = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in edges], axis=1).astype(np.float32)
     energy = np.empty((frames.shape[0], bands.shape[1]), dtype=np.float32)
     for start in range(0, frames.shape[0], 4096):  # chunked: a 10-minute file stays a few MB at a time
         spec = sfft.rfft(frames[start : start + 4096] * window, axis=1)
@@ -434,20 +484,20 @@ def _onset_envelopes(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Coarse:
-    lag_frames: float  # music frame j sits at recording frame j + lag_frames
-    peak_ratio: float
-    peak_z: float
-    correlation: float
-    confidence: float
+    lags_frames: list[float]  # candidate lags, best first: music frame j sits at recording frame j + lag
+    peak_ratio: float  # best peak height / runner-up's, above the median
+    peak_z: float  # best peak above the median, in robust standard deviations
+    correlation: float  # normalised correlation at the best peak
 
 
-def _coarse_align(rec_env: np.ndarray, mus_env: np.ndarray, shortest_seconds: float) -> _Coarse:
-    """Normalised cross-correlation of the envelopes over every lag with enough overlap.
+def _coarse_candidates(rec_env: np.ndarray, mus_env: np.ndarray) -> _Coarse:
+    """The COARSE_CANDIDATES highest peaks of the envelopes' normalised cross-correlation.
 
-    At each lag the correlation is normalised by the energies of the overlapping parts only, then scaled
-    by sqrt(overlap / shortest input): under "no relation" that statistic has the same spread at every
-    lag, so a short chance overlap cannot beat a long genuine one, and the peak can be judged against
-    the whole curve.
+    Every lag with at least MIN_OVERLAP_SECONDS of overlap (or half the shorter input) is scored. At each
+    lag the correlation is normalised by the energies of the overlapping parts only, then scaled by
+    sqrt(overlap / shorter input): under "no relation" that statistic has about the same spread at every
+    lag, so a short chance overlap cannot outscore a long genuine one. Peaks closer than
+    PEAK_EXCLUSION_SECONDS to a better one are the same peak (echo, envelope smear) and are skipped.
     """
     n_r, n_m = rec_env.shape[1], mus_env.shape[1]
     n_fft = sfft.next_fast_len(n_r + n_m - 1, real=True)
@@ -462,79 +512,82 @@ def _coarse_align(rec_env: np.ndarray, mus_env: np.ndarray, shortest_seconds: fl
     overlap = r_hi - r_lo
     ncc = numerator / np.sqrt((e_r[r_hi] - e_r[r_lo]) * (e_m[m_hi] - e_m[m_lo]) + 1e-9)
     stat = ncc * np.sqrt(overlap / min(n_r, n_m))
-    min_overlap = min(MIN_OVERLAP_SECONDS, 0.5 * shortest_seconds) * ANALYSIS_RATE / ENVELOPE_HOP
-    stat[overlap < min_overlap] = -np.inf
-    best = int(np.argmax(stat))
+    frames_per_second = ANALYSIS_RATE / ENVELOPE_HOP
+    stat[overlap < min(MIN_OVERLAP_SECONDS * frames_per_second, 0.5 * min(n_r, n_m))] = -np.inf
     valid = np.isfinite(stat)
-    exclusion = int(round(PEAK_EXCLUSION_SECONDS * ANALYSIS_RATE / ENVELOPE_HOP))
-    outside = valid.copy()
-    outside[max(0, best - exclusion) : best + exclusion + 1] = False
-    peak = float(stat[best])
     median = float(np.median(stat[valid]))
     spread = 1.4826 * float(np.median(np.abs(stat[valid] - median))) + 1e-9
-    runner_up = float(stat[outside].max()) if outside.any() else median
-    peak_z = (peak - median) / spread
-    # Ratio of heights above the median, so a correlation floor common to all lags doesn't dilute it.
-    peak_ratio = (peak - median) / max(runner_up - median, 1e-3 * spread)
-    details = {
-        "peak_ratio": round(peak_ratio, 3),
-        "peak_zscore": round(peak_z, 2),
-        "correlation": round(float(ncc[best]), 4),
-    }
-    if peak <= 0 or peak_z < MIN_PEAK_Z or peak_ratio < MIN_PEAK_RATIO:
-        raise MediaError(
-            ALIGNMENT_FAILED,
-            "Could not find the music in the video's soundtrack (no clear match).",
-            details,
-        )
-    frac = 0.0
-    if 0 < best < stat.size - 1 and np.isfinite(stat[best - 1]) and np.isfinite(stat[best + 1]):
-        a, b, c = stat[best - 1], stat[best], stat[best + 1]
-        denom = a - 2 * b + c
-        frac = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
-    conf_ratio = np.clip((peak_ratio - MIN_PEAK_RATIO) / (GOOD_PEAK_RATIO - MIN_PEAK_RATIO), 0.0, 1.0)
-    conf_z = np.clip((peak_z - MIN_PEAK_Z) / (GOOD_PEAK_Z - MIN_PEAK_Z), 0.0, 1.0)
-    confidence = 0.5 + 0.5 * float(np.sqrt(conf_ratio * conf_z))
-    return _Coarse(float(lags[best] + frac), peak_ratio, peak_z, float(ncc[best]), round(confidence, 4))
+    exclusion = int(round(PEAK_EXCLUSION_SECONDS * frames_per_second))
+    remaining = stat.copy()
+    picks: list[int] = []
+    while len(picks) < COARSE_CANDIDATES:
+        i = int(np.argmax(remaining))
+        if not np.isfinite(remaining[i]):
+            break
+        picks.append(i)
+        remaining[max(0, i - exclusion) : i + exclusion + 1] = -np.inf
+    lags_frames = [float(lags[i]) + _parabolic_offset(stat, i) for i in picks]
+    top = stat[picks[0]]
+    runner_up = stat[picks[1]] if len(picks) > 1 else median
+    return _Coarse(
+        lags_frames=lags_frames,
+        peak_ratio=float((top - median) / max(runner_up - median, 1e-3 * spread)),
+        peak_z=float((top - median) / spread),
+        correlation=float(ncc[picks[0]]),
+    )
 
 
-def _refine_lag(rec: np.ndarray, mus: np.ndarray, coarse_lag: float) -> tuple[float, bool]:
-    """Sample-accurate lag by GCC-PHAT within FINE_SEARCH_SECONDS of the coarse lag.
+def _parabolic_offset(values: np.ndarray, i: int) -> float:
+    """Sub-sample position of the peak at ``i`` from a parabola through it and its neighbours."""
+    if i <= 0 or i >= values.size - 1 or not np.isfinite(values[i - 1 : i + 2]).all():
+        return 0.0
+    a, b, c = values[i - 1], values[i], values[i + 1]
+    denom = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
 
-    The cross-spectrum is averaged over up to FINE_MAX_WINDOWS windows spread over the overlap before
-    whitening, so noise in any one window averages out. Returns (lag in samples, refined?); keeps the
-    coarse lag when the fine peak is not clear (e.g. the music only matches in rhythm, not in waveform).
+
+@dataclass(frozen=True)
+class _Fine:
+    lag: float  # samples at ANALYSIS_RATE: music sample j sits at recording sample j + lag
+    snr: float  # GCC-PHAT peak over the GCC's standard deviation
+    coarse_lag: float
+
+
+def _refine_lag(rec: np.ndarray, mus: np.ndarray, coarse_lag: float) -> _Fine:
+    """Sample-accurate lag and waveform evidence, by GCC-PHAT within FINE_SEARCH_SECONDS of a coarse lag.
+
+    The cross-spectrum is averaged over up to FINE_MAX_WINDOWS consecutive ~1 s windows from the middle
+    of the overlap before phase whitening, so noise in any one window averages out and reflections do
+    not move the peak off the direct sound. Keeping the windows consecutive and few (~10 s) keeps the
+    evidence coherent when the speaker's clock drifts against the phone's (a 100 ppm drift moves the
+    lag by 1 ms over 10 s, but by 18 ms over a 3-minute overlap). ``snr`` is the waveform evidence:
+    music matching only in rhythm (a beat off, or another track at the same tempo) stays near the noise
+    level (< ~12), the right offset of the right track scores far higher.
     """
     base = int(round(coarse_lag))
     lo, hi = max(0, base), min(rec.size, mus.size + base)
     length = min(FINE_WINDOW, hi - lo)
     search = int(FINE_SEARCH_SECONDS * ANALYSIS_RATE)
     if length < 4 * search:
-        return coarse_lag, False
+        return _Fine(coarse_lag, 0.0, coarse_lag)
     n_windows = min(FINE_MAX_WINDOWS, (hi - lo) // length)
-    starts = np.linspace(lo, hi - length, n_windows).astype(int)
+    first = lo + ((hi - lo) - n_windows * length) // 2
     n_fft = sfft.next_fast_len(2 * length, real=True)
     window = np.hanning(length)
     cross = np.zeros(n_fft // 2 + 1, dtype=np.complex128)
-    for s in starts:
+    for k in range(n_windows):
+        s = first + k * length
         r = sfft.rfft(rec[s : s + length] * window, n_fft)
         m = sfft.rfft(mus[s - base : s - base + length] * window, n_fft)
         cross += r * np.conj(m)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / ANALYSIS_RATE)
     band = (freqs >= FINE_BAND_HZ[0]) & (freqs <= FINE_BAND_HZ[1])
-    whitened = np.where(band, cross / (np.abs(cross) + 1e-12), 0.0)
-    gcc = sfft.irfft(whitened, n_fft)
+    gcc = sfft.irfft(np.where(band, cross / (np.abs(cross) + 1e-12), 0.0), n_fft)
     taus = np.arange(-search, search + 1)
     values = gcc[taus % n_fft]
     i = int(np.argmax(values))
-    sidelobes = np.delete(values, np.arange(max(0, i - 16), min(values.size, i + 17)))
-    clear = values[i] > 6.0 * (np.std(sidelobes) + 1e-12) and 0 < i < values.size - 1
-    if not clear:
-        return coarse_lag, False
-    a, b, c = values[i - 1], values[i], values[i + 1]
-    denom = a - 2 * b + c
-    frac = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
-    return float(base + taus[i] + frac), True
+    snr = float(values[i] / (gcc.std() + 1e-12))
+    return _Fine(float(base + taus[i] + _parabolic_offset(values, i)), snr, coarse_lag)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -610,18 +663,22 @@ def render(
         if span is not None:
             cut_start, cut_end = _keyframe_cut(index, span)
     report(15, "decoding the music")
-    music = _decode_audio(music_path, _output_rate(music_path), _output_layout(music_path), role="music",
-                          on_video_timeline=False)
+    rate, layout = _output_format(music_path)
+    music = _decode_audio(music_path, rate, layout, role="music", on_video_timeline=False)
     source_start = float((cut_start - index.start_pts) * tb)
     out_seconds = float((cut_end - cut_start) * tb)
     soundtrack = _place_music(music, offset_seconds - source_start, out_seconds)
     report(30, "writing the video")
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path + ".part"  # never leave a truncated MP4 under the final name
     try:
-        copied, codec = _write_mp4(video_path, out_path, soundtrack, music.rate, cut_start, cut_end, report)
-    except MediaError:
-        raise
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise MediaError(PROCESSING_FAILED, "Could not write the output video.", {"error": str(exc)})
+        copied, codec = _write_mp4(video_path, partial, soundtrack, music.rate, cut_start, cut_end, report)
+        os.replace(partial, out_path)
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise MediaError(PROCESSING_FAILED, "Could not write the output video.", {"error": str(exc)}) from exc
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     report(100, "rendered")
     return RenderInfo(
         path=out_path,
@@ -639,18 +696,14 @@ def render(
     )
 
 
-def _output_rate(music_path: str) -> int:
+def _output_format(music_path: str) -> tuple[int, str]:
+    """AAC at the music's own rate when that is 44.1/48 kHz (else 48 kHz); mono stays mono, else stereo."""
     with _open_input(music_path) as container:
         if not container.streams.audio:
             raise MediaError(NO_AUDIO_TRACK, "The music has no audio track.", {"role": "music"})
-        rate = container.streams.audio[0].codec_context.sample_rate
-    return rate if rate in OUTPUT_AUDIO_RATES else 48000
-
-
-def _output_layout(music_path: str) -> str:
-    with _open_input(music_path) as container:
-        channels = container.streams.audio[0].codec_context.channels
-    return "mono" if channels == 1 else "stereo"
+        ctx = container.streams.audio[0].codec_context
+        rate, channels = ctx.sample_rate, ctx.channels
+    return (rate if rate in OUTPUT_AUDIO_RATES else 48000), ("mono" if channels == 1 else "stereo")
 
 
 def _place_music(music: _Track, shift_seconds: float, out_seconds: float) -> np.ndarray:
@@ -710,58 +763,74 @@ def _write_mp4(
     Audio is encoded just ahead of the video as we go, so the file is properly interleaved and the muxer
     never buffers the whole video waiting for audio.
     """
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    with _open_input(video_path) as vin, av.open(
-        out_path, "w", format="mp4", container_options={"movflags": "+faststart"}
-    ) as out:
+    with (
+        _open_input(video_path) as vin,
+        av.open(out_path, "w", format="mp4", container_options={"movflags": "+faststart"}) as out,
+    ):
         vstream = _main_video_stream(vin)
         assert vstream is not None
         codec = _codec_name(vstream)
         copy = codec in MP4_COPYABLE_VIDEO_CODECS
         tb = vstream.time_base
         if copy:
-            out_video = out.add_stream_from_template(vstream)
+            out_video = out.add_stream_from_template(vstream, opaque=True)  # decoder-only codecs (AV1)
             if codec == "hevc":
                 out_video.codec_context.codec_tag = "hvc1"  # what Apple players require
         else:
             out_video = _h264_stream(out, vstream)
+            rotation = _source_rotation(video_path)
+            if rotation:
+                out_video.set_display_rotation(rotation)  # a copy keeps it; a re-encode must restate it
         layout = "stereo" if soundtrack.shape[0] == 2 else "mono"
         out_audio = out.add_stream("aac", rate=rate, layout=layout)
         out_audio.bit_rate = 192_000 if layout == "stereo" else 128_000
         audio = _AacFeeder(out, out_audio, soundtrack, rate)
         total = max(1, cut_end - cut_start)
-        started = False
-        for packet in vin.demux(vstream):
-            if packet.dts is None and packet.pts is None:  # the flush packet
-                if not copy:
-                    for frame in packet.decode():
-                        _encode_frame(out, out_video, frame, cut_start, cut_end, tb, audio)
-                continue
-            if not started:
-                # Start at the keyframe that opens the cut; drop leading pictures that precede it.
-                if not (packet.is_keyframe and packet.pts is not None and packet.pts >= cut_start):
-                    continue
-                started = True
-            if packet.is_keyframe and packet.pts is not None and packet.pts >= cut_end:
-                break
-            if packet.pts is not None and packet.pts < cut_start:
-                continue
+        decoder = vstream.codec_context
+        reached = cut_start  # latest picture written so far (packets come in decode order, pts jump back)
+        for packet in _packets_in_cut(vin, vstream, cut_start, cut_end):
+            reached = max(reached, packet.pts)
+            report(30 + int(65 * min(1.0, (reached - cut_start) / total)), "writing the video")
             if copy:
-                audio.feed_until(float((packet.dts if packet.dts is not None else packet.pts) - cut_start) * tb)
-                packet.pts = packet.pts - cut_start if packet.pts is not None else None
-                packet.dts = packet.dts - cut_start if packet.dts is not None else None
+                stamp = packet.dts if packet.dts is not None else packet.pts
+                audio.feed_until(float((stamp - cut_start) * tb))
+                packet.pts -= cut_start
+                if packet.dts is not None:
+                    packet.dts -= cut_start
                 packet.stream = out_video
                 out.mux(packet)
             else:
-                for frame in packet.decode():
+                for frame in decoder.decode(packet):
                     _encode_frame(out, out_video, frame, cut_start, cut_end, tb, audio)
-            if packet.pts is not None:
-                report(30 + int(65 * min(1.0, max(0, packet.pts - cut_start) / total)), "writing the video")
         if not copy:
+            for frame in decoder.decode(None):  # pictures the decoder still holds (B-frame reordering)
+                _encode_frame(out, out_video, frame, cut_start, cut_end, tb, audio)
             for enc_packet in out_video.encode(None):
                 out.mux(enc_packet)
         audio.finish()
     return copy, (codec if copy else "h264")
+
+
+def _packets_in_cut(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, cut_start: int, cut_end: int
+) -> Iterator[av.Packet]:
+    """Video packets in decode order from the keyframe at ``cut_start`` up to the keyframe at ``cut_end``.
+
+    Pictures before the opening keyframe, and leading pictures after it in decode order that display
+    before it (open-GOP streams), would reference frames we drop, so they are skipped too.
+    """
+    started = False
+    for packet in container.demux(stream):
+        if packet.pts is None:  # the demuxer's end-of-stream packet, or a broken one
+            continue
+        if not started:
+            if not (packet.is_keyframe and packet.pts >= cut_start):
+                continue
+            started = True
+        elif packet.is_keyframe and packet.pts >= cut_end:
+            return
+        if packet.pts >= cut_start:
+            yield packet
 
 
 def _h264_stream(out: av.container.OutputContainer, source: av.video.stream.VideoStream):
@@ -776,12 +845,29 @@ def _h264_stream(out: av.container.OutputContainer, source: av.video.stream.Vide
     return stream
 
 
-def _encode_frame(out, out_video, frame, cut_start: int, cut_end: int, tb: Fraction, audio: _AacFeeder) -> None:
+def _source_rotation(video_path: str) -> int:
+    """The display rotation (degrees, counter-clockwise) phones put on portrait videos; 0 when none."""
+    with _open_input(video_path) as container:
+        stream = _main_video_stream(container)
+        if stream is None:
+            return 0
+        for frame in container.decode(stream):
+            return int(frame.rotation or 0)
+    return 0
+
+
+def _encode_frame(
+    out: av.container.OutputContainer,
+    out_video: av.video.stream.VideoStream,
+    frame: av.VideoFrame,
+    cut_start: int,
+    cut_end: int,
+    tb: Fraction,
+    audio: _AacFeeder,
+) -> None:
     if frame.pts is None or frame.pts < cut_start or frame.pts >= cut_end:
         return
-    image = frame.reformat(
-        width=out_video.codec_context.width, height=out_video.codec_context.height, format="yuv420p"
-    )
+    image = frame.reformat(width=out_video.codec_context.width, height=out_video.codec_context.height, format="yuv420p")
     image.pts = frame.pts - cut_start
     image.time_base = tb
     for enc_packet in out_video.encode(image):
@@ -870,9 +956,14 @@ def run(
 
 
 def _reporter(progress: Progress | None) -> Callable[[int, str], None]:
+    """Clamp percentages and drop repeats, so per-packet reporting doesn't flood the job's callback."""
+    last: list[tuple[int, str]] = []
+
     def report(percent: int, message: str) -> None:
-        if progress is not None:
-            progress(int(max(0, min(100, percent))), message)
+        update = (int(max(0, min(100, percent))), message)
+        if progress is not None and (not last or last[-1] != update):
+            last[:] = [update]
+            progress(*update)
 
     return report
 

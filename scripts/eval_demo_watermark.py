@@ -1,7 +1,8 @@
 """Evaluate AudioSeal generator/detector checkpoints on held-out synthetic speech.
 
-Why: the shipped demo checkpoints must be judged the way the product uses them, so everything here goes through
-the public API (``AudioSeal.load_generator/load_detector(path)``, ``get_watermark``, ``detect_watermark``) on
+Why: the shipped demo checkpoints must be judged the way the product uses them, so everything here goes
+through the public API (``AudioSeal.load_generator/load_detector(path)``, ``get_watermark``,
+``detect_watermark``) on
 speech whose sentences and voices training never saw, on 1 s crops and on whole 3-5 s clips, clean, after an
 MP3 round trip (16 kHz and 44.1 kHz) and after white noise at 20 dB SNR.
 
@@ -75,7 +76,7 @@ def evaluate_models(gen: torch.nn.Module, det: torch.nn.Module, clips: dict[str,
         for tname, tf in transforms.items():
             rng = np.random.default_rng(7)
             p_wm, p_clean, acc, allb = [], [], [], []
-            for i, (a, y) in enumerate(zip(set_clips, marked)):
+            for i, (a, y) in enumerate(zip(set_clips, marked, strict=True)):
                 ya = torch.from_numpy(np.ascontiguousarray(tf(y, rng), dtype=np.float32)).view(1, 1, -1)
                 xa = torch.from_numpy(np.ascontiguousarray(tf(a, rng), dtype=np.float32)).view(1, 1, -1)
                 with torch.no_grad():
@@ -125,7 +126,7 @@ def _bits_score(m: dict[str, Any]) -> float:
 
 
 def better_than(m: dict[str, Any], shipped: dict[str, Any] | None) -> tuple[bool, str]:
-    """Ship only a candidate that meets every presence criterion and decodes bits better than the shipped one."""
+    """Ship only a candidate that meets every presence criterion and decodes bits better than the shipped."""
     if not passes(m, PRESENCE):
         return False, "fails presence criteria"
     if shipped is None or "metrics" not in shipped:
@@ -159,6 +160,24 @@ def summary(m: dict[str, Any]) -> str:
     if "criteria" in m:
         s += f" | presence {m['criteria']['presence']} message {m['criteria']['message']}"
     return s
+
+
+def _lineage(info: dict[str, Any]) -> str:
+    """Describe earlier training stages this run continued from (oldest first)."""
+    stages, cur = [], info.get("init_from")
+    while cur:
+        stages.append(cur)
+        cur = cur.get("stages_before")
+    lines = []
+    for i, st in enumerate(reversed(stages), 1):
+        r = st.get("recipe") or {}
+        lines.append(f"- Stage {i} (initialisation for the next stage): {st.get('steps_done')} steps, "
+                     f"{(st.get('train_seconds') or 0) / 60:.1f} min, SNR target {r.get('snr_loud_db')} → "
+                     f"{r.get('snr_final_db')} dB; reproduce: `{st.get('reproduce')}`, then copy its output "
+                     "directory and pass it as `--init`.\n")
+    if lines:
+        lines.append(f"- Stage {len(stages) + 1} (this checkpoint), continued from the stage above:\n")
+    return "".join(lines)
 
 
 def card_markdown(info: dict[str, Any]) -> str:
@@ -203,13 +222,18 @@ The settings `WATERMARK_GENERATOR` and `WATERMARK_DETECTOR` take either an Audio
 path; both values go straight to `AudioSeal.load_generator(...)` / `AudioSeal.load_detector(...)`.
 - Demo (default): `WATERMARK_GENERATOR=media_ops/demo_models/audioseal/generator.pth`,
   `WATERMARK_DETECTOR=media_ops/demo_models/audioseal/detector.pth`.
-- Real: `WATERMARK_GENERATOR=audioseal_wm_16bits`, `WATERMARK_DETECTOR=audioseal_detector_16bits`. The cards
-  point at the Hugging Face files `generator_base.pth` / `detector_base.pth`; AudioSeal downloads them into its
-  cache (`AUDIOSEAL_CACHE_DIR`, else the Hugging Face / torch hub cache). Where the hub is unreachable, download
-  the two files elsewhere and set the settings to their local paths instead (a checkpoint path works the same
-  way: the real files carry their own `xp.cfg`). Both models are 16-bit, 16 kHz, mono, shape (batch, 1, samples).
-- Checks after switching: run `scripts/eval_demo_watermark.py --generator <value> --detector <value>`; the real
-  model should show detection ≈ 1.0 and clean ≈ 0.0, and bit accuracy far higher than this demo's.
+- Real: `WATERMARK_GENERATOR=audioseal_wm_16bits`, `WATERMARK_DETECTOR=audioseal_detector_16bits`.
+  These card names ship inside the `audioseal` package; their `checkpoint` is a URL
+  (`https://huggingface.co/facebook/audioseal/resolve/main/generator_base.pth` / `detector_base.pth`)
+  that AudioSeal fetches with `torch.hub.load_state_dict_from_url` into `$AUDIOSEAL_CACHE_DIR/audioseal/`
+  (else `$XDG_CACHE_HOME/audioseal/`, else `~/.cache/audioseal/`), named by the first 24 hex digits of the
+  SHA-1 of the URL path (`0f195d476dd87ca1bd7b09e6` for the generator, `94c8df0b1d5ea8e45af4c884` for
+  the detector). On a machine without the hub, copy the two files into that cache under those
+  names once (torch.hub reuses a cached file without network), then the card names work offline; the card
+  supplies the architecture (dimension 128, 32 filters, 2 LSTM layers), the file only the weights.
+  Both models are 16-bit, 16 kHz, mono, tensors shaped (batch, 1, samples).
+- Check after switching: `scripts/eval_demo_watermark.py --generator <value> --detector <value>`; the real
+  model should show detection ≈ 1.0, clean ≈ 0.0 and much better bits than this demo.
 - Watermarks made by the demo generator are only detectable by the demo detector (and vice versa).
 
 ## Architecture
@@ -219,7 +243,8 @@ SEANet with `n_filters` 8, `dimension` 32, ratios 8·5·4·2, one residual layer
 ## Data
 - Training: {d['train_utterances']} espeak-ng utterances ({d['train_minutes']} min) of procedurally written
   sentences; voices {', '.join(d['train_voices'])} × variants {', '.join(d['train_variants'])}; random
-  speed/pitch; random 0.5 s crops at levels −38…−14 dBFS; 10 % synthetic tones/coloured noise as clean negatives.
+  speed/pitch; random 0.5 s crops at levels −38…−14 dBFS;
+  10 % synthetic tones/coloured noise as clean negatives.
 - Held-out (never seen in training: other sentence templates, other voices AND variants):
   {d['heldout_utterances']} utterances; voices {', '.join(d['heldout_voices'])} × variants
   {', '.join(d['heldout_variants'])}. Clip sets: `short` = 1 s crops (one per utterance), `long` = 3–5 s clips
@@ -227,8 +252,8 @@ SEANet with `n_filters` 8, `dimension` 32, ratios 8·5·4·2, one residual layer
 - Synthesizer: {d['synthesizer']}.
 
 ## Recipe
-- Kaiming-normal re-initialisation of every (transposed) conv with zero bias, ×10 input gain on the first conv of
-  the generator's encoder and of the detector (breaks the init saddle, see /work/shared/MODELS.md).
+- Kaiming-normal re-initialisation of every (transposed) conv with zero bias, ×10 input gain on the first conv
+  of the generator's encoder and of the detector (breaks the init saddle, see /work/shared/MODELS.md).
 - Losses: per-sample detection BCE on watermarked (whole clips, or a marked/unmarked span) and clean audio;
   message = per-frame BCE of the 16 bit logits over the marked samples + BCE of their time mean (the quantity
   `detect_watermark` thresholds), weight ramped 0 → {r['msg_weight_max']} over {r['msg_ramp_steps']} steps;
@@ -238,8 +263,9 @@ SEANet with `n_filters` 8, `dimension` 32, ratios 8·5·4·2, one residual layer
   batch {r['batch']} × {r['seconds']} s. Augmentations from step {r['aug_from']} (one per clip): none, white
   noise 15–35 dB, low-pass 3–7 kHz, high-pass 50–500 Hz, gain −12…+6 dB, echo
   (straight-through MP3 with probability {r['mp3_st_prob']}).
-- Steps: {info['steps_done']} of {info['steps_planned']} planned; training time {info['train_seconds']} s
-  ({info['train_seconds'] / 60:.1f} min), total with data and evaluation {info['total_seconds']} s.
+{_lineage(info)}- Steps: {info['steps_done']} of {info['steps_planned']} planned;
+  training time {info['train_seconds']} s ({info['train_seconds'] / 60:.1f} min),
+  total with data and evaluation {info['total_seconds']} s.
 - Hardware: {info['hardware']}.
 - Command: `{info['command']}`
 - Reproduce exactly: `{info['reproduce']}`
@@ -255,8 +281,10 @@ Watermark SNR: {snr}.
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Presence criteria (wm min ≥ 0.9, clean max ≤ 0.1, SNR min ≥ 20 dB, clean condition): **{m['criteria']['presence']}**.
-Message criteria (bits ≥ 0.95, all 16 ≥ 80 %, wm ≥ 0.99, clean ≤ 0.01, SNR ≥ 20 dB): **{m['criteria']['message']}**.
+Presence criteria (wm min ≥ 0.9, clean max ≤ 0.1, SNR min ≥ 20 dB, clean condition):
+**{m['criteria']['presence']}**.
+Message criteria (bits ≥ 0.95, all 16 ≥ 80 %, wm ≥ 0.99, clean ≤ 0.01, SNR ≥ 20 dB):
+**{m['criteria']['message']}**.
 
 ## History of shipped versions
 {hist}
@@ -265,14 +293,19 @@ Message criteria (bits ≥ 0.95, all 16 ≥ 80 %, wm ≥ 0.99, clean ≤ 0.01, S
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", default="media_ops/demo_models/audioseal", help="dir with generator/detector.pth")
+    p.add_argument("--ckpt", default="media_ops/demo_models/audioseal", help="dir with the two .pth files")
     p.add_argument("--generator", default="", help="card name or path (overrides --ckpt)")
     p.add_argument("--detector", default="", help="card name or path (overrides --ckpt)")
     p.add_argument("--seed", type=int, default=1234, help="data seed used by the training script")
     p.add_argument("--scratch", default="/tmp/wm_scratch")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="", help="also write the metrics here")
+    p.add_argument("--rewrite-card", default="", help="only re-render DIR/CARD.md from DIR/card.json")
     args = p.parse_args(argv)
+    if args.rewrite_card:
+        d = Path(args.rewrite_card)
+        (d / "CARD.md").write_text(card_markdown(json.loads((d / "card.json").read_text())))
+        return
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_demo_watermark import build_datasets, heldout_clips

@@ -49,9 +49,9 @@ import torch.nn.functional as F  # noqa: E402
 SR = 16_000
 NBITS = 16
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Architecture: the real AudioSeal SEANet, shrunk.  The loader forces norm "none", so we train without it.
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 SEANET_CFG: dict[str, Any] = {
     "activation": "ELU",
     "activation_params": {"alpha": 1.0},
@@ -80,15 +80,18 @@ GENERATOR_CFG: dict[str, Any] = {
 }
 DETECTOR_CFG: dict[str, Any] = {"nbits": NBITS, "seanet": SEANET_CFG, "detector": {"output_dim": 32}}
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Synthetic speech.  Training and held-out sets differ in sentences AND in voices (base voice and variant).
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 TRAIN_VOICES = ["en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "de", "fr", "es", "it", "nl"]
 TRAIN_VARIANTS = ["m1", "m2", "m3", "m4", "m6", "f1", "f2", "f3", "klatt", "klatt3", "Annie", "john", "Andy"]
 HELDOUT_VOICES = ["en-gb-scotland", "en-us-nyc", "en-gb-x-gbcwmd", "pt"]
 HELDOUT_VARIANTS = ["m5", "m7", "f4", "f5", "klatt2", "belinda", "david"]
 
-_NAMES = "Anna Ben Clara David Emma Felix Grace Henry Iris Jack Karen Leo Maria Noah Olga Paul Rosa Sam Tina Victor"
+_NAMES = (
+    "Anna Ben Clara David Emma Felix Grace Henry Iris Jack Karen Leo Maria Noah Olga Paul Rosa Sam Tina "
+    "Victor"
+)
 _NOUNS = (
     "river garden window teacher engine harbor mountain letter kitchen bicycle concert village market forest "
     "station painter doctor lantern blanket island bridge meadow factory museum library tower signal wagon "
@@ -97,7 +100,10 @@ _NOUNS = (
 _VERBS = "found painted carried opened watched repaired described remembered counted followed noticed built"
 _ADJS = "quiet golden narrow ancient bright heavy gentle purple distant crowded frozen silver hidden curious"
 _ADVS = "slowly quickly carefully suddenly quietly happily nearly barely proudly"
-_PLACES = "near the station|after the storm|before dinner|in the old town|under the bridge|at the market|by the lake"
+_PLACES = (
+    "near the station|after the storm|before dinner|in the old town|under the bridge|at the market|"
+    "by the lake"
+)
 _QUESTIONS = "Did you hear|Have you seen|Could you bring|Why did they move|Where is"
 
 
@@ -196,7 +202,7 @@ def build_datasets(scratch: Path, seed: int, n_train: int = 800, n_heldout: int 
 
 
 def heldout_clips(held: list[np.ndarray], seed: int) -> dict[str, list[np.ndarray]]:
-    """Fixed evaluation clips: 1 s crops and 3-5 s clips (utterances joined with short pauses), at varied levels."""
+    """Fixed evaluation clips: 1 s crops and 3-5 s clips (utterances joined by pauses), varied levels."""
     rng = np.random.default_rng(seed + 99)
     short, long_ = [], []
     for a in held:
@@ -229,14 +235,18 @@ def _set_rms(a: np.ndarray, db: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Models
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 def build_models() -> tuple[torch.nn.Module, torch.nn.Module]:
     """Build generator and detector with the real builder, then re-initialise (see MODELS.md: the saddle)."""
-    from audioseal.builder import create_detector, create_generator
+    from audioseal.builder import (
+        AudioSealDetectorConfig,
+        AudioSealWMConfig,
+        create_detector,
+        create_generator,
+    )
     from audioseal.loader import AudioSeal
-    from audioseal.builder import AudioSealDetectorConfig, AudioSealWMConfig
 
     gcfg = AudioSeal.parse_config(copy.deepcopy(GENERATOR_CFG), config_type=AudioSealWMConfig)
     dcfg = AudioSeal.parse_config(copy.deepcopy(DETECTOR_CFG), config_type=AudioSealDetectorConfig)
@@ -276,9 +286,9 @@ def save_checkpoints(gen: torch.nn.Module, det: torch.nn.Module, out: Path) -> t
     return gp, dp
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Training
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @dataclass
 class Recipe:
     steps: int = 0
@@ -393,44 +403,57 @@ def mp3_roundtrip_np(a: np.ndarray, sr_out: int = SR, bitrate: int | None = None
 
 
 def _align(ref: np.ndarray, y: np.ndarray, max_lag: int = 2400) -> np.ndarray:
-    n = min(len(ref), 8000)
-    r = ref[:n]
-    best, best_lag = -np.inf, 0
-    corr = np.correlate(y[: n + max_lag], r, mode="valid") if len(y) >= n + max_lag else None
-    if corr is not None:
-        best_lag = int(np.argmax(corr))
-        best = corr[best_lag]
-    return y[best_lag:] if best > -np.inf else y
+    """Remove the codec delay: the lag (0..max_lag) that best correlates ``y`` with ``ref`` (via FFT)."""
+    from scipy.signal import correlate
+
+    n = min(len(ref), 16_000)
+    if len(y) < n + max_lag:
+        y = np.pad(y, (0, n + max_lag - len(y)))
+    corr = correlate(y[: n + max_lag], ref[:n], mode="valid", method="fft")
+    return y[int(np.argmax(corr)):]
 
 
 def augment(x: torch.Tensor, rng: np.random.Generator, recipe: Recipe) -> torch.Tensor:
-    """A cheap, differentiable set of edits the watermark should survive (one per clip)."""
-    outs = []
-    for b in range(x.shape[0]):
-        xb = x[b:b + 1]
+    """A cheap, differentiable edit per clip that the watermark should survive.
+
+    Filters, gain and echo are all one per-clip frequency response applied with a single batched FFT, because
+    per-clip autograd ops cost ~10 ms each on one CPU thread and doubled the step time.
+    """
+    B, _, n = x.shape
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    H = np.ones((B, 1, len(freqs)), np.complex64)
+    noise_db = np.full((B, 1, 1), np.inf, np.float32)
+    mp3 = []
+    for b in range(B):
         k = rng.random()
         if k < 0.3:
             pass
         elif k < 0.5:
-            p = xb.pow(2).mean().detach()
-            snr = float(rng.uniform(15, 35))
-            xb = xb + torch.randn_like(xb) * torch.sqrt(p / 10 ** (snr / 10) + 1e-12)
+            noise_db[b] = rng.uniform(15, 35)
         elif k < 0.65:
-            xb = _lowpass(xb, float(rng.uniform(3000, 7000)))
+            H[b, 0] = freqs <= rng.uniform(3000, 7000)
         elif k < 0.75:
-            xb = _highpass(xb, float(rng.uniform(50, 500)))
+            H[b, 0] = freqs >= rng.uniform(50, 500)
         elif k < 0.85:
-            xb = xb * float(10 ** (rng.uniform(-12, 6) / 20))
+            H[b, 0] = 10 ** (rng.uniform(-12, 6) / 20)
         elif k < 0.85 + recipe.mp3_st_prob:
-            y = mp3_roundtrip_np(xb.detach().numpy()[0, 0], SR if rng.random() < 0.5 else 44_100)
-            yt = torch.from_numpy(y).view_as(xb)
-            xb = xb + (yt - xb).detach()  # straight-through: forward MP3, backward identity
-        else:
-            # quantisation to 8-bit-ish resolution + slight echo
+            mp3.append(b)
+        else:  # echo (circular, which is harmless here)
             d = int(rng.integers(80, 800))
-            xb = xb + 0.3 * F.pad(xb, (d, 0))[..., : xb.shape[-1]]
-        outs.append(xb)
-    return torch.cat(outs, 0)
+            H[b, 0] = 1 + rng.uniform(0.1, 0.4) * np.exp(-2j * np.pi * freqs * d / SR)
+    y = torch.fft.irfft(torch.fft.rfft(x, dim=-1) * torch.from_numpy(H), n=n, dim=-1)
+    nd = torch.from_numpy(noise_db)
+    if torch.isfinite(nd).any():
+        p = x.pow(2).mean(dim=-1, keepdim=True).detach()
+        std = torch.sqrt(p / torch.pow(10.0, nd / 10) + 1e-12)
+        y = y + torch.randn_like(y) * std
+    if mp3:
+        y = y.clone()
+        for b in mp3:
+            z = mp3_roundtrip_np(y[b, 0].detach().numpy(), SR if rng.random() < 0.5 else 44_100)
+            zt = torch.from_numpy(z).view(1, n)
+            y[b] = y[b] + (zt - y[b]).detach()  # straight-through: forward MP3, backward identity
+    return y
 
 
 def _masks(rng: np.random.Generator, batch: int, n: int, partial_prob: float) -> torch.Tensor:
@@ -608,7 +631,8 @@ def _maybe_ship(gen: torch.nn.Module, det: torch.nn.Module, args: argparse.Names
         "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "reproduce": (f"python scripts/train_demo_watermark.py --steps {recipe.steps} --seed {args.seed} "
-                      f"--threads {args.threads}"
+                      f"--threads {args.threads} --eval-every {args.eval_every}"
+                      + (" --ship-early" if args.ship_early else "")
                       + (f" --recipe '{args.recipe}'" if args.recipe else "")
                       + (f" --init {args.init}" if args.init else "")
                       + (f" (stopped/shipped at step {step})" if step != recipe.steps else "")),
@@ -633,6 +657,12 @@ def _maybe_ship(gen: torch.nn.Module, det: torch.nn.Module, args: argparse.Names
         },
         "metrics": metrics,
     }
+    init_card = Path(args.init) / "card.json" if args.init else None
+    if init_card is not None and init_card.exists():
+        prev = json.loads(init_card.read_text())
+        # Training continued from an earlier shipped stage: keep its lineage so the card stays reproducible.
+        info["init_from"] = {k: prev.get(k) for k in ("reproduce", "steps_done", "train_seconds", "recipe")}
+        info["init_from"]["stages_before"] = prev.get("init_from")
     if shipped is not None and isinstance(shipped.get("history"), list):
         info["history"] = shipped["history"]
     else:
@@ -658,8 +688,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log", default="/tmp/wm_train.log")
     p.add_argument("--n-train", type=int, default=800)
     p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--ship-early", action="store_true",
-                   help="ship intermediate checkpoints once the SNR target is final and they beat the shipped")
+    p.add_argument(
+        "--ship-early", action="store_true",
+        help="ship intermediate checkpoints once the SNR target is final and they beat the shipped ones",
+    )
     p.add_argument("--recipe", default="", help="JSON overrides of Recipe fields")
     p.add_argument("--init", default="", help="continue from a directory with generator.pth/detector.pth")
     p.add_argument("--data-only", action="store_true", help="only synthesize the data (warms the cache)")

@@ -30,7 +30,11 @@ _AUDIO_FORMATS = {
     ".flac": ("flac", "flac", "s16"),
     ".mp3": ("mp3", "libmp3lame", "fltp"),
     ".m4a": ("ipod", "aac", "fltp"),
+    ".mka": ("matroska", "flac", "s16"),  # a real audio file in a container we don't accept
 }
+
+
+_FAST_ENCODING = {"libmp3lame": {"compression_level": "9"}, "aac": {"aac_coder": "fast"}}
 
 
 @dataclass(frozen=True)
@@ -54,28 +58,37 @@ def _score(duration_s: float, seed: int) -> list[_Note]:
     """The events of a short, deliberately non-loop-like dance track at 120 BPM.
 
     Drums follow a backbeat with random fills and the melody is random, so the track has beats (the
-    hard case for an aligner: many near-equal peaks one beat apart) but no exact repetition.
+    hard case for an aligner: many near-equal peaks one beat apart) but no exact repetition. Timbres
+    (kick pitch, harmonic mix) and note phases come from the seed, so two seeds are two different
+    recordings at the same tempo, not the same instruments playing other notes.
     """
     rng = np.random.default_rng(seed)
     notes: list[_Note] = []
     scale = [0, 2, 3, 5, 7, 8, 10]
-    root = 45 + int(rng.integers(0, 7))
+    root = 40 + int(rng.integers(0, 12))
+    kick_hz = float(rng.uniform(45, 70))
+    kick_sweep = float(rng.uniform(1.0, 2.5))
+    lead_mix = tuple(float(a) for a in rng.uniform(0.02, 0.25, 4))
+
+    def phases(n: int) -> tuple[float, ...]:
+        return tuple(float(p) for p in rng.uniform(0, 2 * np.pi, n))
+
     steps = int(np.ceil(duration_s / STEP_SECONDS))
     for step in range(steps):
         t = step * STEP_SECONDS
         beat_pos = step % 4
         if beat_pos == 0 and ((step // 4) % 2 == 0 or rng.random() < 0.5) or rng.random() < 0.08:
-            notes.append(_Note(t, 0.35, (55.0, 110.0), (1.0, 0.3), (0.0, 0.0), 0.002, 0.09, 0.5, sweep=1.5))
+            kick = (kick_hz, 2 * kick_hz)
+            notes.append(_Note(t, 0.35, kick, (1.0, 0.3), phases(2), 0.002, 0.09, 0.5, sweep=kick_sweep))
         if beat_pos == 0 and (step // 4) % 2 == 1 or rng.random() < 0.06:
             freqs = tuple(rng.uniform(180, 4500, 40))
             amps = tuple(rng.uniform(0.02, 0.06, 40))
-            notes.append(_Note(t, 0.2, freqs, amps, tuple(rng.uniform(0, 6.28, 40)), 0.001, 0.05, 0.45))
+            notes.append(_Note(t, 0.2, freqs, amps, phases(40), 0.001, 0.05, 0.45))
         if rng.random() < 0.55:
             freqs = tuple(rng.uniform(5000, 14000, 30))
             amps = tuple(rng.uniform(0.01, 0.025, 30))
-            notes.append(
-                _Note(t, 0.06, freqs, amps, tuple(rng.uniform(0, 6.28, 30)), 0.0005, 0.015, rng.uniform(0.2, 0.8))
-            )
+            pan = float(rng.uniform(0.2, 0.8))
+            notes.append(_Note(t, 0.06, freqs, amps, phases(30), 0.0005, 0.015, pan))
     t = 0.0
     while t < duration_s:
         length = float(rng.choice([0.125, 0.25, 0.375, 0.5]))
@@ -83,15 +96,16 @@ def _score(duration_s: float, seed: int) -> list[_Note]:
             pitch = root + 24 + scale[int(rng.integers(0, 7))] + 12 * int(rng.integers(0, 2))
             f0 = _midi_hz(pitch)
             freqs = (f0, 2 * f0, 3 * f0, 4 * f0)
-            notes.append(_Note(t, length, freqs, (0.25, 0.12, 0.06, 0.03), (0, 0, 0, 0), 0.01, 0.25, 0.35))
+            notes.append(_Note(t, length, freqs, lead_mix, phases(4), 0.01, 0.25, 0.35))
         t += length
     for bar in range(int(np.ceil(duration_s / 2.0))):
         chord = root + 12 + scale[int(rng.integers(0, 7))]
         freqs = tuple(_midi_hz(chord + i) for i in (0, 3, 7))
-        notes.append(_Note(bar * 2.0, 2.0, freqs, (0.08, 0.06, 0.06), (0, 1, 2), 0.05, 3.0, 0.7))
+        notes.append(_Note(bar * 2.0, 2.0, freqs, (0.08, 0.06, 0.06), phases(3), 0.05, 3.0, 0.7))
         for beat in range(4):
             f0 = _midi_hz(root + scale[int(rng.integers(0, 7))])
-            notes.append(_Note(bar * 2.0 + beat * 0.5, 0.45, (f0, 2 * f0), (0.35, 0.1), (0, 0), 0.005, 0.2, 0.5))
+            start = bar * 2.0 + beat * 0.5
+            notes.append(_Note(start, 0.45, (f0, 2 * f0), (0.35, 0.1), phases(2), 0.005, 0.2, 0.5))
     return notes
 
 
@@ -122,13 +136,9 @@ def synth_music(
         tt = times[lo:hi] - note.start
         env = np.minimum(tt / note.attack, 1.0) * np.exp(-tt / note.decay)
         env *= np.minimum((end - note.start - tt) / 0.005, 1.0)  # no click at the note's end
-        sig = np.zeros_like(tt)
-        for f, a, p in zip(note.freqs, note.amps, note.phases):
-            if note.sweep:
-                phase = 2 * np.pi * f * (tt + note.sweep * 0.03 * (1 - np.exp(-tt / 0.03)))
-            else:
-                phase = 2 * np.pi * f * tt
-            sig += a * np.sin(phase + p)
+        freqs = np.asarray(note.freqs)[:, None]
+        warp = tt + note.sweep * 0.03 * (1 - np.exp(-tt / 0.03)) if note.sweep else tt
+        sig = np.asarray(note.amps) @ np.sin(2 * np.pi * freqs * warp + np.asarray(note.phases)[:, None])
         sig *= env
         out[0, lo:hi] += sig * (1 - note.pan) * 2
         out[1, lo:hi] += sig * note.pan * 2
@@ -143,6 +153,7 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
     layout = "stereo" if samples.shape[0] == 2 else "mono"
     with av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=sample_rate, layout=layout)
+        stream.codec_context.options = _FAST_ENCODING.get(codec, {})
         _encode_audio(out, stream, samples, sample_rate, layout, sample_fmt)
     return path
 
@@ -188,11 +199,10 @@ def room_recording(
     (white + rumble) ``noise_db`` below the music's RMS, present over the whole recording.
     """
     rng = np.random.default_rng(1000 + seed)
-    # The recording window [0, video) in music time is [-offset, video - offset).
+    # The recording window [0, video) in music time is [-offset, video - offset); outside the track: silence.
     dry = synth_music(
         music_duration_s, sample_rate, seed=seed, start_s=-offset_s, length_s=video_duration_s, channels=1
     )[0].astype(np.float64)
-    dry[np.arange(dry.size) / sample_rate < offset_s] = 0.0  # music time < 0: silence (not yet playing)
     if echo:
         ir = np.zeros(int(0.35 * sample_rate))
         ir[0] = 1.0
@@ -210,20 +220,22 @@ def room_recording(
     music_rms = float(np.sqrt(np.mean(playing**2))) if playing.size else 0.1
     noise = rng.standard_normal(dry.size)
     rumble = np.cumsum(rng.standard_normal(dry.size))
-    rumble -= np.convolve(rumble, np.ones(400) / 400, mode="same")
+    smooth = np.cumsum(np.concatenate([[0.0], rumble]))
+    rumble[200:-200] -= (smooth[400:] - smooth[:-400])[: rumble.size - 400] / 400  # drop the DC wander
     noise = noise / noise.std() + rumble / (rumble.std() + 1e-12)
     noise *= music_rms * 10 ** (noise_db / 20) / noise.std()
     return (0.5 * (dry + noise)).astype(np.float32)
 
 
 def _frames(duration_s: float, fps: int, size: tuple[int, int]):
+    """Scrolling colour gradients with a white square on a Lissajous path: every frame differs."""
     width, height = size
-    yy, xx = np.mgrid[0:height, 0:width]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.uint8)
     for i in range(int(round(duration_s * fps))):
         t = i / fps
         img = np.empty((height, width, 3), dtype=np.uint8)
-        img[..., 0] = (xx + 3 * i) % 256
-        img[..., 1] = (yy * 2 + 5 * i) % 256
+        img[..., 0] = xx + np.uint8(3 * i % 256)  # uint8 arithmetic wraps: a scrolling ramp
+        img[..., 1] = yy * np.uint8(2) + np.uint8(5 * i % 256)
         img[..., 2] = 80
         cx = int((np.sin(t * 2.1) * 0.4 + 0.5) * width)
         cy = int((np.cos(t * 3.3) * 0.4 + 0.5) * height)
@@ -241,11 +253,13 @@ def make_video(
     codec: str = "libx264",
     gop: int = 25,
     audio_rate: int = RECORDING_RATE,
+    rotation: int | None = None,
 ) -> Path:
     """A moving-picture video (``duration_s`` long, first frame at 0) with ``audio`` as its AAC track.
 
     The container follows the suffix (.mp4 or .mov); ``codec`` picks the picture codec (libx264, mpeg4,
-    mjpeg...), ``gop`` the keyframe interval in frames.
+    mjpeg...), ``gop`` the keyframe interval in frames; ``rotation`` (degrees) writes a display matrix,
+    as phones do for portrait videos.
     """
     path = Path(path)
     fmt = {".mp4": "mp4", ".mov": "mov"}[path.suffix.lower()]
@@ -254,13 +268,16 @@ def make_video(
         vstream.width, vstream.height = size
         vstream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         vstream.codec_context.gop_size = gop
-        if codec == "libx264":
+        if rotation is not None:
+            vstream.set_display_rotation(rotation)
+        if codec == "libx264":  # with B-frames, so pts != dts and a remux must keep the reordering intact
             vstream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "2"}
             vstream.codec_context.options["keyint_min"] = str(gop)
         astream = None
         if audio is not None:
             layout = "stereo" if audio.shape[0] == 2 else "mono"
             astream = out.add_stream("aac", rate=audio_rate, layout=layout)
+            astream.codec_context.options = dict(_FAST_ENCODING["aac"])
         for i, img in enumerate(_frames(duration_s, fps, size)):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
@@ -268,7 +285,8 @@ def make_video(
             out.mux(vstream.encode(frame))
         out.mux(vstream.encode(None))
         if astream is not None:
-            _encode_audio(out, astream, audio[:, : int(round(duration_s * audio_rate))], audio_rate, layout, "fltp")
+            samples = audio[:, : int(round(duration_s * audio_rate))]
+            _encode_audio(out, astream, samples, audio_rate, layout, "fltp")
     return path
 
 
@@ -286,7 +304,12 @@ def make_dance_video(
 ) -> Path:
     """A phone video of a dance to track ``seed`` played from a speaker (see ``room_recording``)."""
     recording = room_recording(
-        music_duration_s, video_duration_s, offset_s, seed=seed, noise_db=noise_db, echo=echo,
+        music_duration_s,
+        video_duration_s,
+        offset_s,
+        seed=seed,
+        noise_db=noise_db,
+        echo=echo,
         gain_change=gain_change,
     )
     return make_video(path, recording[None, :], duration_s=video_duration_s, **video_kwargs)
