@@ -7,11 +7,17 @@ used to find the row; the secret itself exists only in the response that created
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+def new_webhook_secret() -> str:
+    """A per-tenant secret that signs job webhooks (HMAC-SHA256); shown to the tenant, rotatable."""
+    return f"whsec_{secrets.token_urlsafe(32)}"
 
 
 class Tenant(models.Model):
@@ -20,6 +26,14 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     is_active = models.BooleanField(default=True, help_text="Suspended tenants can read but not submit.")
     created_at = models.DateTimeField(auto_now_add=True)
+    webhook_url = models.CharField(
+        max_length=2000, blank=True, default="",
+        help_text="Default callback URL for job webhooks (a job's own callback_url wins). "
+        "Set it through jobs.webhooks.set_default_callback_url, which refuses private addresses.",
+    )
+    webhook_secret = models.CharField(
+        max_length=100, default=new_webhook_secret, help_text="Signs job webhooks (see jobs/WEBHOOKS.md)."
+    )
 
     class Meta:
         ordering = ["name"]

@@ -20,6 +20,8 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 CONTEXT_FIELDS = ("request_id", "tenant_id", "job_id")
 
 _context: ContextVar[dict[str, str] | None] = ContextVar("audioseal_log_context", default=None)
+# The request being handled, read lazily: authentication sets ``request.tenant`` in the middle of the view.
+_request: ContextVar[Any] = ContextVar("audioseal_log_request", default=None)
 
 
 def current() -> dict[str, str]:
@@ -47,15 +49,35 @@ def context(**ids: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+@contextlib.contextmanager
+def request_scope(request: Any) -> Iterator[None]:
+    """Make ``request`` the current request, so its tenant (once authenticated) is logged."""
+    token = _request.set(request)
+    try:
+        yield
+    finally:
+        _request.reset(token)
+
+
+def _tenant_of_request() -> str | None:
+    request = _request.get()
+    tenant = getattr(request, "tenant", None) if request is not None else None
+    pk = getattr(tenant, "pk", None)
+    return str(pk) if pk is not None else None
+
+
 class ContextFilter(logging.Filter):
     """Copy the bound ids onto every record (``record.request_id`` etc.; absent ids are not set)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ctx = _context.get()
-        if ctx:
-            for key in CONTEXT_FIELDS:
-                if key in ctx and not hasattr(record, key):
-                    setattr(record, key, ctx[key])
+        ctx = _context.get() or {}
+        for key in CONTEXT_FIELDS:
+            if key in ctx and not hasattr(record, key):
+                setattr(record, key, ctx[key])
+        if not hasattr(record, "tenant_id"):
+            tenant_id = _tenant_of_request()
+            if tenant_id:
+                record.tenant_id = tenant_id
         return True
 
 

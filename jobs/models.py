@@ -66,7 +66,18 @@ class Job(models.Model):
     worker_name = models.CharField(max_length=200, blank=True, default="")
     rq_job_id = models.CharField(max_length=100, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_fingerprint = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text="SHA-256 of the creating request (params and file bytes), compared on an Idempotency-Key replay.",
+    )
     callback_url = models.URLField(max_length=2000, blank=True, default="")
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When the current RQ job was enqueued.")
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="A queued retry waits for its backoff: enqueued at this time."
+    )
+    batch_size_limit = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Set to 1 after a CUDA out-of-memory error: run this job unbatched."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -81,6 +92,14 @@ class Job(models.Model):
             models.Index(fields=["tenant", "status"], name="job_tenant_status"),
             models.Index(fields=["status", "kind"], name="job_status_kind"),
         ]
+        constraints = [
+            # Race-free idempotency: concurrent requests with one key cannot both insert a job.
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="job_tenant_idempotency_key",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.status})"
@@ -88,3 +107,73 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class WebhookDelivery(models.Model):
+    """One webhook event (a job reaching a final state) and its delivery attempts to the customer's URL.
+
+    The row is written in the same transaction as the final transition (an outbox), so an event is never
+    lost to a crash; attempts are claimed with a lease (``next_attempt_at``) so two senders never POST the
+    same attempt. ``attempt_log`` keeps each attempt's outcome for the admin and the API.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="webhook_deliveries")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    event = models.CharField(max_length=40, help_text="e.g. job.succeeded")
+    url = models.CharField(max_length=2000)
+    body = models.TextField(help_text="The exact JSON body sent (and signed).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    attempt_log = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} for {self.job_id} ({self.status})"
+
+
+class ResultCache(models.Model):
+    """A finished job's result, reused when the same tenant submits the same input again (``jobs.cache``).
+
+    Keyed by (tenant, kind, content hash of the input file, hash of the result-relevant params, model
+    version): a new model version or different params never reuse an old result. Per tenant on purpose: a
+    shared cache would tell one customer, through ``cached: true``, that someone else analysed the same file.
+    """
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=JobKind.choices)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the input file's bytes.")
+    params_hash = models.CharField(max_length=64, help_text="SHA-256 of the params that change the result.")
+    model_version = models.CharField(max_length=255)
+    model_name = models.CharField(max_length=200, blank=True, default="")
+    result = models.JSONField()
+    source_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_hit_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "kind", "content_hash", "params_hash", "model_version"], name="result_cache_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="result_cache_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.content_hash[:12]} ({self.model_version})"

@@ -6,12 +6,22 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.models import Job, JobKind, JobStatus
+from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
 
 OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3", "m4a")
 
 
-class WatermarkEmbedRequest(serializers.Serializer):
+class JobCreateRequest(serializers.Serializer):
+    """Fields every job-creating endpoint accepts."""
+
+    callback_url = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="POSTed a signed JSON event when the job ends (see the webhooks guide). "
+        "Public http(s) only; default: the tenant's webhook URL.",
+    )
+
+
+class WatermarkEmbedRequest(JobCreateRequest):
     file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
     message = serializers.CharField(
         required=False, allow_blank=True, max_length=16,
@@ -23,11 +33,11 @@ class WatermarkEmbedRequest(serializers.Serializer):
     )
 
 
-class WatermarkDetectRequest(serializers.Serializer):
+class WatermarkDetectRequest(JobCreateRequest):
     file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
 
 
-class EmotionAnalyzeRequest(serializers.Serializer):
+class EmotionAnalyzeRequest(JobCreateRequest):
     file = serializers.FileField(help_text="Speech audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
     granularity = serializers.ChoiceField(choices=("utterance", "frame"), default="utterance")
     extract_embedding = serializers.BooleanField(
@@ -35,7 +45,7 @@ class EmotionAnalyzeRequest(serializers.Serializer):
     )
 
 
-class BeatsyncAlignRequest(serializers.Serializer):
+class BeatsyncAlignRequest(JobCreateRequest):
     video = serializers.FileField(help_text="The dance video (MP4 or MOV) with its recorded audio.")
     music = serializers.FileField(help_text="The clean music track (MP3, M4A, WAV, FLAC).")
     trim_silence = serializers.BooleanField(default=False)
@@ -63,7 +73,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "kind", "status", "progress", "progress_message", "created_at", "started_at",
-            "finished_at", "input", "params", "result", "output_url", "error", "model",
+            "finished_at", "input", "params", "result", "output_url", "error", "model", "callback_url",
         ]
         read_only_fields = fields
 
@@ -94,3 +104,13 @@ class JobSerializer(serializers.ModelSerializer):
         if not job.model_name:
             return None
         return {"name": job.model_name, "version": job.model_version}
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id", "event", "url", "status", "attempts", "last_status_code", "last_error", "next_attempt_at",
+            "created_at", "last_attempt_at", "delivered_at", "attempt_log",
+        ]
+        read_only_fields = fields

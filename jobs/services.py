@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,7 @@ class Submission:
     user: Any = None
     idempotency_key: str = ""
     callback_url: str = ""
+    request_fingerprint: str = ""  # see jobs.idempotency: compared when the idempotency key is replayed
 
 
 def _upload_path(upload: UploadedFile) -> tuple[str, bool]:
@@ -77,8 +80,9 @@ def _upload_path(upload: UploadedFile) -> tuple[str, bool]:
     return path, True
 
 
-def check_upload_size(upload: UploadedFile, field_name: str) -> None:
-    limit = settings.MAX_UPLOAD_BYTES
+def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None = None) -> None:
+    """``limit``: the tenant's plan limit (``billing.services.limits_for``); default the global ceiling."""
+    limit = settings.MAX_UPLOAD_BYTES if limit is None else limit
     if upload.size > limit:
         raise ApiError(
             "FILE_TOO_LARGE",
@@ -87,16 +91,18 @@ def check_upload_size(upload: UploadedFile, field_name: str) -> None:
         )
 
 
-def probe_upload(kind: str, upload: UploadedFile, field_name: str) -> dict[str, Any]:
-    """Validate one upload (size, real format, duration) and describe it; raises ApiError."""
+def probe_upload(kind: str, upload: UploadedFile, field_name: str, tenant: Any = None) -> dict[str, Any]:
+    """Validate one upload (size, real format, duration) against the tenant's plan limits; raises ApiError."""
+    from billing.services import limits_for
     from media_ops.errors import MediaError
 
     if upload.size == 0:
         raise ApiError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
-    check_upload_size(upload, field_name)
+    limits = limits_for(tenant)
+    check_upload_size(upload, field_name, limits.max_file_bytes)
     path, is_temp = _upload_path(upload)
     try:
-        info = spec(kind).probe(path, max_duration_seconds=settings.MAX_AUDIO_SECONDS)
+        info = spec(kind).probe(path, max_duration_seconds=limits.max_audio_seconds, field=field_name)
     except MediaError as exc:
         error = from_media_error(exc)
         error.details.setdefault("field", field_name)
@@ -121,10 +127,14 @@ def submit(sub: Submission) -> Job:
     upload leaves no row and no file. The job is enqueued only after the transaction commits.
     """
     kind_spec = spec(sub.kind)
+    if sub.callback_url:
+        from jobs import webhooks
+
+        webhooks.check_callback_url(sub.callback_url)  # INVALID_CALLBACK_URL before any work (SSRF guard)
     missing = [name for name in kind_spec.inputs if name not in sub.files]
     if missing:
         raise ApiError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
-    infos = {name: probe_upload(sub.kind, sub.files[name], name) for name in kind_spec.inputs}
+    infos = {name: probe_upload(sub.kind, sub.files[name], name, sub.tenant) for name in kind_spec.inputs}
 
     stored: list[str] = []
     try:
@@ -140,6 +150,7 @@ def submit(sub: Submission) -> Job:
                 input=infos[primary],
                 audio_seconds=float(infos[primary].get("duration_seconds") or 0.0),
                 idempotency_key=sub.idempotency_key,
+                request_fingerprint=sub.request_fingerprint,
                 callback_url=sub.callback_url,
                 progress_message="Queued",
             )
@@ -168,22 +179,50 @@ def submit(sub: Submission) -> Job:
     return job
 
 
-def enqueue(job: Job) -> None:
-    """Put the job on its model family's RQ queue. Safe to call again for the same job (re-enqueue)."""
+def timeout_for(kind: str) -> int:
+    """Seconds a job of ``kind`` may run (settings.JOB_TIMEOUTS, else JOB_TIMEOUT_SECONDS)."""
+    return int(settings.JOB_TIMEOUTS.get(kind, settings.JOB_TIMEOUT_SECONDS))
+
+
+def max_attempts_for(kind: str) -> int:
+    """How many times a job of ``kind`` may start before a transient failure or lost worker is final."""
+    return max(1, int(settings.JOB_MAX_ATTEMPTS_BY_KIND.get(kind, settings.JOB_MAX_ATTEMPTS)))
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff before the retry that follows attempt number ``attempts`` (1-based)."""
+    base = float(settings.JOB_RETRY_BACKOFF_SECONDS)
+    return min(base * (2 ** max(0, attempts - 1)), float(settings.JOB_RETRY_BACKOFF_MAX_SECONDS))
+
+
+def enqueue(job: Job, *, claim: Mapping[str, Any] | None = None) -> bool:
+    """Put the job on its model family's RQ queue under a fresh RQ job id. Safe to call again (re-enqueue).
+
+    The id is written to the row *before* the RQ job exists: a worker only runs the RQ job the row names
+    (``start`` checks it), so a stale duplicate left in Redis can never run the job twice, and the write is
+    also the claim that makes concurrent reconcilers enqueue a job once: it only happens while the job is
+    queued and matches ``claim`` (extra filters, e.g. the RQ id the caller saw). Returns whether it enqueued.
+    """
     import django_rq
 
     kind_spec = spec(job.kind)
+    rq_job_id = f"job-{job.id}-{job.attempts}-{secrets.token_hex(4)}"
+    claimed = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, **(claim or {})).update(
+        rq_job_id=rq_job_id, enqueued_at=timezone.now(), retry_at=None
+    )
+    if not claimed:
+        return False
     queue = django_rq.get_queue(kind_spec.queue)
-    rq_job = queue.enqueue(
+    queue.enqueue(
         "jobs.tasks.run_job",
         str(job.id),
-        job_id=f"job-{job.id}-{job.attempts}",
-        job_timeout=settings.JOB_TIMEOUT_SECONDS,
+        job_id=rq_job_id,
+        job_timeout=timeout_for(job.kind),
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
     )
-    Job.objects.filter(pk=job.pk).update(rq_job_id=rq_job.id)
-    job.rq_job_id = rq_job.id
+    job.rq_job_id = rq_job_id
+    return True
 
 
 def _delete_file(name: str) -> None:
@@ -198,15 +237,16 @@ def _delete_file(name: str) -> None:
 # --- the state machine --------------------------------------------------------------------------------------
 
 
-def transition(job: Job, to: str, **fields: Any) -> bool:
-    """Move ``job`` to ``to`` if its current status allows it; update ``job`` in place. Returns success."""
+def transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **fields: Any) -> bool:
+    """Move ``job`` to ``to`` if its current status allows it (and the row matches ``where``); update ``job``
+    in place. Returns success."""
     sources = ALLOWED_SOURCES[to]
     now = timezone.now()
     values: dict[str, Any] = {"status": to, **fields}
     if to in FINAL_STATUSES:
         values.setdefault("finished_at", now)
     with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, status__in=sources).update(**values)
+        updated = Job.objects.filter(pk=job.pk, status__in=sources, **(where or {})).update(**values)
         if not updated:
             job.refresh_from_db()
             return False
@@ -216,12 +256,19 @@ def transition(job: Job, to: str, **fields: Any) -> bool:
             from billing import services as billing_services
 
             billing_services.on_job_final(job)
+            from jobs import webhooks
+
+            webhooks.on_job_final(job)  # the delivery row commits with the final status (an outbox)
         transaction.on_commit(lambda: notify.publish(job.id, to, job.progress))
     return True
 
 
-def start(job_id, worker_name: str) -> Job | None:
-    """queued -> running for the worker that dequeued it; None when the job is gone or no longer queued."""
+def start(job_id, worker_name: str, rq_job_id: str | None = None) -> Job | None:
+    """queued -> running for the worker that dequeued it; None when the job is gone or no longer queued.
+
+    With ``rq_job_id``, only the RQ job that the row names may start it: a duplicate or stale RQ job (left
+    in Redis by a re-enqueue) is skipped, and so is a retry still waiting for its backoff.
+    """
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return None
@@ -229,14 +276,57 @@ def start(job_id, worker_name: str) -> Job | None:
     ok = transition(
         job,
         JobStatus.RUNNING,
+        where={"rq_job_id": rq_job_id} if rq_job_id is not None else None,
         started_at=now,
         heartbeat_at=now,
         worker_name=worker_name[:200],
         attempts=job.attempts + 1,
         progress=1,
         progress_message="Starting",
+        retry_at=None,
     )
     return job if ok else None
+
+
+def retry(
+    job: Job,
+    code: str,
+    message: str,
+    *,
+    delay: float | None = None,
+    count_attempt: bool = True,
+    where: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    """running -> queued after a transient failure or a lost worker; the caller checked the attempt limit.
+
+    With a delay (default: the backoff for the attempts made) the job waits with ``retry_at`` set and the
+    reconciler enqueues it when that time comes; with none it is enqueued as soon as this commits. The
+    reservation is kept: the job is still active. ``count_attempt=False`` gives the attempt back (a worker
+    shutting down, not the job's fault).
+    """
+    delay = retry_delay(job.attempts) if delay is None else max(0.0, delay)
+    now = timezone.now()
+    attempts = job.attempts if count_attempt else max(0, job.attempts - 1)
+    with transaction.atomic():
+        ok = transition(
+            job,
+            JobStatus.QUEUED,
+            where=where,
+            attempts=attempts,
+            rq_job_id="",
+            retry_at=now + timedelta(seconds=delay) if delay > 0 else None,
+            worker_name="",
+            heartbeat_at=None,
+            progress=0,
+            progress_message=f"Retrying after {code}"[:200],
+            **fields,
+        )
+        if ok:
+            logger.warning("job %s requeued after %s (attempt %s): %s", job.id, code, job.attempts, message)
+            if delay <= 0:
+                transaction.on_commit(lambda: enqueue(job, claim={"rq_job_id": ""}))
+    return ok
 
 
 def report_progress(job: Job, percent: int, message: str) -> None:

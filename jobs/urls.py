@@ -10,5 +10,7 @@ urlpatterns = [
     path("jobs", views.JobListView.as_view(), name="job-list"),
     path("jobs/<uuid:pk>", views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:pk>/output", views.JobOutputView.as_view(), name="job-output"),
+    path("jobs/<uuid:pk>/input", views.JobInputView.as_view(), name="job-input"),
     path("jobs/<uuid:pk>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:pk>/deliveries", views.JobDeliveriesView.as_view(), name="job-deliveries"),
 ]

@@ -18,12 +18,18 @@ from rest_framework.views import APIView
 
 from accounts.scoping import tenant_for_request
 from audioseal_site.errors import ApiError
-from jobs import notify, serializers, services
+from jobs import idempotency, notify, serializers, services
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobKind, JobStatus
 
 WAIT_PARAM = OpenApiParameter(
     "wait", OpenApiTypes.NUMBER, description="Hold the response up to N seconds (0–30) until the job is final."
+)
+IDEMPOTENCY_PARAM = OpenApiParameter(
+    idempotency.HEADER, OpenApiTypes.STR, location=OpenApiParameter.HEADER,
+    description="Retry-safe creation: the same key and request return the original job (never a second "
+    "charge); the same key with a different request gets 409 IDEMPOTENCY_CONFLICT. Scoped to the tenant, "
+    "kept at least 24 h.",
 )
 
 
@@ -67,6 +73,11 @@ class JobCreateView(APIView):
     kind: str = ""
     request_serializer: type[serializers.serializers.Serializer]
 
+    @property
+    def rate_family(self) -> str:
+        """Rate-limit family (billing.ratelimit): the kind's queue (watermark, emotion, media)."""
+        return spec(self.kind).queue
+
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {}
 
@@ -87,11 +98,12 @@ class JobCreateView(APIView):
     def post(self, request: Request) -> Response:
         self._check_content_length(request)
         wait = parse_wait(request)
+        key = idempotency.key_from_request(request)
         serializer = self.request_serializer(data=request.data)
         if not serializer.is_valid():
             self.raise_invalid(serializer.errors)
         data = serializer.validated_data
-        job = services.submit(
+        job, replayed = idempotency.submit(
             services.Submission(
                 tenant=tenant_for_request(request),
                 kind=self.kind,
@@ -99,11 +111,17 @@ class JobCreateView(APIView):
                 params=self.params_from(data),
                 api_key=request.auth if request.auth is not None else None,
                 user=request.user,
+                idempotency_key=key,
+                request_fingerprint=idempotency.request_fingerprint(self.kind, request) if key else "",
+                callback_url=(data.get("callback_url") or "").strip(),
             )
         )
         job = wait_for(job, wait)
         body = serializers.JobSerializer(job, context={"request": request}).data
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+        response = Response(body, status=status.HTTP_202_ACCEPTED)
+        if replayed:
+            response[idempotency.REPLAYED_HEADER] = "true"
+        return response
 
     def raise_invalid(self, errors: dict[str, Any]) -> None:
         for name in spec(self.kind).inputs:
@@ -135,7 +153,7 @@ class WatermarkEmbedView(JobCreateView):
 
     @extend_schema(
         request=serializers.WatermarkEmbedRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM], summary="Embed a 16-bit watermark",
+        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Embed a 16-bit watermark",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -147,7 +165,7 @@ class WatermarkDetectView(JobCreateView):
 
     @extend_schema(
         request=serializers.WatermarkDetectRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM], summary="Detect a watermark and decode its message",
+        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Detect a watermark and decode its message",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -162,7 +180,7 @@ class EmotionAnalyzeView(JobCreateView):
 
     @extend_schema(
         request=serializers.EmotionAnalyzeRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM], summary="Recognise the emotion in speech (emotion2vec+)",
+        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Recognise the emotion in speech (emotion2vec+)",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -177,7 +195,8 @@ class BeatsyncAlignView(JobCreateView):
 
     @extend_schema(
         request=serializers.BeatsyncAlignRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM], summary="Align a dance video to its music and render the synced video",
+        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM],
+        summary="Align a dance video to its music and render the synced video",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -198,6 +217,7 @@ class JobCursorPagination(CursorPagination):
     summary="List jobs, newest first",
 )
 class JobListView(generics.ListAPIView):
+    rate_family = "read"
     serializer_class = serializers.JobSerializer
     pagination_class = JobCursorPagination
 
@@ -215,6 +235,8 @@ class JobListView(generics.ListAPIView):
 
 
 class JobDetailView(APIView):
+    rate_family = "read"
+
     @extend_schema(responses=serializers.JobSerializer, parameters=[WAIT_PARAM], summary="Read a job")
     def get(self, request: Request, pk) -> Response:
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
@@ -222,7 +244,22 @@ class JobDetailView(APIView):
         return Response(serializers.JobSerializer(job, context={"request": request}).data)
 
 
+class JobDeliveriesView(APIView):
+    rate_family = "read"
+
+    @extend_schema(
+        responses=serializers.WebhookDeliverySerializer(many=True),
+        summary="The job's webhook deliveries and their attempts, newest first",
+    )
+    def get(self, request: Request, pk) -> Response:
+        job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
+        deliveries = job.webhook_deliveries.order_by("-created_at")[:100]
+        return Response(serializers.WebhookDeliverySerializer(deliveries, many=True).data)
+
+
 class JobCancelView(APIView):
+    rate_family = "read"
+
     @extend_schema(request=None, responses=serializers.JobSerializer, summary="Cancel a queued or running job")
     def post(self, request: Request, pk) -> Response:
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
@@ -231,6 +268,8 @@ class JobCancelView(APIView):
 
 
 class JobOutputView(APIView):
+    rate_family = "read"
+
     @extend_schema(
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
         summary="Download the job's output file",
@@ -262,4 +301,53 @@ def output_response(job: Job):
         as_attachment=True,
         filename=job.output_filename or job.output_file.rsplit("/", 1)[-1],
         content_type=job.output_content_type or "application/octet-stream",
+    )
+
+
+ROLE_PARAM = OpenApiParameter(
+    "role", OpenApiTypes.STR, description="Which input of a multi-input job, e.g. `music` of a beat-sync job."
+)
+
+
+class JobInputView(APIView):
+    """The job's uploaded input, tenant-scoped like its output: the dashboard plays it next to the output."""
+
+    rate_family = "read"
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        parameters=[ROLE_PARAM], summary="Download the job's input file",
+    )
+    def get(self, request: Request, pk):
+        job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
+        if job.files_expired_at:
+            raise ApiError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
+        role = request.query_params.get("role") or ""
+        if role and role not in (job.extra_inputs or {}):
+            raise ApiError("FILE_NOT_FOUND", f"This job has no input {role!r}.", {"role": role})
+        meta = job.extra_inputs[role] if role else {**job.input, "file": job.input_file}
+        if not meta.get("file"):
+            raise ApiError("FILE_NOT_FOUND", "This job has no stored input.")
+        return input_response(meta)
+
+
+def input_response(meta: dict[str, Any]):
+    """Like ``output_response`` for an input: its original filename and a content type from its format."""
+    import mimetypes
+
+    from media_ops.audio import CONTENT_TYPES
+
+    name = meta["file"]
+    filename = meta.get("filename") or name.rsplit("/", 1)[-1]
+    fmt = str(meta.get("format") or "").lower()
+    content_type = CONTENT_TYPES.get(fmt) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    storage = default_storage
+    if getattr(storage, "querystring_auth", False):
+        return HttpResponseRedirect(
+            storage.url(name, parameters={"ResponseContentDisposition": f'attachment; filename="{filename}"'})
+        )
+    if not storage.exists(name):
+        raise ApiError("FILE_NOT_FOUND", "The input file is missing from storage.")
+    return FileResponse(
+        storage.open(name, "rb"), as_attachment=True, filename=filename, content_type=content_type
     )

@@ -12,7 +12,9 @@ import logging
 import django_rq
 from django.conf import settings
 from rq import SimpleWorker
+from rq.worker import WorkerStatus
 
+from jobs import heartbeat
 from jobs.kinds import KINDS
 from jobs.pool import get_pool
 
@@ -30,6 +32,73 @@ class PoolWorker(SimpleWorker):
         super().__init__(queues, *args, **kwargs)
         self.pool = get_pool()
         self.pool.preload(families_for([q.name for q in self.queues]))
+        self.running = None  # (rq job, execution) while a job runs: the heartbeat thread refreshes its TTLs
+        self._shutdown_timer = None
+
+    # --- liveness, periodic reconciliation and graceful shutdown (jobs.heartbeat) ---------------------------
+
+    def work(self, burst: bool = False, *args, **kwargs) -> bool:
+        """Run the RQ loop with the heartbeat thread (and, unless bursting, the reconciler thread) alive."""
+        threads: list = [heartbeat.Heartbeat(self)]
+        if not burst and settings.RECONCILE_IN_WORKER:
+            threads.append(heartbeat.Maintenance(self.name))
+        for thread in threads:
+            thread.start()
+        try:
+            return super().work(burst, *args, **kwargs)
+        finally:
+            if self._shutdown_timer is not None:
+                self._shutdown_timer.cancel()
+            for thread in threads:
+                thread.stop()
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        heartbeat.install_shutdown_handler()
+
+    def request_stop(self, signum, frame) -> None:
+        """Warm shutdown: finish the current job, but requeue it if it outlasts the shutdown grace."""
+        busy = self.get_state() == WorkerStatus.BUSY
+        super().request_stop(signum, frame)  # raises StopRequested when idle
+        if busy and self._shutdown_timer is None:
+            self._shutdown_timer = heartbeat.interrupt_after(settings.WORKER_SHUTDOWN_GRACE_SECONDS)
+
+    def execute_job(self, job, queue) -> None:
+        """SimpleWorker.execute_job, remembering the execution for the heartbeat thread."""
+        execution = self.prepare_execution(job)
+        self.running = (job, execution)
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            self.running = None
+        self.set_state(WorkerStatus.IDLE)
+
+    # --- presence for /readyz and /metrics, temp file cleanup (audioseal_site.health, jobs.retention) ------
+
+    def register_birth(self) -> None:
+        """Also clean what a crashed worker left on this host, and start publishing our presence."""
+        super().register_birth()
+        from audioseal_site.health import WorkerHeartbeat, worker_document
+        from jobs.retention import clean_stale_workdirs
+
+        try:
+            clean_stale_workdirs(keep_worker=self.name)
+        except Exception:  # noqa: BLE001 - a cleanup problem must not stop the worker from starting
+            logger.exception("stale work dir cleanup failed")
+        self.presence = WorkerHeartbeat(self.connection, self.name, lambda: worker_document(self))
+        self.presence.start()
+
+    def register_death(self) -> None:
+        presence = getattr(self, "presence", None)
+        if presence is not None:
+            presence.stop()  # gone from /readyz at once, not after the TTL
+        super().register_death()
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        from jobs.retention import clean_host_temp
+
+        clean_host_temp(self.name)  # stale temp files of this host; never raises
 
 
 def build_worker(queue_names: list[str], name: str | None = None) -> PoolWorker:

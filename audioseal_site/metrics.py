@@ -1,0 +1,377 @@
+"""Prometheus metrics, correct across separate web and worker processes on several machines.
+
+The web processes and the RQ workers are different processes, usually on different machines, so a counter
+incremented in a worker's memory is invisible to the web's ``/metrics``. Each metric is therefore kept where
+the truth is and read at scrape time:
+
+* **HTTP requests and latency** happen in the web process: ordinary ``prometheus_client`` metrics,
+  observed by ``audioseal_site.middleware``. Under gunicorn (several processes) they use
+  prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``deploy/gunicorn.conf.py``),
+  so any process answering the scrape reports the sum over all of them.
+* **Jobs created / finished by kind and status** are counted in PostgreSQL (the source of truth) by the
+  ``ClusterCollector`` at scrape time: one ``GROUP BY`` on an indexed table, identical whichever web process
+  or pod is scraped, and never lost when a worker dies.
+* **Job duration and model inference seconds** (histograms) and **webhook failures** are observed by
+  whichever process sees them (workers, the Stripe webhook view) and accumulated in Redis hashes
+  (``observe``/``inc``: one pipelined round trip, errors swallowed). The collector reads them at scrape
+  time. A Redis flush resets them, which Prometheus treats as a counter reset.
+* **Queue depth**, **oldest queued job age** and **live workers** are read from Redis (RQ's lists and the
+  worker heartbeats of ``audioseal_site.health``) at scrape time.
+* **Stripe sync lag** comes from ``billing.services.stripe_sync_lag_seconds()`` when billing provides it
+  (seconds since the oldest usage event not yet sent to Stripe, or ``None`` when nothing is pending).
+
+Cluster-wide series are the same on every web pod; alert rules aggregate them with ``max`` (see
+``deploy/prometheus-rules.yml``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+logger = logging.getLogger(__name__)
+
+# --- in-process metrics of the web server -------------------------------------------------------------------
+
+HTTP_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+HTTP_REQUESTS = Counter(
+    "audioseal_http_requests", "HTTP requests answered, by method, route pattern and status.",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "audioseal_http_request_duration_seconds", "Time to answer an HTTP request, by method and route pattern.",
+    ["method", "route"], buckets=HTTP_LATENCY_BUCKETS,
+)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one HTTP request (called by the request middleware)."""
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_LATENCY.labels(method, route).observe(seconds)
+
+
+# --- metrics shared through Redis ---------------------------------------------------------------------------
+
+SHARED_PREFIX = "audioseal:metrics:"
+
+
+@dataclass(frozen=True)
+class SharedMetric:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()  # empty: a counter
+
+    @property
+    def key(self) -> str:
+        return SHARED_PREFIX + self.name
+
+
+JOB_DURATION = SharedMetric(
+    "audioseal_job_duration_seconds",
+    "Seconds from a worker starting a job to its final state, by kind and final status.",
+    ("kind", "status"),
+    (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800),
+)
+INFERENCE = SharedMetric(
+    "audioseal_model_inference_seconds",
+    "Seconds a job spent in its handler (decode, model forward passes, encode), by kind and model family.",
+    ("kind", "family"),
+    (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+WEBHOOK_FAILURES = SharedMetric(
+    "audioseal_webhook_failures_total",
+    "Webhook deliveries or receipts that failed, by target (customer callbacks, stripe).",
+    ("target",),
+)
+SHARED: dict[str, SharedMetric] = {m.name: m for m in (JOB_DURATION, INFERENCE, WEBHOOK_FAILURES)}
+
+
+def _redis() -> redis.Redis:
+    from audioseal_site.health import redis_client
+
+    return redis_client()
+
+
+def _field(metric: SharedMetric, labels: dict[str, Any]) -> str:
+    unknown = set(labels) - set(metric.labels)
+    if unknown:
+        raise ValueError(f"{metric.name} has no label(s) {sorted(unknown)}")
+    return json.dumps([str(labels.get(name, "")) for name in metric.labels])
+
+
+def observe(name: str, value: float, **labels: Any) -> None:
+    """Record one observation of a shared histogram (any process). Never raises on a Redis failure."""
+    metric = SHARED[name]
+    field = _field(metric, labels)
+    bucket = next((str(b) for b in metric.buckets if value <= b), "+Inf")
+    try:
+        with _redis().pipeline(transaction=False) as pipe:
+            pipe.hincrby(metric.key, f"{field}|{bucket}", 1)
+            pipe.hincrbyfloat(metric.key, f"{field}|sum", float(value))
+            pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("could not record metric %s: %s", name, exc)
+
+
+def inc(name: str, amount: float = 1.0, **labels: Any) -> None:
+    """Increment a shared counter (any process), e.g. ``inc("audioseal_webhook_failures_total",
+    target="customer")``. Never raises on a Redis failure."""
+    metric = SHARED[name]
+    try:
+        _redis().hincrbyfloat(metric.key, _field(metric, labels), float(amount))
+    except redis.RedisError as exc:
+        logger.warning("could not record metric %s: %s", name, exc)
+
+
+def record_job_final(job_id: Any) -> None:
+    """Called by the worker after it ran a job: observe its duration if the job is now final.
+
+    A job the worker handed back (retry, shutdown) is not final and is observed when it ends for good.
+    """
+    from jobs.models import Job
+
+    job = Job.objects.filter(pk=job_id).only("kind", "status", "started_at", "finished_at").first()
+    if job is None or not job.is_final or not (job.started_at and job.finished_at):
+        return
+    seconds = max(0.0, (job.finished_at - job.started_at).total_seconds())
+    observe(JOB_DURATION.name, seconds, kind=job.kind, status=job.status)
+
+
+def observe_inference(kind: str, family: str | None, seconds: float) -> None:
+    """Called by the worker around a job's handler (decode, model forward passes, encode)."""
+    observe(INFERENCE.name, seconds, kind=kind, family=family or "none")
+
+
+def _shared_families(connection: redis.Redis) -> Iterator[Metric]:
+    for metric in SHARED.values():
+        raw = {k.decode(): v.decode() for k, v in connection.hgetall(metric.key).items()}
+        if not metric.buckets:
+            family = CounterMetricFamily(metric.name, metric.help, labels=metric.labels)
+            for field, value in sorted(raw.items()):
+                family.add_metric(json.loads(field), float(value))
+            yield family
+            continue
+        family = HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+        series: dict[str, dict[str, float]] = {}
+        for key, value in raw.items():
+            field, _, part = key.rpartition("|")
+            series.setdefault(field, {})[part] = float(value)
+        for field, parts in sorted(series.items()):
+            cumulative, buckets = 0.0, []
+            for bound in [*(str(b) for b in metric.buckets), "+Inf"]:
+                cumulative += parts.get(bound, 0.0)
+                buckets.append((bound, cumulative))
+            family.add_metric(json.loads(field), buckets, parts.get("sum", 0.0))
+        yield family
+
+
+# --- scrape-time collector ---------------------------------------------------------------------------------
+
+
+class ClusterCollector:
+    """Metrics of the whole deployment, read from PostgreSQL and Redis when Prometheus scrapes."""
+
+    def collect(self) -> Iterable[Metric]:
+        from django.db import DatabaseError
+
+        try:
+            families = [*self._jobs(), *self._webhooks()]
+            db_up = 1
+        except DatabaseError as exc:  # a scrape during a database outage still answers, and says so
+            logger.warning("metrics: database unavailable: %s", exc)
+            families, db_up = [], 0
+        yield from families
+        yield GaugeMetricFamily("audioseal_database_up", "1 when PostgreSQL answered this scrape.", value=db_up)
+        try:
+            connection = _redis()
+            yield from self._queues(connection)
+            yield from self._workers(connection)
+            yield from _shared_families(connection)
+            up = 1
+        except redis.RedisError as exc:
+            logger.warning("metrics: Redis unavailable: %s", exc)
+            up = 0
+        yield GaugeMetricFamily("audioseal_redis_up", "1 when Redis answered this scrape.", value=up)
+        if db_up:
+            yield from self._stripe()
+
+    def _jobs(self) -> Iterator[Metric]:
+        from django.db.models import Count
+
+        from jobs.models import FINAL_STATUSES, Job, JobKind
+
+        rows = Job.objects.order_by().values("kind", "status").annotate(n=Count("id"))
+        created = CounterMetricFamily("audioseal_jobs_created", "Jobs created, by kind.", labels=["kind"])
+        finished = CounterMetricFamily(
+            "audioseal_jobs_finished", "Jobs that reached a final state, by kind and status.",
+            labels=["kind", "status"],
+        )
+        active = GaugeMetricFamily(
+            "audioseal_jobs_active", "Jobs queued or running now.", labels=["kind", "status"]
+        )
+        by_kind: dict[str, int] = {k: 0 for k in JobKind.values}
+        seen: dict[tuple[str, str], int] = {}
+        for row in rows:
+            by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + row["n"]
+            seen[(row["kind"], row["status"])] = row["n"]
+        for kind, n in sorted(by_kind.items()):
+            created.add_metric([kind], n)
+            for status in ("queued", "running"):
+                active.add_metric([kind, status], seen.get((kind, status), 0))
+            for status in sorted(FINAL_STATUSES):
+                finished.add_metric([kind, str(status)], seen.get((kind, str(status)), 0))
+        yield from (created, finished, active)
+
+    def _queues(self, connection: redis.Redis) -> Iterator[Metric]:
+        import django_rq
+
+        depth = GaugeMetricFamily("audioseal_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
+        oldest = GaugeMetricFamily(
+            "audioseal_queue_oldest_job_age_seconds",
+            "Age of the job at the head of each queue (0 when empty).", labels=["queue"],
+        )
+        for name in settings.RQ_QUEUES:
+            queue = django_rq.get_queue(name)
+            depth.add_metric([name], queue.count)
+            age = 0.0
+            head = queue.get_job_ids(0, 1)
+            job = queue.fetch_job(head[0]) if head else None
+            if job is not None and job.enqueued_at is not None:
+                enqueued = job.enqueued_at
+                if enqueued.tzinfo is None:  # RQ stores UTC
+                    enqueued = enqueued.replace(tzinfo=UTC)
+                age = max(0.0, time.time() - enqueued.timestamp())
+            oldest.add_metric([name], age)
+        yield from (depth, oldest)
+
+    def _workers(self, connection: redis.Redis) -> Iterator[Metric]:
+        from audioseal_site.health import live_workers
+
+        workers = live_workers(connection)
+        live = GaugeMetricFamily(
+            "audioseal_workers_live", "Workers with a fresh heartbeat, by queue.", labels=["queue"]
+        )
+        for queue in settings.RQ_QUEUES:
+            live.add_metric([queue], sum(1 for w in workers if queue in w.get("queues", ())))
+        loaded = GaugeMetricFamily(
+            "audioseal_worker_model_loaded", "1 for each model family a live worker has loaded.",
+            labels=["worker", "family", "device"],
+        )
+        for worker in workers:
+            pool = worker.get("pool") or {}
+            for family in pool.get("families", []):
+                loaded.add_metric([str(worker.get("name")), family, str(pool.get("device", ""))], 1)
+        yield from (live, loaded)
+
+    def _webhooks(self) -> Iterator[Metric]:
+        """Customer webhook deliveries by state, from the outbox table (jobs.WebhookDelivery) when present."""
+        from django.db.models import Count
+
+        from jobs import models as job_models
+
+        model = getattr(job_models, "WebhookDelivery", None)
+        if model is None:
+            return
+        family = GaugeMetricFamily(
+            "audioseal_webhook_deliveries", "Customer webhook deliveries by state (failed = gave up).",
+            labels=["status"],
+        )
+        counts = dict(model.objects.order_by().values_list("status").annotate(n=Count("pk")))
+        for status in model.Status.values:
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+    def _stripe(self) -> Iterator[Metric]:
+        """Seconds since the oldest usage event that has not reached Stripe; exported only when Stripe is
+        configured (``STRIPE_API_KEY``), since without it usage is deliberately never sent.
+
+        Billing may provide ``billing.services.stripe_sync_lag_seconds()``; otherwise the lag is read from its
+        ``MeterSync`` rows (pending or given up = not sent; skipped = no Stripe customer, nothing to send).
+        """
+        if not getattr(settings, "STRIPE_API_KEY", ""):
+            return
+        try:
+            from billing import services as billing_services
+
+            hook = getattr(billing_services, "stripe_sync_lag_seconds", None)
+            lag = hook() if hook is not None else _meter_sync_lag()
+        except Exception:  # noqa: BLE001 - a billing problem must not break the scrape
+            logger.exception("could not read the Stripe sync lag")
+            return
+        if lag is None:
+            return
+        yield GaugeMetricFamily(
+            "audioseal_stripe_sync_lag_seconds",
+            "Age of the oldest usage event not yet reported to Stripe (0 when everything is sent).",
+            value=float(lag),
+        )
+
+
+def _meter_sync_lag() -> float | None:
+    from django.db.models import Min
+    from django.utils import timezone
+
+    try:
+        from billing.models import MeterSync, SyncState
+    except ImportError:
+        return None
+    oldest = MeterSync.objects.filter(state__in=[SyncState.PENDING, SyncState.FAILED]).aggregate(
+        oldest=Min("event__created_at")
+    )["oldest"]
+    return 0.0 if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
+
+
+# --- the endpoint ------------------------------------------------------------------------------------------
+
+
+def exposition() -> bytes:
+    """The Prometheus text of this process (or all gunicorn processes) plus the cluster collector."""
+    from prometheus_client import REGISTRY
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        local = CollectorRegistry()
+        multiprocess.MultiProcessCollector(local)
+    else:
+        local = REGISTRY
+    cluster = CollectorRegistry(auto_describe=False)
+    cluster.register(ClusterCollector())
+    return generate_latest(local) + generate_latest(cluster)
+
+
+def _authorized(request: HttpRequest) -> bool:
+    token = getattr(settings, "METRICS_TOKEN", "") or ""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics`` with ``Authorization: Bearer <METRICS_TOKEN>``; 401 otherwise (also when no token
+    is configured: metrics are never public by accident)."""
+    if not _authorized(request):
+        response = JsonResponse(
+            {"error": {"code": "UNAUTHENTICATED", "message": "Send `Authorization: Bearer <metrics token>`.",
+                       "details": {}}},
+            status=401,
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

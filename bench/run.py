@@ -1,0 +1,563 @@
+"""``make bench`` (``python -m bench.run [--quick]``): the platform against the model's limit, in one run.
+
+What it measures, all in one process tree on this machine, with the same clips for every column:
+
+1. **limit**: the full-size AudioSeal 16-bit model's bare forward pass in a loop (``bench.limit.raw_limit``),
+   and the platform's own windowed engine primitive in the same kind of loop (``engine``).
+2. **platform**: the clips submitted through the HTTP API to a gunicorn server with one worker process
+   (``manage.py run_worker``) configured with the same full-size checkpoints; first submit → last completion.
+3. **naive**: the seed pattern, a model constructed per job with the library's defaults (``bench.limit``).
+4. ratios platform/limit and platform/naive for each clip length (1 s, 10 s and 60 s by default).
+5. API latency p50/p99 and throughput at 32 concurrent clients: job submission (small files) against a
+   trivial authenticated endpoint (``GET /api/v1/jobs?page_size=1``), with no worker running so only the API
+   is measured.
+6. worker RSS after the first 100 and after 2,000 small jobs (tiny demo models, small clips).
+
+It starts its own embedded PostgreSQL and Redis under ``var/bench/run-*`` (whatever ``DATABASE_URL`` and
+``REDIS_URL`` say is ignored), and removes that directory at the end. The full-size checkpoints (random
+weights, ~90 MB) are built once into ``var/bench/models``. Results: ``var/bench/results.json`` and
+``var/bench/results.md``, also printed.
+
+Knobs (environment): ``BENCH_CLIPS`` (``"1:20,10:8,60:3"``: seconds:count), ``BENCH_OPS`` (``embed`` or
+``embed,detect``), ``BENCH_SMALL_JOBS`` (2000), ``BENCH_SMALL_JOBS_FIRST`` (100), ``BENCH_LATENCY_CLIENTS``
+(32), ``BENCH_LATENCY_REQUESTS`` (requests per client, 10), ``BENCH_WEB_WORKERS`` (2), ``BENCH_WEB_THREADS``
+(4), ``BENCH_NAIVE_COMPILE=1`` (also time the naive baseline with audioseal's lazy torch.compile left on),
+``MODEL_THREADS``/``MODEL_DEVICE`` as for the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import platform as pyplatform
+import shutil
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "var" / "bench"
+
+FULL_DEFAULT = {
+    "clips": "1:20,10:8,60:3", "emotion_clips": "1:10,10:4,60:1", "small": 2000, "small_first": 100,
+    "latency_requests": 10,
+}
+QUICK_DEFAULT = {
+    "clips": "1:4,10:2,60:1", "emotion_clips": "1:2,10:1,60:1", "small": 200, "small_first": 50,
+    "latency_requests": 3,
+}
+SUBMIT_PATH = {
+    "embed": "/api/v1/watermark/embed",
+    "detect": "/api/v1/watermark/detect",
+    "emotion": "/api/v1/emotion/analyze",
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_clips(text: str) -> dict[float, int]:
+    out: dict[float, int] = {}
+    for part in text.split(","):
+        seconds, _, count = part.partition(":")
+        out[float(seconds)] = int(count or 1)
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": model or pyplatform.processor(),
+        "cpu_count": os.cpu_count(),
+        "python": pyplatform.python_version(),
+        "torch": torch.__version__,
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    try:
+        import psutil
+
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:  # pragma: no cover
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def setup_django(run_dir: Path) -> None:
+    """Own embedded services under ``run_dir`` (never a configured database), migrated."""
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(name, None)
+    os.environ["VAR_DIR"] = str(run_dir)
+    os.environ["EMBEDDED_SERVICES"] = "true"
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("NO_TORCH_COMPILE", "1")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "audioseal_site.settings"
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+# --- sections -----------------------------------------------------------------------------------------------
+
+
+def section_limit(ops, clips, models, threads, device) -> dict[str, Any]:
+    from bench import limit
+    from bench.clips import read_mono16
+
+    out: dict[str, Any] = {}
+    for op in ops:
+        for seconds, paths in clips[op].items():
+            audio = [read_mono16(p) for p in paths]
+            log(f"limit {op} {seconds:g}s x{len(paths)}")
+            if op == "emotion":
+                raw = limit.emotion_raw_limit(models["emotion"], audio, device=device, threads=threads)
+            else:
+                raw = limit.raw_limit(models["generator"], models["detector"], audio, op=op, device=device,
+                                      threads=threads)
+            log(f"engine {op} {seconds:g}s x{len(paths)}")
+            if op == "emotion":
+                engine = limit.emotion_engine_loop(models["emotion"], audio, device=device, threads=threads)
+            else:
+                engine = limit.engine_loop(models["generator"], models["detector"], audio, op=op,
+                                           device=device, threads=threads)
+            out[f"{op}:{seconds:g}"] = {"limit": raw, "engine": engine}
+    return out
+
+
+def section_naive(ops, clips, models, run_dir, compile_too: bool) -> dict[str, Any]:
+    from bench import limit
+
+    out: dict[str, Any] = {}
+    for op in ops:
+        checkpoint = {"embed": "generator", "detect": "detector", "emotion": "emotion"}[op]
+        checkpoint = models[checkpoint]
+        for seconds, paths in clips[op].items():
+            log(f"naive {op} {seconds:g}s x{len(paths)}")
+            result = {"eager": limit.run_naive(checkpoint, paths, run_dir / "naive-out", op=op)}
+            if compile_too and op != "emotion":
+                log(f"naive {op} {seconds:g}s x1 with torch.compile (library default)")
+                result["torch_compile"] = limit.run_naive(
+                    checkpoint, paths[:2], run_dir / "naive-out", op=op, compile=True
+                )
+            out[f"{op}:{seconds:g}"] = result
+    return out
+
+
+def _submit_all(client, op: str, paths: list[Path]) -> tuple[float, list[str]]:
+    started = time.time()
+    ids = [
+        client.submit(SUBMIT_PATH[op], p.name, p.read_bytes(), {"message": "1A2B"} if op == "embed" else None)
+        for p in paths
+    ]
+    return started, ids
+
+
+def section_platform(ops, clips, warm_clips, base_url, api_key) -> dict[str, Any]:
+    from bench.platform import Client, wait_final
+
+    client = Client(base_url, api_key)
+    out: dict[str, Any] = {}
+    for op in ops:
+        log(f"platform warm-up {op}: one clip of each length")
+        _, ids = _submit_all(client, op, [paths[0] for paths in warm_clips[op].values()])
+        wait_final(ids, timeout=1800)
+        for seconds, paths in clips[op].items():
+            log(f"platform {op} {seconds:g}s x{len(paths)}")
+            started, ids = _submit_all(client, op, paths)
+            rows = wait_final(ids, timeout=3600)
+            finished = max(r["finished_at"].timestamp() for r in rows)
+            elapsed = finished - started
+            failed = [r for r in rows if r["status"] != "succeeded"]
+            audio = sum(float(r["audio_seconds"]) for r in rows)
+            busy = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in rows if r["started_at"])
+            out[f"{op}:{seconds:g}"] = {
+                "clips": len(rows),
+                "failed": len(failed),
+                "first_failure": (failed[0]["error_code"], failed[0]["error_message"]) if failed else None,
+                "audio_seconds": round(audio, 3),
+                "elapsed_seconds": round(elapsed, 4),
+                "audio_seconds_per_second": round(audio / elapsed, 3) if elapsed > 0 else None,
+                "worker_busy_seconds": round(busy, 3),
+                **job_stats(rows),
+            }
+    return out
+
+
+def section_latency(base_url: str, api_key: str, clients: int, per_client: int) -> dict[str, Any]:
+    """Submission (POST detect, 0.5 s WAV, every file different) vs a trivial authenticated GET."""
+    from bench.clips import small_wav, speech_base
+    from bench.platform import Client, concurrent_requests
+
+    base = speech_base()
+    files = [small_wav(0.5, 900_000 + i, base) for i in range(clients * per_client)]
+    warm = [small_wav(0.5, 800_000 + i, base) for i in range(4)]
+
+    def make_client() -> Client:
+        return Client(base_url, api_key)
+
+    def prepare_get(client: Client, i: int):
+        return client.prepare_get("/api/v1/jobs?page_size=1")
+
+    def prepare_post(client: Client, i: int):
+        content = warm[(-i - 1) % len(warm)] if i < 0 else files[i]
+        return client.prepare_upload(SUBMIT_PATH["detect"], f"small-{i}.wav", content)
+
+    log(f"latency: trivial GET, {clients} clients x {per_client}")
+    trivial = concurrent_requests(make_client, prepare_get, clients=clients, per_client=per_client)
+    log(f"latency: job submission, {clients} clients x {per_client}")
+    submit = concurrent_requests(make_client, prepare_post, clients=clients, per_client=per_client)
+    return {
+        "file_bytes": len(files[0]),
+        "trivial_get": trivial,
+        "submit": submit,
+        "throughput_ratio": _ratio(submit["requests_per_second"], trivial["requests_per_second"]),
+        "p50_ratio": _ratio(submit["p50_ms"], trivial["p50_ms"]),
+        "p99_ratio": _ratio(submit["p99_ms"], trivial["p99_ms"]),
+        "submit_p99_over_p50": _ratio(submit["p99_ms"], submit["p50_ms"]),
+    }
+
+
+def drop_queued_jobs() -> int:
+    """Cancel what the latency section queued (no worker ran): nothing else must pick those jobs up."""
+    import django_rq
+    from django.utils import timezone
+
+    from jobs.models import Job, JobStatus
+
+    django_rq.get_queue("watermark").empty()
+    return Job.objects.filter(status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELED, finished_at=timezone.now(), progress_message="Canceled by the benchmark"
+    )
+
+
+def section_rss(base_url: str, api_key: str, worker_pid: int, first: int, total: int) -> dict[str, Any]:
+    """Worker RSS after ``first`` and after ``total`` small jobs (0.5 s clips, embed/detect alternating)."""
+    from bench.clips import small_wav, speech_base
+    from bench.platform import Client, rss_bytes, wait_final
+
+    base = speech_base()
+    local = __import__("threading").local()
+
+    def submit(i: int) -> str:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = Client(base_url, api_key)
+        op = "embed" if i % 2 == 0 else "detect"
+        return client.submit(SUBMIT_PATH[op], f"job-{i}.wav", small_wav(0.5, 500_000 + i, base),
+                             {"message": "00FF"} if op == "embed" else None)
+
+    def run(indices: range) -> tuple[list[dict[str, Any]], float]:
+        started = time.time()
+        with ThreadPoolExecutor(4) as pool:
+            ids = list(pool.map(submit, indices))
+        rows = wait_final(ids, timeout=7200, poll=0.5)
+        failed = sum(1 for r in rows if r["status"] != "succeeded")
+        if failed:
+            log(f"rss: {failed} of {len(rows)} small jobs did not succeed")
+        return rows, time.time() - started
+
+    out: dict[str, Any] = {"rss_start_mb": round(rss_bytes(worker_pid) / 2**20, 1)}
+    log(f"rss: first {first} small jobs")
+    _, elapsed1 = run(range(first))
+    out["jobs_first"] = first
+    out["rss_after_first_mb"] = round(rss_bytes(worker_pid) / 2**20, 1)
+    log(f"rss: up to {total} small jobs")
+    rows, elapsed2 = run(range(first, total))
+    out.update(job_stats(rows))
+    out["jobs_total"] = total
+    out["rss_after_total_mb"] = round(rss_bytes(worker_pid) / 2**20, 1)
+    out["growth_percent"] = round(100 * (out["rss_after_total_mb"] / out["rss_after_first_mb"] - 1), 2)
+    out["small_jobs_per_second"] = round((total - first) / elapsed2, 2) if elapsed2 > 0 else None
+    return out
+
+
+def job_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median time a job ran in the worker (started -> finished) and waited before it (created -> started)."""
+    import numpy as np
+
+    ran = [(r["finished_at"] - r["started_at"]).total_seconds() for r in rows if r["started_at"]]
+    waited = [(r["started_at"] - r["created_at"]).total_seconds() for r in rows if r["started_at"]]
+    return {
+        "median_run_seconds": round(float(np.median(ran)), 4) if ran else None,
+        "median_wait_seconds": round(float(np.median(waited)), 4) if waited else None,
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+# --- report -------------------------------------------------------------------------------------------------
+
+
+def summarise(results: dict[str, Any]) -> None:
+    rows = []
+    for key, plat in results.get("platform", {}).items():
+        lim = results.get("limit", {}).get(key, {})
+        naive = results.get("naive", {}).get(key, {})
+        op, seconds = key.split(":")
+        row = {
+            "op": op,
+            "clip_seconds": float(seconds),
+            "clips": plat["clips"],
+            "limit": lim.get("limit", {}).get("audio_seconds_per_second"),
+            "engine": lim.get("engine", {}).get("audio_seconds_per_second"),
+            "platform": plat["audio_seconds_per_second"],
+            "naive": naive.get("eager", {}).get("audio_seconds_per_second"),
+            "naive_compile": naive.get("torch_compile", {}).get("audio_seconds_per_second"),
+        }
+        limit_elapsed = lim.get("limit", {}).get("elapsed_seconds")
+        overhead = (plat["elapsed_seconds"] - limit_elapsed) / plat["clips"] if limit_elapsed else None
+        row["overhead_ms_per_job"] = round(1000 * overhead, 1) if overhead is not None else None
+        row["median_job_run_seconds"] = plat.get("median_run_seconds")
+        row["platform_over_limit"] = _ratio(row["platform"], row["limit"])
+        row["platform_over_engine"] = _ratio(row["platform"], row["engine"])
+        row["platform_over_naive"] = _ratio(row["platform"], row["naive"])
+        row["platform_over_naive_compile"] = _ratio(row["platform"], row["naive_compile"])
+        rows.append(row)
+    results["summary"] = rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Benchmark ({'quick' if results['quick'] else 'full'} run), {m['date_utc']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m.get('memory_gb', '?')} GB, "
+        f"{m.get('gpu', 'no GPU')}; device `{results['device']}`, {results['threads']} torch threads; "
+        f"torch {m['torch']}, Python {m['python']}. Load average at start {m['load_average_start']}, "
+        f"at end {m.get('load_average_end')}.",
+        "Model: full-size AudioSeal 16-bit architecture (generator "
+        f"{results['models']['generator_params']:,} / detector {results['models']['detector_params']:,} "
+        "parameters, random weights)"
+        + (f"; emotion2vec base-size reconstruction ({results['models']['emotion_params']:,} parameters, "
+           "random weights, windows of 30 s)" if results["models"].get("emotion_params") else "")
+        + ". Server: gunicorn "
+        f"{results['web']['workers']} processes x {results['web']['threads']} threads; one worker process.",
+        "",
+        "Throughput in audio seconds per second (higher is better):",
+        "",
+        "| op | clip | clips | limit (bare forward) | engine (windowed, bare) | platform (HTTP+queue+worker) "
+        "| naive (model per job) | platform / limit | platform / naive |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results.get("summary", []):
+        naive = f"{r['naive']}" + (f" (compile: {r['naive_compile']})" if r.get("naive_compile") else "")
+        vs_compile = r.get("platform_over_naive_compile")
+        vs_naive = f"{r['platform_over_naive']}" + (f" (vs compile: {vs_compile})" if vs_compile else "")
+        lines.append(
+            f"| {r['op']} | {r['clip_seconds']:g} s | {r['clips']} | {r['limit']} | {r['engine']} | "
+            f"{r['platform']} | {naive} | {r['platform_over_limit']} | {vs_naive} |"
+        )
+    if results.get("summary"):
+        lines += [
+            "",
+            "Where the platform's time goes: overhead per job = (platform wall time - bare-forward time) /",
+            "clips; a job's run = started -> finished in the worker (decode, model, encode, store, states).",
+            "",
+            "| op | clip | overhead per job (ms) | median job run (s) |",
+            "|---|---|---|---|",
+        ]
+        for r in results["summary"]:
+            lines.append(
+                f"| {r['op']} | {r['clip_seconds']:g} s | {r['overhead_ms_per_job']} | "
+                f"{r['median_job_run_seconds']} |"
+            )
+    lat = results.get("latency")
+    if lat:
+        s, t = lat["submit"], lat["trivial_get"]
+        lines += [
+            "",
+            f"API at {s['clients']} concurrent clients on loopback ({s['requests']} timed requests in all; "
+            f"submission = POST /api/v1/watermark/detect with a {lat['file_bytes'] // 1024} KB WAV, "
+            "no worker running):",
+            "",
+            "| endpoint | req/s | p50 ms | p90 ms | p99 ms | errors |",
+            "|---|---|---|---|---|---|",
+            f"| GET /api/v1/jobs?page_size=1 | {t['requests_per_second']} | {t['p50_ms']} | {t['p90_ms']} | "
+            f"{t['p99_ms']} | {t['errors']} |",
+            f"| POST /api/v1/watermark/detect | {s['requests_per_second']} | {s['p50_ms']} | {s['p90_ms']} | "
+            f"{s['p99_ms']} | {s['errors']} |",
+            "",
+            f"Submission/trivial: throughput {lat['throughput_ratio']}, p50 {lat['p50_ratio']}, p99 "
+            f"{lat['p99_ratio']}; submission p99/p50 = {lat['submit_p99_over_p50']}.",
+        ]
+    rss = results.get("rss")
+    if rss:
+        lines += [
+            "",
+            f"Worker RSS ({results['rss_models']} models, 0.5 s clips, embed/detect alternating): "
+            f"{rss['rss_start_mb']} MB at start, {rss['rss_after_first_mb']} MB after "
+            f"{rss['jobs_first']} jobs, {rss['rss_after_total_mb']} MB after {rss['jobs_total']} jobs: "
+            f"growth {rss['growth_percent']} % "
+            f"({rss['small_jobs_per_second']} small jobs/s end to end).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# --- main ---------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few clips and jobs: a smoke run in minutes")
+    parser.add_argument("--sections", default="limit,naive,platform,latency,rss",
+                        help="comma-separated subset of limit,naive,platform,latency,rss")
+    parser.add_argument("--keep", action="store_true", help="keep the run directory (services' data, logs)")
+    args = parser.parse_args(argv)
+    defaults = QUICK_DEFAULT if args.quick else FULL_DEFAULT
+    sections = set(args.sections.split(","))
+    clip_counts = parse_clips(os.environ.get("BENCH_CLIPS", defaults["clips"]))
+    emotion_counts = parse_clips(os.environ.get("BENCH_EMOTION_CLIPS", defaults["emotion_clips"]))
+    ops = [op for op in os.environ.get("BENCH_OPS", "embed,emotion").split(",") if op]
+    small_total = int(os.environ.get("BENCH_SMALL_JOBS", defaults["small"]))
+    small_first = min(small_total, int(os.environ.get("BENCH_SMALL_JOBS_FIRST", defaults["small_first"])))
+    latency_clients = int(os.environ.get("BENCH_LATENCY_CLIENTS", 32))
+    latency_requests = int(os.environ.get("BENCH_LATENCY_REQUESTS", defaults["latency_requests"]))
+    web_workers = int(os.environ.get("BENCH_WEB_WORKERS", 2))
+    web_threads = int(os.environ.get("BENCH_WEB_THREADS", 4))
+
+    # SIGTERM/SIGINT exit through atexit and finally blocks: children stopped, services stopped, dir removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    # The worker's OpenMP setting (settings.py "Performance"), before torch is imported here, so the bare loop
+    # runs under the same conditions as the worker.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    run_dir = BENCH_DIR / f"run-{os.getpid()}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    if not args.keep:
+        # Registered before the services start, so it runs after their own atexit stops (LIFO).
+        atexit.register(shutil.rmtree, run_dir, True)
+
+    from bench.models import count_parameters, full_size_checkpoints, tiny_checkpoints
+
+    log("building the full-size checkpoints (once, under var/bench/models)")
+    gen, det = full_size_checkpoints(BENCH_DIR / "models" / "full")
+    models = {"generator": gen, "detector": det}
+    if "emotion" in ops:
+        from bench.models import emotion_base_dir
+
+        log("building the base-size emotion2vec directory (once)")
+        models["emotion"] = emotion_base_dir(BENCH_DIR / "models" / "emotion_base")
+        import torch
+
+        state = torch.load(models["emotion"] / "model.pt", map_location="cpu", weights_only=True, mmap=True)
+        emotion_params = sum(t.numel() for t in state.values())
+        del state
+
+    setup_django(run_dir)
+    from django.conf import settings
+
+    from media_ops.pool import resolve_device
+
+    threads = int(settings.MODEL_THREADS)
+    device = resolve_device(settings.MODEL_DEVICE)
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": machine_info(),
+        "device": device,
+        "threads": threads,
+        "models": {
+            "generator_params": count_parameters(gen, "generator"),
+            "detector_params": count_parameters(det, "detector"),
+            "emotion_params": emotion_params if "emotion" in ops else None,
+        },
+        "web": {"workers": web_workers, "threads": web_threads},
+        "env": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "MODEL_THREADS": threads,
+                "naive": "torch defaults (OMP_WAIT_POLICY unset, default thread count)"},
+        "config": {"clips": {f"{k:g}": v for k, v in clip_counts.items()},
+                   "emotion_clips": {f"{k:g}": v for k, v in emotion_counts.items()}, "ops": ops},
+    }
+    log(f"machine: {results['machine']}")
+
+    from bench.clips import write_clips
+
+    clips, warm_clips = {}, {}
+    for op in ops:
+        counts = emotion_counts if op == "emotion" else clip_counts
+        clips[op] = write_clips(run_dir / "clips" / op, counts, seed=1 + 10 * ops.index(op))
+        warm = {seconds: 1 for seconds in counts}
+        warm_clips[op] = write_clips(run_dir / "warm" / op, warm, seed=2 + 10 * ops.index(op))
+
+    if "limit" in sections:
+        results["limit"] = section_limit(ops, clips, models, threads, device)
+    if "naive" in sections:
+        results["naive"] = section_naive(ops, clips, models, run_dir,
+                                         os.environ.get("BENCH_NAIVE_COMPILE", "") == "1")
+
+    from bench import platform as plat
+
+    children: list[plat.Child] = []
+    atexit.register(lambda: [c.stop(10) for c in children])  # also on errors: never leave processes behind
+    log_dir = run_dir / "logs"
+    try:
+        if sections & {"platform", "latency", "rss"}:
+            api_key = plat.make_tenant(f"bench-{os.getpid()}")
+            server, base_url = plat.start_server(plat.child_env(run_dir), log_dir, workers=web_workers,
+                                                 threads=web_threads)
+            children.append(server)
+            log(f"server at {base_url} (gunicorn {web_workers}x{web_threads})")
+        if "platform" in sections:
+            env = plat.child_env(run_dir, WATERMARK_GENERATOR=str(gen), WATERMARK_DETECTOR=str(det),
+                                 EMOTION_MODEL_DIR=str(models.get("emotion", settings.EMOTION_MODEL_DIR)))
+            queues = tuple(sorted({"emotion" if op == "emotion" else "watermark" for op in ops}))
+            log(f"starting the worker ({', '.join(queues)}) with the full-size models")
+            worker = plat.start_worker(env, log_dir, "bench-full", queues=queues)
+            children.append(worker)
+            results["platform"] = section_platform(ops, clips, warm_clips, base_url, api_key)
+            results["platform_worker_rss_mb"] = round(plat.rss_bytes(worker.pid) / 2**20, 1)
+            worker.stop()
+        if "latency" in sections:
+            results["latency"] = section_latency(base_url, api_key, latency_clients, latency_requests)
+            results["latency"]["jobs_dropped_after"] = drop_queued_jobs()
+        if "rss" in sections:
+            tiny_gen, tiny_det, label = tiny_checkpoints(BENCH_DIR / "models" / "tiny")
+            results["rss_models"] = label
+            env = plat.child_env(run_dir, WATERMARK_GENERATOR=str(tiny_gen), WATERMARK_DETECTOR=str(tiny_det))
+            worker = plat.start_worker(env, log_dir, "bench-small")
+            children.append(worker)
+            results["rss"] = section_rss(base_url, api_key, worker.pid, small_first, small_total)
+            worker.stop()
+    finally:
+        for child in children:
+            child.stop()
+
+    results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    summarise(results)
+    text = markdown(results)
+    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (BENCH_DIR / "results.md").write_text(text)
+    print()
+    print(text)
+    log(f"results in {BENCH_DIR / 'results.json'} and {BENCH_DIR / 'results.md'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Staff tools in the admin: every billing page renders; plans are editable; grants default to the current
+period; tenant plan and overrides are edited on the subscription."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from billing import services
+from billing.models import MeterSync, PeriodUsage, Plan, QuotaGrant, Reservation, StripeEvent, Subscription
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("model", [Plan, Subscription, QuotaGrant, PeriodUsage, Reservation, MeterSync, StripeEvent])
+def test_changelists_render(staff_client, succeeded_job, tenant, model):
+    succeeded_job(tenant, 2.0)
+    name = model._meta.model_name
+    assert staff_client.get(reverse(f"admin:billing_{name}_changelist")).status_code == 200
+
+
+def test_subscription_page_shows_usage_and_edits_plan_and_overrides(staff_client, tenant, succeeded_job):
+    succeeded_job(tenant, 120.0)
+    sub = services.subscription_for(tenant)
+    url = reverse("admin:billing_subscription_change", args=[sub.pk])
+    page = staff_client.get(url).content.decode()
+    assert "2.0 used" in page and "Grant extra minutes" in page
+
+    pro = Plan.objects.get(code="pro")
+    form = {
+        "tenant": str(tenant.pk), "plan": pro.pk, "status": "active", "past_due_since": "",
+        "current_period_start_0": sub.current_period_start.strftime("%Y-%m-%d"),
+        "current_period_start_1": "00:00:00",
+        "current_period_end_0": sub.current_period_end.strftime("%Y-%m-%d"), "current_period_end_1": "00:00:00",
+        "included_minutes_override": "", "overage_allowed_override": "unknown", "max_file_bytes_override": "",
+        "max_audio_seconds_override": "", "max_concurrent_jobs_override": "3", "rate_limits_override": "{}",
+        "retention_days_override": "", "stripe_customer_id": "", "stripe_subscription_id": "",
+    }
+    response = staff_client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    limits = services.limits_for(tenant)
+    assert limits.plan_code == "pro" and limits.max_concurrent_jobs == 3
+
+
+def test_grant_defaults_to_the_current_period(staff_client, tenant):
+    add = reverse("admin:billing_quotagrant_add")
+    assert staff_client.get(add + f"?tenant={tenant.pk}").status_code == 200
+    response = staff_client.post(add, {"tenant": str(tenant.pk), "minutes": 30, "reason": "outage credit"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    grant = QuotaGrant.objects.get()
+    start, _ = services.period_bounds(services.subscription_for(tenant))
+    assert grant.period_start == start and grant.granted_by.username == "billing-staff"
+    assert services.usage_summary(tenant)["minutes"]["included"] == 90.0

@@ -1,0 +1,239 @@
+"""Worker-level dynamic batching: the job a worker dequeued takes queued jobs of the same kind along.
+
+How it works without touching RQ's bookkeeping: the dequeued job (the *leader*) claims up to ``B - 1`` other
+queued jobs of its kind straight from the database, each through ``services.start`` conditioned on the RQ
+id the row names, exactly as if a worker had dequeued it. Their RQ jobs are removed from the queue (and if one
+was already popped by another worker, ``start`` refuses it there: it is no longer queued, so it is skipped).
+The batch is decoded per job, run through the engine's batch call (``media_ops.watermark.embed_batch`` /
+``detect_batch``: results equal one-at-a-time within float tolerance), and each companion is finished on its
+own (cache, output, ``succeed``); the leader's outcome goes back to ``jobs.tasks`` like a handler's.
+
+* ``B`` is ``ModelPool.batch_size(family)``: ``BATCH_SIZE_<FAMILY>``, else 1 on CPU (measured: batching long
+  clips is slower there) and ``BATCH_SIZE_CUDA`` on a GPU. With ``B == 1`` nothing here runs.
+* The leader waits at most ``BATCH_WINDOW_MS`` for companions when fewer than ``B - 1`` are queued.
+* A job that hit a CUDA out-of-memory error (``batch_size_limit == 1``) is never batched, and never leads.
+* Failures stay per job: a companion whose input is missing or undecodable fails alone; if the engine call
+  itself fails (e.g. out of memory), the companions are given back to the queue unbatched
+  (``batch_size_limit=1``, attempt not counted) and the leader's error takes its normal path.
+* Companions have no heartbeat of their own from ``jobs.heartbeat`` (it follows one job), so a small thread
+  here writes their ``heartbeat_at`` while the batch runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from jobs import cache as result_cache
+from jobs import services
+from jobs.handlers import JobContext, Outcome
+from jobs.kinds import spec
+from jobs.models import Job, JobKind, JobStatus
+
+logger = logging.getLogger(__name__)
+
+BATCH_HANDLERS: dict[str, str] = {
+    JobKind.WATERMARK_EMBED: "watermark_embed_batch",
+    JobKind.WATERMARK_DETECT: "watermark_detect_batch",
+}
+
+
+def batch_size_for(job: Job, pool: Any) -> int:
+    kind_spec = spec(job.kind)
+    if job.kind not in BATCH_HANDLERS or not kind_spec.model_family or job.batch_size_limit == 1:
+        return 1
+    return max(1, int(pool.batch_size(kind_spec.model_family)))
+
+
+def claim_companions(leader: Job, worker_name: str, limit: int, window_seconds: float) -> list[Job]:
+    """Move up to ``limit`` queued jobs of the leader's kind to running here, oldest first."""
+    import django_rq
+
+    queue = django_rq.get_queue(spec(leader.kind).queue)
+    claimed: list[Job] = []
+    deadline = time.monotonic() + max(0.0, window_seconds)
+    while True:
+        candidates = (
+            Job.objects.filter(kind=leader.kind, status=JobStatus.QUEUED, retry_at__isnull=True)
+            .exclude(rq_job_id="")
+            .exclude(batch_size_limit=1)
+            .exclude(pk=leader.pk)
+            .order_by("enqueued_at", "created_at")
+            .values_list("pk", "rq_job_id")[: limit - len(claimed)]
+        )
+        for pk, rq_job_id in list(candidates):
+            job = services.start(pk, worker_name, rq_job_id=rq_job_id)
+            if job is not None:
+                claimed.append(job)
+                try:
+                    queue.remove(rq_job_id)  # spare other workers a dequeue that would only be skipped
+                except Exception:  # noqa: BLE001 - the state machine already makes the stale RQ job a no-op
+                    logger.debug("could not remove RQ job %s", rq_job_id, exc_info=True)
+        if len(claimed) >= limit or time.monotonic() >= deadline:
+            return claimed
+        time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
+
+
+class _CompanionHeartbeat(threading.Thread):
+    """Writes ``heartbeat_at`` of the companions (running, here) while the batch runs."""
+
+    def __init__(self, job_ids: list[Any], worker_name: str) -> None:
+        super().__init__(name="batch-heartbeat", daemon=True)
+        self.job_ids = job_ids
+        self.worker_name = worker_name
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        interval = float(settings.WORKER_HEARTBEAT_SECONDS)
+        try:
+            while not self._stop_event.wait(interval):
+                Job.objects.filter(
+                    pk__in=self.job_ids, status=JobStatus.RUNNING, worker_name=self.worker_name[:200]
+                ).update(heartbeat_at=timezone.now())
+        except Exception:  # noqa: BLE001 - a missed beat is the reconciler's business, never a crash
+            logger.warning("batch heartbeat failed", exc_info=True)
+        finally:
+            close_old_connections()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+
+def _context(job: Job, pool: Any) -> JobContext:
+    from jobs import tasks
+
+    workdir = tasks.work_root() / str(job.id)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    ctx = JobContext(
+        kind=job.kind,
+        params=job.params,
+        input=job.input,
+        input_path=tasks._download(job.input_file, workdir / f"input.{job.input.get('format', 'bin')}"),
+        workdir=workdir,
+        pool=pool,
+        progress=tasks.progress_reporter(job),
+    )
+    ctx.batch_size_limit = job.batch_size_limit
+    return ctx
+
+
+def _fail_companion(job: Job, exc: BaseException) -> None:
+    """What ``jobs.tasks`` would do with this error for a job of its own."""
+    from jobs import tasks
+    from media_ops.errors import MediaError
+
+    if isinstance(exc, services.JobCanceled):
+        return
+    if isinstance(exc, tasks.InputMissing):
+        services.fail(job, "FILE_NOT_FOUND", "The job's input file is missing from storage.")
+    elif isinstance(exc, tasks.StorageError):
+        tasks.retry_or_fail(job, "STORAGE_ERROR", "Storage was unavailable; the job could not complete.")
+    elif isinstance(exc, MediaError):
+        if exc.retryable:
+            tasks.retry_or_fail(job, exc.code, exc.message)
+        else:
+            services.fail(job, exc.code, exc.message)
+    else:
+        logger.error("batched job %s failed", job.pk, exc_info=exc)
+        services.fail(job, "PROCESSING_FAILED", "The job failed while processing; it has been logged.")
+
+
+def _give_back(jobs: list[Job], reason: str) -> None:
+    """Requeue companions that did not finish, unbatched, without counting the attempt against them."""
+    for job in jobs:
+        try:
+            job.refresh_from_db()
+            if job.status == JobStatus.RUNNING:
+                services.retry(job, reason, "batch interrupted; running alone", delay=0, count_attempt=False,
+                               batch_size_limit=1)
+        except Exception:  # noqa: BLE001 - the reconciler recovers a companion we could not give back
+            logger.exception("could not give batched job %s back", job.pk)
+
+
+def _finish(job: Job, ctx: JobContext, outcome: Outcome, key: Any) -> None:
+    from jobs import tasks
+
+    if key is not None:
+        outcome.result = result_cache.remember(job, key, outcome.result)
+    output_name = ""
+    if outcome.output_path is not None:
+        services.report_progress(job, 95, "Storing output")
+        output_name = tasks._save_output(
+            f"outputs/{job.tenant_id}/{job.id}/{outcome.output_path.name}", outcome.output_path
+        )
+    services.succeed(
+        job,
+        result=outcome.result,
+        model_name=outcome.model_name,
+        model_version=outcome.model_version,
+        output_file=output_name,
+        output_filename=outcome.output_filename,
+        output_content_type=outcome.output_content_type,
+        audio_seconds=outcome.audio_seconds,
+    )
+
+
+def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outcome | None:
+    """Run ``leader`` in a batch with queued jobs of its kind; None when there is nothing to batch with.
+
+    Returns the leader's outcome (``jobs.tasks`` stores and records it as a handler's) or raises the leader's
+    error; every companion is final, or back in the queue, before this returns or raises.
+    """
+    size = batch_size_for(leader, ctx.pool)
+    if size <= 1:
+        return None
+    companions = claim_companions(leader, worker_name, size - 1, settings.BATCH_WINDOW_MS / 1000.0)
+    if not companions:
+        return None
+    logger.info("job %s runs in a batch with %d queued job(s)", leader.pk, len(companions))
+    heartbeat = _CompanionHeartbeat([j.pk for j in companions], worker_name)
+    heartbeat.start()
+    pending = list(companions)
+    workdirs: list[Any] = []
+    try:
+        members: list[tuple[Job, JobContext, Any]] = [(leader, ctx, None)]
+        for job in companions:
+            try:
+                job_ctx = _context(job, ctx.pool)
+                workdirs.append(job_ctx.workdir)
+                key = result_cache.key_for(job, job_ctx.input_path, ctx.pool)
+                if key is not None and result_cache.complete_from_cache(job, key):
+                    pending.remove(job)
+                    continue
+                members.append((job, job_ctx, key))
+            except Exception as exc:  # noqa: BLE001 - this companion alone
+                _fail_companion(job, exc)
+                pending.remove(job)
+        from jobs import handlers
+
+        batch_fn: Callable[..., list[Any]] = getattr(handlers, BATCH_HANDLERS[leader.kind])
+        results = batch_fn([c for _, c, _ in members], size)  # an engine error propagates (handled below)
+        for (job, job_ctx, key), result in zip(members[1:], results[1:], strict=True):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                _finish(job, job_ctx, result, key)
+            except Exception as exc:  # noqa: BLE001 - this companion alone
+                _fail_companion(job, exc)
+            pending.remove(job)
+        leader_result = results[0]
+        if isinstance(leader_result, Exception):
+            raise leader_result
+        return leader_result
+    except BaseException:
+        _give_back(pending, "BATCH_INTERRUPTED")  # engine error, timeout, shutdown: the leader's path decides
+        raise
+    finally:
+        heartbeat.stop()
+        for workdir in workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)

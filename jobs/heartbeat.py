@@ -1,0 +1,153 @@
+"""Worker liveness that survives a long model call, periodic reconciliation, and graceful shutdown.
+
+RQ's ``SimpleWorker`` runs the job in the main thread and sends no heartbeat until it returns, so a 10-minute
+forward pass looks exactly like a dead worker. ``Heartbeat`` is a daemon thread of the worker process that,
+every ``WORKER_HEARTBEAT_SECONDS`` while a job runs, writes ``Job.heartbeat_at`` (the database is what the
+reconciler trusts) and refreshes the worker's, the execution's and the RQ job's TTLs in Redis. A thread keeps
+beating while the main thread sits in a C call (torch releases the GIL); a process killed with ``-9`` stops
+beating, which is exactly the signal the reconciler needs.
+
+``Maintenance`` is a second daemon thread that runs ``jobs.reconcile.run_once`` every
+``RECONCILE_INTERVAL_SECONDS`` in at most one process at a time (a Redis lock), so any running worker is also
+the periodic reconciler and no extra process is needed (``manage.py reconcile`` does the same on demand).
+
+Graceful shutdown: the first SIGTERM lets the current job finish (RQ's warm shutdown); if it is still running
+``WORKER_SHUTDOWN_GRACE_SECONDS`` later, the main thread is interrupted with ``WorkerShutdown`` (via SIGUSR1)
+and ``jobs.tasks`` puts the job back in the queue before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_LOCK_KEY = "audioseal:reconcile:lock"
+SHUTDOWN_SIGNAL = signal.SIGUSR1
+
+
+class WorkerShutdown(BaseException):  # noqa: N818 - BaseException so that `except Exception` cannot swallow it
+    """Raised in the main thread when the worker must stop before its current job finished."""
+
+
+@dataclass(frozen=True)
+class CurrentJob:
+    job_id: str
+    worker_name: str
+
+
+_lock = threading.Lock()
+_current: CurrentJob | None = None
+
+
+def job_started(job_id, worker_name: str) -> None:
+    """Called by the task once the job is ``running`` here: the heartbeat covers it from now on."""
+    global _current
+    with _lock:
+        _current = CurrentJob(str(job_id), worker_name)
+
+
+def job_finished() -> None:
+    global _current
+    with _lock:
+        _current = None
+
+
+def current_job() -> CurrentJob | None:
+    with _lock:
+        return _current
+
+
+def beat_job(current: CurrentJob) -> bool:
+    """Record that ``current`` is alive; False when it is no longer running here (canceled, taken away)."""
+    from jobs.models import Job, JobStatus
+
+    mine = Job.objects.filter(pk=current.job_id, status=JobStatus.RUNNING, worker_name=current.worker_name)
+    return bool(mine.update(heartbeat_at=timezone.now()))
+
+
+class _Loop(threading.Thread):
+    """A daemon thread calling ``tick`` every ``interval`` seconds until stopped; closes its DB connection."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        super().__init__(name=name, daemon=True)
+        self.interval = max(0.05, float(interval))
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopped.wait(self.interval):
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - a hiccup (DB restart, Redis blip) must not kill the thread
+                    logger.exception("%s tick failed", self.name)
+                    connection.close()  # reconnect on the next tick
+        finally:
+            connection.close()
+
+    def tick(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def stop(self, wait: float = 5.0) -> None:
+        self._stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(wait)
+
+
+class Heartbeat(_Loop):
+    def __init__(self, worker, interval: float | None = None) -> None:
+        super().__init__("job-heartbeat", settings.WORKER_HEARTBEAT_SECONDS if interval is None else interval)
+        self.worker = worker
+
+    def tick(self) -> None:
+        current = current_job()
+        if current is None:
+            return
+        beat_job(current)
+        running = getattr(self.worker, "running", None)
+        if running is not None:  # keep RQ's view consistent too (worker key, execution, started registry)
+            rq_job, execution = running
+            self.worker.maintain_heartbeats(rq_job, execution)
+
+
+class Maintenance(_Loop):
+    def __init__(self, worker_name: str, interval: float | None = None) -> None:
+        super().__init__("reconciler", settings.RECONCILE_INTERVAL_SECONDS if interval is None else interval)
+        self.worker_name = worker_name
+
+    def tick(self) -> None:
+        from jobs import reconcile
+
+        reconcile.run_once_locked(owner=self.worker_name, ttl=self.interval)
+
+
+def install_shutdown_handler() -> None:
+    """SIGUSR1 interrupts the current job with ``WorkerShutdown`` (only while a job is running here)."""
+
+    def handler(signum, frame) -> None:
+        if current_job() is not None:
+            raise WorkerShutdown("worker shutting down")
+
+    signal.signal(SHUTDOWN_SIGNAL, handler)
+
+
+def interrupt_after(seconds: float) -> threading.Timer:
+    """Send ourselves SIGUSR1 after ``seconds`` unless cancelled (the job finished in time)."""
+
+    def fire() -> None:
+        if current_job() is not None:
+            logger.warning("shutdown grace of %ss is over: requeueing the current job", seconds)
+            os.kill(os.getpid(), SHUTDOWN_SIGNAL)
+
+    timer = threading.Timer(max(0.0, seconds), fire)
+    timer.daemon = True
+    timer.start()
+    return timer

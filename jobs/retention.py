@@ -1,0 +1,229 @@
+"""Retention of job files and cleanup of temporary files, also after a crash.
+
+* ``expire_files``: deletes the stored inputs and outputs of final jobs older than their tenant's retention
+  (billing's effective ``retention_days``: the plan, or a staff override; ``RETENTION_DAYS`` when billing
+  has no answer). The job row stays with all its metadata and ``files_expired_at`` set, so the API can
+  answer ``410 FILE_EXPIRED`` instead of pretending the job never existed. Files are deleted before the row
+  is marked: a crash in between leaves an unmarked row whose files are partly gone, and the next run
+  deletes again (deleting a missing file is a no-op) and marks it.
+* ``clean_stale_workdirs``: a worker keeps a job's temporary files in ``VAR_DIR/tmp/jobs/<job id>`` and
+  removes them when the job ends; a worker killed mid-job leaves them behind. At worker start and
+  periodically, directories whose job is not running on a live worker are removed.
+* ``clean_stale_uploads``: Django's temporary upload files left by a web process that crashed mid-request.
+* ``periodic``: retention as a ``PERIODIC_TASKS`` entry (``manage.py run_scheduler`` enqueues it every
+  ``RETENTION_INTERVAL_SECONDS`` on the maintenance queue); ``clean_host_temp``: every worker's maintenance
+  loop (RQ's, every ``maintenance_interval``) cleans its own host's temporary files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from jobs.models import FINAL_STATUSES, Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+@dataclass
+class RetentionReport:
+    jobs_expired: int = 0
+    files_deleted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def retention_days_for(tenant: Any) -> int:
+    """Days a tenant's job files are kept: billing's effective limit, else ``RETENTION_DAYS``.
+
+    A plan value of 0 (or no billing answer) means "not set" and falls back to the setting; deleting
+    files the moment a job finishes would break every client that downloads after polling.
+    """
+    try:
+        from billing import services as billing_services
+
+        limits_for = getattr(billing_services, "limits_for", None)
+        days = int(limits_for(tenant).retention_days) if limits_for is not None else 0
+    except Exception:  # noqa: BLE001 - billing trouble must not stop retention; the setting is safe
+        logger.exception("could not read the retention of tenant %s; using RETENTION_DAYS", tenant.pk)
+        days = 0
+    return days if days > 0 else int(settings.RETENTION_DAYS)
+
+
+def job_files(job: Job) -> list[str]:
+    """Every stored file of a job: the primary input, extra inputs (e.g. beat-sync music), the output."""
+    names = [job.input_file, job.output_file]
+    names += [meta.get("file", "") for meta in (job.extra_inputs or {}).values() if isinstance(meta, dict)]
+    return [n for n in names if n]
+
+
+def expire_files(now: datetime | None = None, batch_size: int = 500) -> RetentionReport:
+    """Delete the files of final jobs past their tenant's retention; mark the rows ``files_expired_at``."""
+    from accounts.models import Tenant
+
+    now = now or timezone.now()
+    report = RetentionReport()
+    candidates = Job.objects.filter(status__in=FINAL_STATUSES, files_expired_at__isnull=True)
+    for tenant_id in candidates.order_by().values_list("tenant_id", flat=True).distinct():
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is None:
+            continue
+        cutoff = now - timedelta(days=retention_days_for(tenant))
+        # A job's files are as old as the job: inputs were stored when it was created.
+        due = candidates.filter(tenant_id=tenant_id, created_at__lt=cutoff).order_by("created_at")
+        while True:
+            batch = list(due[:batch_size])
+            if not batch:
+                break
+            for job in batch:
+                _expire_job(job, now, report)
+            if all(j.files_expired_at is None for j in batch):  # every delete failed: retry next run
+                break
+    if report.jobs_expired or report.errors:
+        logger.info(
+            "retention: %d job(s) expired, %d file(s) deleted, %d error(s)",
+            report.jobs_expired, report.files_deleted, len(report.errors),
+        )
+    return report
+
+
+def _expire_job(job: Job, now: datetime, report: RetentionReport) -> None:
+    deleted = 0
+    for name in job_files(job):
+        try:
+            default_storage.delete(name)
+            deleted += 1
+        except Exception as exc:  # noqa: BLE001 - one bad object must not stop the run
+            report.errors.append(f"{job.pk}: {name}: {exc}")
+            logger.warning("retention: could not delete %s of job %s: %s", name, job.pk, exc)
+            return
+    updated = Job.objects.filter(pk=job.pk, files_expired_at__isnull=True).update(files_expired_at=now)
+    job.files_expired_at = now
+    report.files_deleted += deleted
+    report.jobs_expired += updated
+
+
+# --- temporary files ---------------------------------------------------------------------------------------
+
+
+def _live_worker_names() -> set[str] | None:
+    """Names of workers with a fresh heartbeat; None when Redis cannot tell (then be conservative)."""
+    try:
+        from audioseal_site.health import live_workers
+
+        return {str(w.get("name")) for w in live_workers()}
+    except Exception:  # noqa: BLE001
+        logger.warning("temp cleanup: cannot list live workers; keeping directories of running jobs")
+        return None
+
+
+def clean_stale_workdirs(root: Path | None = None, keep_worker: str | None = None) -> list[str]:
+    """Remove job work directories that no live worker is using; returns the names removed.
+
+    A directory is kept while its job is running on a worker that is alive (or, when liveness is unknown,
+    while its job is running at all). Directories that are not job ids are removed once an hour old.
+    """
+    from jobs.tasks import work_root
+
+    root = Path(root) if root is not None else work_root()
+    if not root.is_dir():
+        return []
+    entries = {p.name: p for p in root.iterdir()}
+    if not entries:
+        return []
+    ids = {}
+    for name in entries:
+        try:
+            ids[name] = uuid.UUID(name)
+        except ValueError:
+            pass
+    running = dict(
+        Job.objects.filter(pk__in=list(ids.values()), status=JobStatus.RUNNING)
+        .values_list("pk", "worker_name")
+    )
+    live = _live_worker_names() if running else set()
+    removed = []
+    for name, path in entries.items():
+        job_id = ids.get(name)
+        if job_id is None:
+            stale = _age_seconds(path) > 3600
+        elif job_id in running:
+            worker = running[job_id]
+            stale = live is not None and worker not in live and worker != keep_worker
+        else:
+            stale = True
+        if stale:
+            _remove(path)
+            removed.append(name)
+    if removed:
+        logger.info("removed %d stale job work dir(s) under %s", len(removed), root)
+    return removed
+
+
+def clean_stale_uploads(directory: str | Path | None = None, max_age: float | None = None) -> int:
+    """Remove Django temporary upload files older than ``max_age`` seconds (``STALE_UPLOAD_SECONDS``)."""
+    directory = directory or getattr(settings, "FILE_UPLOAD_TEMP_DIR", None)
+    if not directory or not Path(directory).is_dir():
+        return 0
+    max_age = float(max_age if max_age is not None else settings.STALE_UPLOAD_SECONDS)
+    removed = 0
+    for path in Path(directory).glob("*.upload*"):
+        if path.is_file() and _age_seconds(path) > max_age:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _age_seconds(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+# --- periodic ----------------------------------------------------------------------------------------------
+
+
+def periodic() -> dict[str, int]:
+    """The ``retention`` entry of ``settings.PERIODIC_TASKS`` (run by a maintenance-queue worker).
+
+    Safe if two run at once: each job is marked with a conditional UPDATE and deleting a file twice is a no-op.
+    """
+    report = expire_files()
+    return {"jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors)}
+
+
+def clean_host_temp(worker_name: str | None = None) -> None:
+    """Worker maintenance loop (every worker, every host): stale job work dirs and upload temp files.
+
+    Never raises: a cleanup problem must not stop the worker; the next run retries.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        clean_stale_workdirs(keep_worker=worker_name)
+        clean_stale_uploads()
+    except Exception:  # noqa: BLE001
+        logger.exception("temporary file cleanup failed")
+    finally:
+        close_old_connections()

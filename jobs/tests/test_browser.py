@@ -1,0 +1,242 @@
+"""The dashboard in a real browser: headless Chromium (the system's, driven by Playwright) against a live
+server and a real ``manage.py run_worker`` process, on the test session's PostgreSQL and Redis.
+
+Skipped with a message when no Chromium is installed, unless ``REQUIRE_BROWSER=1`` (CI sets it): then a
+missing browser is a failure, never a silent skip. Screenshots of the key pages go to
+``artifacts/screenshots/`` (git-ignored) for people to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.urls import reverse
+
+from accounts import services
+from accounts.models import Membership
+from jobs.tests.helpers import FIXTURES
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SCREENSHOTS = Path(django_settings.BASE_DIR) / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+]
+PASSWORD = "browser-test-password-9"
+JOB_TIMEOUT_MS = 90_000
+
+
+def chromium_path() -> str | None:
+    """``CHROMIUM_PATH`` when set (and present), else the system Chromium on the PATH."""
+    if os.environ.get("CHROMIUM_PATH"):
+        return os.environ["CHROMIUM_PATH"] if os.path.exists(os.environ["CHROMIUM_PATH"]) else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module; skipped (or failed under REQUIRE_BROWSER=1) when none is installed."""
+    path = chromium_path()
+    problem = None
+    if path is None:
+        problem = "no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)"
+    else:
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            problem = "the playwright package is not installed"
+    if problem:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests required (REQUIRE_BROWSER=1) but {problem}")
+        pytest.skip(f"browser tests skipped: {problem}")
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make between page
+    # actions are plain synchronous code, so Django's async-safety guard must not mistake them.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def open_page(browser, live_server):
+    """New isolated browser contexts (separate cookies), each failing the test on a JavaScript error."""
+    contexts = []
+
+    def make(width: int = 1360, height: int = 900):
+        context = browser.new_context(viewport={"width": width, "height": height}, base_url=live_server.url,
+                                      accept_downloads=True)
+        context.set_default_timeout(20_000)
+        contexts.append(context)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.js_errors = errors
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/login/")
+    page.fill("#id_username", email)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+
+
+def wait_for_final(page) -> str:
+    live = "[data-job-live]"
+    script = f"!['queued', 'running'].includes(document.querySelector('{live}').dataset.status)"
+    page.wait_for_function(script, timeout=JOB_TIMEOUT_MS)
+    return page.get_attribute(live, "data-status")
+
+
+def submit_job(page, kind: str, path: Path, **options: str) -> None:
+    page.goto(f"/jobs/new/?kind={kind}")
+    page.set_input_files(f"#{kind}-file", str(path))
+    for selector, value in options.items():
+        page.fill(selector, value)
+    page.click("[data-submit]")
+    page.wait_for_url("**/jobs/*-*-*-*-*/")
+
+
+def test_signup_key_embed_detect(open_page, worker_process, fast_passwords, tmp_path):
+    """Sign up → API key shown once → embed a speech file, watching progress without a reload → play and
+    download the output → detect on it → the localisation chart has data."""
+    worker_process("watermark")  # loads and warms the model while the browser signs up
+    page = open_page()
+
+    page.goto("/signup/")
+    shot(page, "signup")
+    page.fill("#id_email", "grace@example.com")
+    page.fill("#id_organisation", "Hopper Sound")
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+    assert "Free plan" in page.inner_text("main")
+    shot(page, "overview-new-account")
+
+    # An API key: the secret is shown once, with a copy button, and never again.
+    page.click("nav >> text=API keys")
+    page.fill("#id_name", "browser test")
+    page.click("button:has-text('Create key')")
+    secret = page.input_value("[data-secret]")
+    assert secret.startswith("ask_")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("[data-copy]")
+    page.wait_for_selector("[data-copy-label]:has-text('Copied')")
+    shot(page, "api-key-created")
+    page.goto("/keys/")
+    assert secret not in page.content() and "browser test" in page.inner_text("main")
+
+    # Embed: the upload goes to the API; the job page follows progress without reloading.
+    submit_job(page, "watermark_embed", FIXTURES / "speech_16k_mono.wav", **{"#opt-message": "1A2B"})
+    page.evaluate("window.__sameDocument = true")
+    assert wait_for_final(page) == "succeeded"
+    assert page.get_attribute("[data-job-bar]", "aria-valuenow") == "100"
+    assert page.evaluate("window.__sameDocument === true"), "the job page reloaded"
+    page.wait_for_selector("audio[data-player=output]")
+    duration = page.evaluate("""() => new Promise((resolve) => {
+        const audio = document.querySelector('audio[data-player=output]');
+        if (audio.readyState >= 1) return resolve(audio.duration);
+        audio.addEventListener('loadedmetadata', () => resolve(audio.duration));
+        audio.load();
+    })""")
+    assert duration > 1, duration
+    page.evaluate("document.querySelector('audio[data-player=output]').play().catch(() => null)")
+    shot(page, "job-embed-succeeded")
+    with page.expect_download() as download_info:
+        page.click("[data-download-output]")
+    watermarked = tmp_path / download_info.value.suggested_filename
+    download_info.value.save_as(watermarked)
+    assert watermarked.stat().st_size > 10_000 and watermarked.name.endswith("-watermarked.wav")
+
+    # Detect on the downloaded output: the localisation chart renders with data.
+    submit_job(page, "watermark_detect", watermarked)
+    assert wait_for_final(page) == "succeeded"
+    page.wait_for_selector("#localization-chart")
+    points = page.wait_for_function(
+        "() => { const c = Chart.getChart(document.getElementById('localization-chart'));"
+        " return c && c.data.datasets[0].data.length; }"
+    ).json_value()
+    assert points > 10
+    shot(page, "job-detect-localisation")
+
+    page.goto("/jobs/")
+    assert page.locator("tr[data-job-id]").count() == 2
+    shot(page, "jobs-list")
+    page.goto("/")
+    shot(page, "overview")
+    assert not page.js_errors, page.js_errors
+
+
+def test_member_cannot_open_keys_page_and_phone_layout(open_page, fast_passwords):
+    owner = services.get_or_create_user("olive@example.com", email="olive@example.com", password=PASSWORD)
+    tenant = services.create_tenant("Olive Audio", owner=owner)
+    member = services.get_or_create_user("max@example.com", email="max@example.com", password=PASSWORD)
+    Membership.objects.create(user=member, tenant=tenant, role=Membership.Role.MEMBER)
+
+    page = open_page(width=390, height=844)  # a phone
+    log_in(page, "max@example.com")
+    assert not page.locator("nav a:has-text('API keys')").count()
+    response = page.goto("/keys/")
+    assert response.status == 403
+    assert "don’t have access" in page.inner_text("main")
+    shot(page, "member-keys-forbidden-phone")
+    page.goto("/jobs/new/")
+    page.click("[data-nav-toggle]")
+    page.wait_for_selector("#sidebar >> text=New job", state="visible")
+    shot(page, "new-job-phone-menu")
+    assert not page.js_errors, page.js_errors
+
+
+def test_staff_changes_quota_and_customer_sees_it(open_page, fast_passwords):
+    owner = services.get_or_create_user("ada@example.com", email="ada@example.com", password=PASSWORD)
+    tenant = services.create_tenant("Lovelace Labs", owner=owner)
+    services.get_or_create_user("root", email="root@example.com", password=PASSWORD, staff=True)
+
+    customer = open_page()
+    log_in(customer, "ada@example.com")
+    assert "60 min" in customer.inner_text("[data-usage-limit]")  # the Free plan
+
+    staff = open_page()
+    staff.goto(reverse("admin:index"))
+    staff.fill("#id_username", "root")
+    staff.fill("#id_password", PASSWORD)
+    staff.click("input[type=submit]")
+    staff.goto(reverse("admin:accounts_tenant_change", args=[tenant.pk]))
+    staff.fill("#id_subscription-0-included_minutes_override", "321")
+    shot(staff, "admin-tenant-quota")
+    staff.click("input[name=_save]")
+    staff.wait_for_selector(".messagelist .success")
+
+    customer.reload()
+    assert customer.inner_text("[data-usage-limit]") == "321 min"
+    shot(customer, "overview-after-quota-change")
+    assert not customer.js_errors, customer.js_errors
