@@ -117,6 +117,13 @@ class LoginThrottleBackend(BaseBackend):
             raise PermissionDenied("Too many failed sign-in attempts; try again later.")
         return None
 
+    def get_user(self, user_id: Any) -> Any:
+        """Sessions made with ``login(user)`` without a backend name record the first backend: this one.
+        Resolve them like ModelBackend does, so such sessions (``force_login`` in tests, signup) stay valid."""
+        from django.contrib.auth.backends import ModelBackend
+
+        return ModelBackend().get_user(user_id)
+
 
 @receiver(user_login_failed, dispatch_uid="audioseal_login_throttle_failed")
 def _on_failure(

@@ -1,8 +1,8 @@
 """``make run``: the whole product on one machine, from nothing.
 
 Starts the embedded PostgreSQL and Redis (unless ``DATABASE_URL``/``REDIS_URL`` are set), migrates, creates
-a demo tenant, a staff superuser and an API key, starts the web server and one worker, prints where to go,
-and stops everything on Ctrl-C.
+a demo tenant, a staff superuser and an API key, starts the web server, one worker (all queues) and the
+periodic-task scheduler, prints where to go, and stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def main() -> None:
     children = [
         subprocess.Popen([*manage, "runserver", "--noreload", f"{host}:{port}"], env=env),
         subprocess.Popen([*manage, "run_worker"], env=env),
+        # periodic work (reconciler, retention, Stripe meter sync) is enqueued here, run by the worker
+        subprocess.Popen([*manage, "run_scheduler"], env=env),
     ]
     url = f"http://{host}:{port}"
     print(
