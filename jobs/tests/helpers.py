@@ -126,20 +126,25 @@ def worker_env(media_root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker_process(redis_clean, _isolated_media):
-    """Start real ``manage.py run_worker`` processes; they are stopped (SIGTERM, then SIGKILL) at teardown."""
+def worker_process(redis_clean, _isolated_media, tmp_path):
+    """Start real ``manage.py run_worker`` processes; they are stopped (SIGTERM, then SIGKILL) at teardown.
+
+    Each worker's output goes to ``tmp_path/worker-<n>.log`` (a pipe nobody reads would block a chatty worker).
+    """
     import subprocess
     import sys
 
     from django.conf import settings
 
     procs: list[subprocess.Popen] = []
+    logs = []
 
     def start(*args: str) -> subprocess.Popen:
+        logs.append(open(tmp_path / f"worker-{len(procs)}.log", "wb"))  # noqa: SIM115 - closed at teardown
         proc = subprocess.Popen(
             [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_worker", *args],
             env=worker_env(_isolated_media),
-            stdout=subprocess.PIPE,
+            stdout=logs[-1],
             stderr=subprocess.STDOUT,
         )
         procs.append(proc)
@@ -154,8 +159,8 @@ def worker_process(redis_clean, _isolated_media):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+    for log in logs:
+        log.close()
 
 
 __all__ += ["worker_env", "worker_process"]
