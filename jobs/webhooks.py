@@ -120,8 +120,9 @@ def vetted_addresses(host: str, port: int) -> list[str]:
         if not is_public_address(address):
             refused.append(text)
     if refused:
+        # Name the host, never what it resolved to: the answer of our internal DNS is nobody else's business.
         raise UnsafeCallbackURL(
-            f"The host {host!r} resolves to a non-public address ({', '.join(refused)}); "
+            f"The host {host!r} is or resolves to a non-public address; "
             "callbacks may only target public internet addresses."
         )
     return addresses
