@@ -39,8 +39,13 @@ def raw_limit(
     op: str = "embed",
     device: str = "cpu",
     threads: int = 2,
+    passes: int = 2,
 ) -> dict[str, Any]:
-    """Bare forward passes over ``clips`` (16 kHz mono); the first pass of each length is untimed."""
+    """Bare forward passes over ``clips`` (16 kHz mono); the first pass of each length is untimed.
+
+    The loop runs ``passes`` times and the fastest pass counts: on a shared machine a limit is the best the
+    hardware did, not an average of interruptions.
+    """
     import torch
     from audioseal import AudioSeal
 
@@ -63,16 +68,20 @@ def raw_limit(
         for length in sorted({x.shape[-1] for x in tensors}):
             forward(next(x for x in tensors if x.shape[-1] == length))
         _sync(device)
-        per_clip = []
-        started = time.perf_counter()
-        for x in tensors:
-            t0 = time.perf_counter()
-            forward(x)
-            _sync(device)
-            per_clip.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - started
+        best: tuple[float, list[float]] | None = None
+        for _ in range(max(1, passes)):
+            per_clip = []
+            started = time.perf_counter()
+            for x in tensors:
+                t0 = time.perf_counter()
+                forward(x)
+                _sync(device)
+                per_clip.append(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - started
+            if best is None or elapsed < best[0]:
+                best = (elapsed, per_clip)
     audio = sum(len(c) for c in clips) / 16_000
-    return _summary(audio, elapsed, per_clip)
+    return {**_summary(audio, best[0], best[1]), "passes": passes}
 
 
 def engine_loop(
@@ -128,7 +137,8 @@ def emotion_raw_limit(model_dir: Path, clips: list[np.ndarray], *, device: str =
         feats = model.extract_features(F.layer_norm(source, source.shape), padding_mask=None)["x"]
         torch.softmax(model.proj(feats.mean(dim=1)), dim=-1)
 
-    return _loop(forward, clips, device)
+    runs = [_loop(forward, clips, device) for _ in range(2)]  # the fastest pass counts, as in raw_limit
+    return {**min(runs, key=lambda r: r["elapsed_seconds"]), "passes": 2}
 
 
 def emotion_engine_loop(model_dir: Path, clips: list[np.ndarray], *, device: str = "cpu", threads: int = 2
