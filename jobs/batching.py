@@ -160,29 +160,6 @@ def _give_back(jobs: list[Job], reason: str) -> None:
             logger.exception("could not give batched job %s back", job.pk)
 
 
-def _finish(job: Job, ctx: JobContext, outcome: Outcome, key: Any) -> None:
-    from jobs import tasks
-
-    if key is not None:
-        outcome.result = result_cache.remember(job, key, outcome.result)
-    output_name = ""
-    if outcome.output_path is not None:
-        services.report_progress(job, 95, "Storing output")
-        output_name = tasks._save_output(
-            f"outputs/{job.tenant_id}/{job.id}/{outcome.output_path.name}", outcome.output_path
-        )
-    services.succeed(
-        job,
-        result=outcome.result,
-        model_name=outcome.model_name,
-        model_version=outcome.model_version,
-        output_file=output_name,
-        output_filename=outcome.output_filename,
-        output_content_type=outcome.output_content_type,
-        audio_seconds=outcome.audio_seconds,
-    )
-
-
 def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outcome | None:
     """Run ``leader`` in a batch with queued jobs of its kind; None when there is nothing to batch with.
 
@@ -218,11 +195,13 @@ def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outco
 
         batch_fn: Callable[..., list[Any]] = getattr(handlers, BATCH_HANDLERS[leader.kind])
         results = batch_fn([c for _, c, _ in members], size)  # an engine error propagates (handled below)
-        for (job, job_ctx, key), result in zip(members[1:], results[1:], strict=True):
+        from jobs.tasks import record_outcome
+
+        for (job, _job_ctx, key), result in zip(members[1:], results[1:], strict=True):
             try:
                 if isinstance(result, Exception):
                     raise result
-                _finish(job, job_ctx, result, key)
+                record_outcome(job, result, key)
             except Exception as exc:  # noqa: BLE001 - this companion alone
                 _fail_companion(job, exc)
             pending.remove(job)

@@ -143,6 +143,30 @@ def retry_or_fail(job, code: str, message: str, *, final_code: str | None = None
     return "failed"
 
 
+def record_outcome(job, outcome, cache_key=None) -> None:
+    """Store a handler's outcome: remember it in the result cache, save its output file, mark the job done.
+
+    Shared by single jobs and by the companions of a batch (``jobs.batching``)."""
+    if cache_key is not None:
+        outcome.result = result_cache.remember(job, cache_key, outcome.result)
+    output_name = ""
+    if outcome.output_path is not None:
+        services.report_progress(job, 95, "Storing output")
+        output_name = _save_output(
+            f"outputs/{job.tenant_id}/{job.id}/{outcome.output_path.name}", outcome.output_path
+        )
+    services.succeed(
+        job,
+        result=outcome.result,
+        model_name=outcome.model_name,
+        model_version=outcome.model_version,
+        output_file=output_name,
+        output_filename=outcome.output_filename,
+        output_content_type=outcome.output_content_type,
+        audio_seconds=outcome.audio_seconds,
+    )
+
+
 def run_job(job_id: str) -> str:
     close_old_connections()
     try:
@@ -210,24 +234,7 @@ def _execute(job) -> str:
         if outcome is None:
             outcome = getattr(import_module(module), func)(ctx)
         metrics.observe_inference(job.kind, kind_spec.model_family, time.perf_counter() - handler_started)
-        if cache_key is not None:
-            outcome.result = result_cache.remember(job, cache_key, outcome.result)
-        output_name = ""
-        if outcome.output_path is not None:
-            services.report_progress(job, 95, "Storing output")
-            output_name = _save_output(
-                f"outputs/{job.tenant_id}/{job.id}/{outcome.output_path.name}", outcome.output_path
-            )
-        services.succeed(
-            job,
-            result=outcome.result,
-            model_name=outcome.model_name,
-            model_version=outcome.model_version,
-            output_file=output_name,
-            output_filename=outcome.output_filename,
-            output_content_type=outcome.output_content_type,
-            audio_seconds=outcome.audio_seconds,
-        )
+        record_outcome(job, outcome, cache_key)
         return job.status
     except services.JobCanceled:
         logger.info("job %s was canceled while running", job.id)
