@@ -4,8 +4,11 @@ that every job-creating endpoint must pass (watermark, emotion, …) — reused,
 from __future__ import annotations
 
 import io
+import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -14,7 +17,7 @@ from media_ops.tests import FIXTURES
 
 __all__ = [
     "FIXTURES", "upload", "run_worker", "redis_clean", "stored_files", "BAD_AUDIO_CASES", "bad_audio_upload",
-    "assert_error", "tone_wav_bytes",
+    "assert_error", "tone_wav_bytes", "wait_until",
 ]
 
 
@@ -44,6 +47,20 @@ def run_worker(redis_clean):
         worker.work(burst=True, logging_level="WARNING")
 
     return run
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "", interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` seconds.
+
+    A deadline for an event, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
 
 
 def stored_files(media_root: Path) -> list[Path]:

@@ -7,26 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from django.conf import settings
 
-from jobs.tests.helpers import worker_env
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.2):
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass (fail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {message}")
-        time.sleep(interval)
+from jobs.tests.helpers import wait_until, worker_env  # noqa: F401 - wait_until re-exported
 
 
 class WorkerProcesses:
