@@ -52,6 +52,9 @@ def _transforms() -> dict[str, Any]:
         "mp3_16k": lambda a, rng: mp3_roundtrip_np(a, SR),
         "mp3_44k": lambda a, rng: mp3_roundtrip_np(a, 44_100),
         "noise20": lambda a, rng: _noise(a, 20.0, rng),
+        # The first 1-319 samples cut off (a trimmed file): moves the detector's 20 ms frame grid against the
+        # generator's.  Reported, not part of the criteria: the product detects files as they were embedded.
+        "trim": lambda a, rng: a[int(rng.integers(1, 320)):],
     }
 
 
@@ -102,22 +105,34 @@ def evaluate_paths(generator: str | Path, detector: str | Path, clips: dict[str,
     gen = AudioSeal.load_generator(str(generator)).eval()
     det = AudioSeal.load_detector(str(detector)).eval()
     m = evaluate_models(gen, det, clips, robust=robust)
-    m["criteria"] = {"presence": passes(m, PRESENCE), "message": passes(m, MESSAGE)}
+    m["criteria"] = {"presence": passes(m, PRESENCE), "message": passes(m, MESSAGE),
+                     "message_on_average": passes(m, MESSAGE, every_clip=False)}
     return m
 
 
-def passes(m: dict[str, Any], crit: dict[str, float]) -> bool:
-    """True when every clip set meets the thresholds on clean audio."""
+CRITERIA_CONDITIONS = ("clean", "mp3_16k", "mp3_44k")
+
+
+def passes(m: dict[str, Any], crit: dict[str, float], *, every_clip: bool = True) -> bool:
+    """True when every clip set meets the thresholds on clean audio and after both MP3 round trips.
+
+    ``every_clip``: the detection thresholds hold for the worst clip (min watermarked, max clean score);
+    otherwise for the mean over clips.  Bit accuracy and SNR are judged the same way either way.
+    """
+    wm_key, clean_key = ("wm_min", "clean_max") if every_clip else ("wm_mean", "clean_mean")
     for s in ("short", "long"):
         if s not in m:
             continue
-        c = m[s]["clean"]
-        if c["wm_min"] < crit["wm_min"] or c["clean_max"] > crit["clean_max"]:
-            return False
         if m[s]["snr_min_db"] < crit["snr_min_db"]:
             return False
-        if "bit_acc" in crit and (c["bit_acc"] < crit["bit_acc"] or c["all_bits"] < crit["all_bits"]):
-            return False
+        for cond in CRITERIA_CONDITIONS:
+            if cond not in m[s]:
+                continue
+            c = m[s][cond]
+            if c[wm_key] < crit["wm_min"] or c[clean_key] > crit["clean_max"]:
+                return False
+            if "bit_acc" in crit and (c["bit_acc"] < crit["bit_acc"] or c["all_bits"] < crit["all_bits"]):
+                return False
     return True
 
 
@@ -180,13 +195,31 @@ def _lineage(info: dict[str, Any]) -> str:
     return "".join(lines)
 
 
+def _carrier(r: dict[str, Any]) -> str:
+    if not r.get("carrier_floor"):
+        return ""
+    return (f"- Carrier loss (weight {r['carrier_weight']}, every step, on one clip decoded with the message and its "
+            f"16 one-bit flips): flipping any bit must change ≥ {r['carrier_floor']:.0%} of the watermark's energy,\n"
+            f"  and the 16 changes must not correlate (squared cosine, weight {r.get('carrier_decorrelation', 0)}). "
+            "Without it the SNR\n  penalty starves the bits the detector does not read yet, and they stay at "
+            "chance.\n")
+
+
+def _augs(r: dict[str, Any]) -> str:
+    if r.get("augs") == "product":
+        return ("none 35 %, white noise at 20–40 dB SNR 20 %, gain −12…+6 dB 10 %, low-pass 5.5–7.5 kHz 10 %, "
+                "straight-through MP3 round trip (16 or 44.1 kHz) 25 %")
+    return ("none, white noise 15–35 dB, low-pass 3–7 kHz, high-pass 50–500 Hz, gain −12…+6 dB, echo "
+            f"(straight-through MP3 with probability {r['mp3_st_prob']})")
+
+
 def card_markdown(info: dict[str, Any]) -> str:
     """Human-readable card for the shipped demo checkpoints."""
     m = info["metrics"]
     r = info["recipe"]
     rows = []
     for s in ("short", "long"):
-        for cond in ("clean", "mp3_16k", "mp3_44k", "noise20"):
+        for cond in ("clean", "mp3_16k", "mp3_44k", "noise20", "trim"):
             if cond not in m.get(s, {}):
                 continue
             c = m[s][cond]
@@ -195,6 +228,7 @@ def card_markdown(info: dict[str, Any]) -> str:
     snr = "; ".join(f"{s}: {m[s]['snr_mean_db']:.1f} dB mean / {m[s]['snr_min_db']:.1f} dB min"
                     for s in ("short", "long") if s in m)
     a = info["architecture"]
+    sea = a["generator"]["seanet"]
     d = info["data"]
     hist = "\n".join(f"- {h['created']}: step {h['steps_done']} (seed {h['seed']}"
                      f"{', init ' + h['init'] if h.get('init') else ''}): {h['summary']}"
@@ -207,9 +241,12 @@ because no model hub is reachable from the product's machines. They load through
 `AudioSeal.load_generator(path)` / `AudioSeal.load_detector(path)` and use the real API
 (`get_watermark`, `detect_watermark`), so swapping in the real weights is a settings change.
 
-Good enough for: demos, end-to-end tests, "is there a watermark" on speech.
-Not good enough for: security claims, attribution by the 16-bit message (see bit accuracy below), music or
-real-world recordings (trained on synthetic speech only), adversarial removal.
+Good enough for: demos, end-to-end tests, presence and the 16-bit message on speech as it was embedded
+(clean, or re-encoded: see the MP3 rows).
+Not good enough for: security claims, music or real-world recordings (trained on synthetic speech only),
+adversarial removal, and **trimmed or shifted audio**: the detector reads the watermark on the generator's
+20 ms frame grid (320 samples at 16 kHz), so cutting the first few samples off loses presence and message
+alike (the `trim` rows; the previous demo model behaved the same).  Training with random trims is the fix.
 
 ## Files
 - `generator.pth`: {a['generator_params']:,} parameters; `detector.pth`: {a['detector_params']:,} parameters.
@@ -237,8 +274,10 @@ path; both values go straight to `AudioSeal.load_generator(...)` / `AudioSeal.lo
 - Watermarks made by the demo generator are only detectable by the demo detector (and vice versa).
 
 ## Architecture
-SEANet with `n_filters` 8, `dimension` 32, ratios 8·5·4·2, one residual layer, no LSTM, ELU, no weight norm
-(the loader disables it), `nbits` 16, detector `output_dim` 32.
+SEANet with `n_filters` {sea['n_filters']}, `dimension` {sea['dimension']}, ratios {'·'.join(map(str, sea['ratios']))},
+{sea['n_residual_layers']} residual layer(s), {sea['lstm']} LSTM layer(s), {sea['activation']}, no weight norm
+(the loader disables it), `nbits` {a['generator']['nbits']},
+detector `output_dim` {a['detector']['detector']['output_dim']}.
 
 ## Data
 - Training: {d['train_utterances']} espeak-ng utterances ({d['train_minutes']} min) of procedurally written
@@ -254,22 +293,24 @@ SEANet with `n_filters` 8, `dimension` 32, ratios 8·5·4·2, one residual layer
 ## Recipe
 - Kaiming-normal re-initialisation of every (transposed) conv with zero bias, ×10 input gain on the first conv
   of the generator's encoder and of the detector (breaks the init saddle, see /work/shared/MODELS.md).
-- Losses: per-sample detection BCE on watermarked (whole clips, or a marked/unmarked span) and clean audio;
-  message = per-frame BCE of the 16 bit logits over the marked samples + BCE of their time mean (the quantity
-  `detect_watermark` thresholds), weight ramped 0 → {r['msg_weight_max']} over {r['msg_ramp_steps']} steps;
-  two-sided SNR penalty around a target held at {r['snr_loud_db']} dB (loud) for the first
-  {int(r['loud_until'] * 100)} % of steps, ramped to {r['snr_final_db']} dB by {int(r['ramp_until'] * 100)} %.
-- Adam, cosine LR {r['lr_max']} → {r['lr_min']} (warm-up {r['warmup']}), grad clip {r['grad_clip']},
-  batch {r['batch']} × {r['seconds']} s. Augmentations from step {r['aug_from']} (one per clip): none, white
-  noise 15–35 dB, low-pass 3–7 kHz, high-pass 50–500 Hz, gain −12…+6 dB, echo
-  (straight-through MP3 with probability {r['mp3_st_prob']}).
+- The generator's bit embedding starts at {r.get('msg_init_scale', 1.0)} × PyTorch's N(0, 1) (unscaled, the 16
+  summed embeddings saturate the decoder's ELUs and each bit barely moves the output).
+- Losses: per-sample detection BCE on watermarked (whole clips, or a marked/unmarked span, probability
+  {r['partial_prob']}) and clean audio; message = per-frame BCE of the 16 bit logits over the marked samples
+  (× {r.get('frame_msg_weight', 1.0)}) + BCE of their time mean (the quantity `detect_watermark` thresholds), weight
+  {r['msg_weight_max']} (ramped over {r['msg_ramp_steps']} steps): the message must outweigh detection, which is
+  learned in a few dozen steps and otherwise dominates the shared gradient; two-sided SNR penalty around a
+  target held at {r['snr_loud_db']} dB (loud) for the first {int(r['loud_until'] * 100)} % of steps, ramped to
+  {r['snr_final_db']} dB by {int(r['ramp_until'] * 100)} %.
+{_carrier(r)}- Adam, cosine LR {r['lr_max']} → {r['lr_min']} (warm-up {r['warmup']}), grad clip {r['grad_clip']},
+  batch {r['batch']} × {r['seconds']} s. Augmentations from step {r['aug_from']} (one per clip): {_augs(r)}.
 {_lineage(info)}- Steps: {info['steps_done']} of {info['steps_planned']} planned;
   training time {info['train_seconds']} s ({info['train_seconds'] / 60:.1f} min),
   total with data and evaluation {info['total_seconds']} s.
 - Hardware: {info['hardware']}.
 - Command: `{info['command']}`
 - Reproduce exactly: `{info['reproduce']}`
-
+{('- ' + info['note'] + chr(10)) if info.get('note') else ''}
 ## Metrics (held-out speech, through the real loaders)
 `wm` = `detect_watermark` probability on watermarked audio (mean / min over clips), `clean` = the same on the
 unwatermarked audio after the same transformation (mean / max), `bits` = bit accuracy of the decoded 16-bit
@@ -281,10 +322,11 @@ Watermark SNR: {snr}.
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Presence criteria (wm min ≥ 0.9, clean max ≤ 0.1, SNR min ≥ 20 dB, clean condition):
+Presence criteria (wm min ≥ 0.9, clean max ≤ 0.1, SNR min ≥ 20 dB; clean and both MP3 round trips):
 **{m['criteria']['presence']}**.
-Message criteria (bits ≥ 0.95, all 16 ≥ 80 %, wm ≥ 0.99, clean ≤ 0.01, SNR ≥ 20 dB):
-**{m['criteria']['message']}**.
+Message criteria (bits ≥ 0.95, all 16 ≥ 80 %, wm ≥ 0.99, clean ≤ 0.01, SNR ≥ 20 dB; clean and both MP3
+round trips), detection scores judged on the worst clip: **{m['criteria']['message']}**; judged on the mean
+over clips: **{m['criteria'].get('message_on_average', '-')}**.
 
 ## History of shipped versions
 {hist}

@@ -66,6 +66,9 @@ def test_embed_keeps_format_and_detect_finds_the_watermark(api_client, run_worke
                                                               content=out_path.read_bytes()))
     assert detected["result"]["detected"] is True
     assert detected["result"]["probability"] >= 0.9
+    # The product's whole promise: the 16-bit message comes back, through resampling and lossy codecs too.
+    assert detected["result"]["message"] == "1A2B"
+    assert detected["result"]["bits"] == [int(b) for b in f"{0x1A2B:016b}"]
     values = detected["result"]["localization"]["values"]
     assert detected["result"]["localization"]["hop_seconds"] == 0.01
     assert len(values) == pytest.approx(info.duration_seconds * 100, abs=2)

@@ -62,6 +62,7 @@ def test_watermark_is_detected_across_window_seams(models, long_speech):
 
     result = watermark.detect(models, marked, MODEL_RATE)
     assert result["detected"] and result["probability"] > 0.9
+    assert result["message"] == "1A2B"  # the bit logits are averaged over all windows, not just the first
     values = np.asarray(result["localization"]["values"])
     assert len(values) == int(SECONDS / watermark.HOP_SECONDS)
     for seam in (10.0, 20.0):  # the localisation curve stays high across each seam, not just on average
