@@ -19,9 +19,10 @@ import torch
 
 from media_ops import emotion
 from media_ops.emotion import LABELS, EmotionModel, ModelDirError, frames_for, parse_label, plan_windows
+from media_ops.emotion import analysis as emotion_analysis  # where EmotionModel.load looks up _auto_model_class
 from media_ops.errors import EMPTY_FILE, INVALID_FORMAT, MediaError
 
-DEMO_DIR = Path(emotion.__file__).resolve().parent / "demo_models" / "emotion2vec_demo"
+DEMO_DIR = Path(emotion.__file__).resolve().parents[1] / "demo_models" / "emotion2vec_demo"
 DEMO_DIM = 64  # embed_dim in the demo config.yaml (the real emotion2vec_plus_large: 1024)
 RAW_LABELS = ["生气/angry", "厌恶/disgusted", "恐惧/fearful", "开心/happy", "中立/neutral", "其他/other",
               "难过/sad", "吃惊/surprised", "<unk>"]  # fmt: skip
@@ -64,14 +65,14 @@ def model() -> EmotionModel:
 @pytest.fixture
 def spy_auto_model(monkeypatch):
     """Wraps FunASR's real AutoModel to record the keyword arguments it is built with."""
-    real = emotion._auto_model_class()
+    real = emotion_analysis._auto_model_class()
     calls: list[dict] = []
 
     def spy(**kwargs):
         calls.append(kwargs)
         return real(**kwargs)
 
-    monkeypatch.setattr(emotion, "_auto_model_class", lambda: spy)
+    monkeypatch.setattr(emotion_analysis, "_auto_model_class", lambda: spy)
     return calls
 
 
@@ -100,14 +101,14 @@ def test_load_is_offline_with_disable_update(monkeypatch, spy_auto_model):
 
 def test_load_leaves_threads_logging_and_rngs_as_they_were(monkeypatch, spy_auto_model):
     torch.set_num_threads(1)
-    real_spy = emotion._auto_model_class()
+    real_spy = emotion_analysis._auto_model_class()
 
     def changes_threads(**kwargs):  # as FunASR does when ncpu is not passed (its default is 4)
         auto = real_spy(**kwargs)
         torch.set_num_threads(3)
         return auto
 
-    monkeypatch.setattr(emotion, "_auto_model_class", lambda: changes_threads)
+    monkeypatch.setattr(emotion_analysis, "_auto_model_class", lambda: changes_threads)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     random.seed(7)

@@ -1,15 +1,8 @@
-"""Speech emotion recognition with emotion2vec+ through FunASR, windowed for long audio.
+"""The loaded emotion model and its results: ``EmotionModel`` (load, analyze) and ``EmotionAnalysis``.
 
-Why the wrapper exists rather than calling FunASR directly:
+Why this module exists: it turns audio into the product's emotion result, combining the windows
+(``windowing``) and the model loaded offline (``loading``):
 
-* Loading must never touch the network. FunASR treats a path that does not exist as a model-hub name and
-  tries to download it, and without ``disable_update=True`` it asks PyPI for a newer version. ``load`` checks
-  the directory first and always passes ``disable_update=True``.
-* FunASR has process-wide side effects at load: ``torch.set_num_threads(ncpu)``, reseeding the global
-  ``random``/NumPy/torch generators, and a root-logger INFO handler (at ``import funasr`` and in
-  ``AutoModel``). ``load`` passes the worker's thread budget and undoes the rest.
-* FunASR silently keeps random weights for checkpoint keys it cannot find (it only prints a warning), so a
-  directory holding the wrong checkpoint would give plausible-looking nonsense. ``load`` checks the keys.
 * Attention is quadratic in length (30 s of audio costs the large model ~19 s on 2 CPU cores, and memory
   grows with the square), so long inputs are analysed in overlapping windows and aggregated here.
 * FunASR only scores the whole input; per-frame class probabilities come from applying the model's own
@@ -17,84 +10,40 @@ Why the wrapper exists rather than calling FunASR directly:
 
 The model itself normalises each input (``normalize: true`` → layer norm over the whole waveform), so each
 window is normalised on its own; quiet and loud windows are treated alike.
-
-Only load model directories you trust: FunASR ``eval()``s the config's ``feature_encoder_spec``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import math
-import pickle
-import random
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from media_ops.emotion.labels import LABELS, parse_label
+from media_ops.emotion.loading import (
+    ModelDirError,
+    _auto_model_class,
+    _check_checkpoint_matches,
+    _contain_funasr_side_effects,
+    check_model_dir,
+    model_version,
+)
+from media_ops.emotion.windowing import (
+    DEFAULT_OVERLAP_SECONDS,
+    DEFAULT_WINDOW_SECONDS,
+    HOP_SAMPLES,
+    HOP_SECONDS,
+    MIN_SAMPLES,
+    SAMPLE_RATE,
+    plan_windows,
+    window_params,
+)
 from media_ops.errors import EMPTY_FILE, INVALID_FORMAT, MediaError
 
-logger = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
-LABELS: tuple[str, ...] = (
-    "angry",
-    "disgusted",
-    "fearful",
-    "happy",
-    "neutral",
-    "other",
-    "sad",
-    "surprised",
-    "unknown",
-)
 GRANULARITIES = ("utterance", "frame")
-REQUIRED_FILES = ("config.yaml", "model.pt", "tokens.txt")
-
-# The conv feature encoder of emotion2vec: total stride 320 samples (20 ms → 50 frames/s), receptive field 400
-# samples. An input of n samples yields (n - 400) // 320 + 1 frames.
-HOP_SAMPLES = 320
-RECEPTIVE_FIELD_SAMPLES = 400
-MIN_SAMPLES = RECEPTIVE_FIELD_SAMPLES
-HOP_SECONDS = HOP_SAMPLES / SAMPLE_RATE
-
-DEFAULT_WINDOW_SECONDS = 30.0
-DEFAULT_OVERLAP_SECONDS = 1.0
 FRAME_SCORE_DECIMALS = 4
-
-
-class ModelDirError(ValueError):
-    """The configured model directory is missing, incomplete or holds something else (a deployment error)."""
-
-
-def parse_label(raw: str) -> str:
-    """Map a raw model label to one of ``LABELS``: ``"开心/happy"`` → ``"happy"``, ``"<unk>"`` → ``unknown``.
-
-    emotion2vec+ labels are bilingual ``中文/english``; the English part is the stable name.
-    """
-    text = raw.strip()
-    if text in ("<unk>", "unk", "unknown"):
-        return "unknown"
-    name = text.rsplit("/", 1)[-1].strip().lower()
-    if name not in LABELS:
-        raise ValueError(
-            f"unknown emotion label {raw!r}; expected one of {LABELS} (optionally as 中文/english)"
-        )
-    return name
-
-
-def model_version(model_pt: Path) -> str:
-    """A short content hash (sha256[:12]) of the weights: the version recorded with every result."""
-    digest = hashlib.sha256()
-    with open(model_pt, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
 
 
 @dataclass
@@ -147,58 +96,6 @@ class EmotionAnalysis:
         return out
 
 
-@dataclass(frozen=True)
-class _Window:
-    start: int  # first sample
-    end: int  # one past the last sample
-    own_start: int  # the part of the timeline this window answers for (overlaps are split in the middle)
-    own_end: int
-
-
-def plan_windows(n_samples: int, window_samples: int, overlap_samples: int) -> list[_Window]:
-    """Cut an input into the fewest windows of at most ``window_samples`` overlapping by ``overlap_samples``.
-
-    Windows are spread evenly (no short last window with little context) and start on a frame boundary, so
-    their frames line up with the frames of the whole input. Each window *owns* its span minus half of each
-    overlap: owned spans tile the input exactly, which is what frame trimming and duration weights use.
-    """
-    if n_samples <= window_samples:
-        return [_Window(0, n_samples, 0, n_samples)]
-    n = math.ceil((n_samples - overlap_samples) / (window_samples - overlap_samples))
-    stride = (n_samples - overlap_samples) / n
-    starts = [HOP_SAMPLES * math.ceil(i * stride / HOP_SAMPLES) for i in range(n)]
-    half = overlap_samples // 2
-    windows = []
-    for i, start in enumerate(starts):
-        last = i == n - 1
-        end = n_samples if last else starts[i + 1] + overlap_samples
-        own_start = 0 if i == 0 else start + half
-        own_end = n_samples if last else starts[i + 1] + half
-        windows.append(_Window(start, end, own_start, own_end))
-    return windows
-
-
-def window_params(window_seconds: float, overlap_seconds: float) -> tuple[int, int]:
-    """Window and overlap lengths in samples, checked and rounded to the frame grid.
-
-    The overlap rounds to whole pairs of frames (so it splits evenly between neighbours) and is at least two
-    frames (40 ms): the 25 ms receptive field is longer than the 20 ms hop, so without overlap one frame would
-    be lost at each seam.
-    """
-    if window_seconds < 1.0:
-        raise ValueError("window_seconds must be at least 1 s")
-    window_samples = HOP_SAMPLES * round(window_seconds * SAMPLE_RATE / HOP_SAMPLES)
-    overlap_samples = 2 * HOP_SAMPLES * max(1, round(overlap_seconds * SAMPLE_RATE / (2 * HOP_SAMPLES)))
-    if overlap_samples * 2 > window_samples:
-        raise ValueError("overlap_seconds must be less than half of window_seconds")
-    return window_samples, overlap_samples
-
-
-def frames_for(n_samples: int) -> int:
-    """How many feature frames the model produces for ``n_samples`` samples."""
-    return max(0, (n_samples - RECEPTIVE_FIELD_SAMPLES) // HOP_SAMPLES + 1)
-
-
 def _as_float32_mono(audio: Any) -> np.ndarray:
     """Validate and convert the input: float32 as is, float64 cast, int16/int32 PCM scaled to [-1, 1).
 
@@ -236,91 +133,6 @@ def _as_float32_mono(audio: Any) -> np.ndarray:
     if not np.isfinite(out).all():
         raise MediaError(INVALID_FORMAT, "The audio contains NaN or infinite samples.")
     return out
-
-
-@contextmanager
-def _contain_funasr_side_effects() -> Iterator[None]:
-    """Undo what importing funasr and building an AutoModel do to the whole process.
-
-    Both add an INFO ``StreamHandler`` to the root logger when it has none (``basicConfig``), and FunASR
-    reseeds the global RNGs with 0. Handlers and the level the root logger had before are restored; handlers
-    someone else added meanwhile are left alone. Thread count is handled by the caller.
-    """
-    import torch
-
-    root = logging.getLogger()
-    handlers_before = list(root.handlers)
-    level_before = root.level
-    rng_state = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            if handler not in handlers_before and isinstance(handler, logging.StreamHandler):
-                root.removeHandler(handler)
-        root.setLevel(level_before)
-        random.setstate(rng_state[0])
-        np.random.set_state(rng_state[1])
-        torch.random.set_rng_state(rng_state[2])
-
-
-def _auto_model_class() -> Any:
-    """FunASR's AutoModel, imported lazily: ``import funasr`` takes ~8 s, so never at web start-up."""
-    with _contain_funasr_side_effects():
-        import funasr
-
-    return funasr.AutoModel
-
-
-def check_model_dir(model_dir: str | Path) -> Path:
-    """Resolve and check the model directory before FunASR sees it, so a typo never becomes a hub lookup."""
-    path = Path(model_dir).expanduser()
-    if not path.is_dir():
-        raise ModelDirError(
-            f"emotion model directory {str(path)!r} does not exist (check the EMOTION_MODEL_DIR setting); "
-            "models are never downloaded"
-        )
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if missing:
-        raise ModelDirError(
-            f"emotion model directory {str(path)!r} lacks {', '.join(missing)}; "
-            f"an emotion2vec+ directory holds {', '.join(REQUIRED_FILES)}"
-        )
-    return path.absolute()
-
-
-def _check_checkpoint_matches(model: Any, model_pt: Path) -> None:
-    """Refuse a checkpoint that does not fit the architecture in config.yaml.
-
-    FunASR keeps the random initial value of any weight it cannot find or whose shape differs, and goes on.
-    The file is memory-mapped, so this costs little even for the 1.25 GB large model. The pre-training decoder
-    is not used for inference and may be absent from fine-tuned checkpoints, so it is not required.
-    """
-    import torch
-
-    try:
-        state = torch.load(model_pt, map_location="cpu", mmap=True, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError) as exc:  # legacy (non-zip) files cannot be memory-mapped
-        logger.warning("could not memory-map %s to check its keys (%s); skipping the check", model_pt, exc)
-        return
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    missing, mismatched = [], []
-    for key, tensor in model.state_dict().items():
-        if ".decoder." in key:
-            continue
-        if key not in state:
-            missing.append(key)
-        elif tuple(state[key].shape) != tuple(tensor.shape):
-            mismatched.append(key)
-    if missing or mismatched:
-        raise ModelDirError(
-            f"{model_pt} does not match its config.yaml: {len(missing)} weights missing, "
-            f"{len(mismatched)} of a different shape (first: {(missing + mismatched)[:3]}); "
-            "the model would run with random weights"
-        )
 
 
 class EmotionModel:
