@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,8 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from demo_watermark_common import NBITS, SR, build_datasets, heldout_clips, mp3_roundtrip_np  # noqa: E402
 
-SR = 16_000
-NBITS = 16
 # Milestone 1 ("presence") and milestone 2 ("message") acceptance thresholds, on held-out clean speech.
 PRESENCE = {"wm_min": 0.9, "clean_max": 0.1, "snr_min_db": 20.0}
 MESSAGE = {"bit_acc": 0.95, "all_bits": 0.8, "wm_min": 0.99, "clean_max": 0.01, "snr_min_db": 20.0}
@@ -44,9 +42,6 @@ def _noise(a: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray
 
 
 def _transforms() -> dict[str, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_demo_watermark import mp3_roundtrip_np
-
     return {
         "clean": lambda a, rng: a,
         "mp3_16k": lambda a, rng: mp3_roundtrip_np(a, SR),
@@ -349,8 +344,6 @@ def main(argv: list[str] | None = None) -> None:
         (d / "CARD.md").write_text(card_markdown(json.loads((d / "card.json").read_text())))
         return
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_demo_watermark import build_datasets, heldout_clips
 
     data = build_datasets(Path(args.scratch), args.seed)
     clips = heldout_clips(data["heldout"], args.seed)
