@@ -1,4 +1,4 @@
-"""Dashboard account pages and authentication (mounted at the site root with jobs.dashboard, namespace
+"""Dashboard account pages and authentication (mounted at the site root with jobs.dashboard.views, namespace
 ``dashboard``; see ``audioseal_site/urls.py``)."""
 
 from django.contrib.auth import views as auth_views

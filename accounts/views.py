@@ -330,7 +330,7 @@ def mask_secret(secret: str) -> str:
 
 
 class WebhookSettingsForm(djforms.Form):
-    """The tenant's default callback URL; the SSRF check is ``jobs.webhooks``' (the same as a job's)."""
+    """The tenant's default callback URL; the SSRF check is ``jobs.webhooks.delivery``' (the same as a job's)."""
 
     url = djforms.CharField(
         label="Default callback URL", required=False, max_length=2000,
@@ -364,8 +364,8 @@ class WebhooksView(DashboardMixin, TemplateView):
         return response
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        from audioseal_site.errors import ApiError
-        from jobs import webhooks
+        from core.errors import ServiceError
+        from jobs.webhooks import delivery as webhooks
 
         form = WebhookSettingsForm(request.POST)
         if not form.is_valid():
@@ -373,7 +373,7 @@ class WebhooksView(DashboardMixin, TemplateView):
         url = form.cleaned_data["url"]
         try:
             webhooks.set_default_callback_url(self.tenant, url)
-        except ApiError as exc:
+        except ServiceError as exc:
             form.add_error("url", exc.message)
             return self.render_to_response(self.get_context_data(form=form), status=400)
         if url:
@@ -400,7 +400,7 @@ class WebhookSecretRotateView(DashboardMixin, TemplateView):
         }
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        from jobs import webhooks
+        from jobs.webhooks import delivery as webhooks
 
         webhooks.rotate_secret(self.tenant)
         messages.success(request, "The signing secret was rotated. Deploy the new secret to your receivers now.")
@@ -475,15 +475,15 @@ class StripeRedirectMixin(DashboardMixin):
         raise NotImplementedError
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        from audioseal_site.errors import ApiError
+        from core.errors import ServiceError
 
         if not stripe_enabled():
             messages.error(request, STRIPE_OFF)
             return redirect("dashboard:billing")
         try:
             url = self.stripe_url(request)
-        except ApiError as exc:
-            messages.error(request, f"{exc.message} ({exc.error_code})")
+        except ServiceError as exc:
+            messages.error(request, f"{exc.message} ({exc.code})")
             return redirect("dashboard:billing")
         # Stripe's hosted page is on another origin, which redirect()'s local-URL helpers do not expect.
         return HttpResponseRedirect(url)
@@ -496,9 +496,9 @@ class BillingCheckoutView(StripeRedirectMixin, View):
         code = request.POST.get("plan", "")
         plan = next((p for p in billing.public_plans() if p.code == code), None)
         if plan is None:
-            from audioseal_site.errors import ApiError
+            from core.errors import ServiceError
 
-            raise ApiError("PLAN_NOT_FOUND", "Choose one of the plans on this page.")
+            raise ServiceError("PLAN_NOT_FOUND", "Choose one of the plans on this page.")
         back = request.build_absolute_uri(reverse("dashboard:billing"))
         return billing.checkout_url(
             self.tenant, plan, success_url=back + "?checkout=success", cancel_url=back

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from audioseal_site.errors import error_body
+from core.errors import error_body
 
 
 def _is_api(request: HttpRequest) -> bool:

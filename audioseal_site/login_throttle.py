@@ -28,6 +28,8 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from core.redis import client as redis_client
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "audioseal:login-failures:"
@@ -58,8 +60,6 @@ def _limits() -> dict[str, int]:
 
 
 def _redis() -> redis.Redis:
-    from audioseal_site.health import redis_client
-
     return redis_client()
 
 

@@ -27,20 +27,28 @@ Cluster-wide series are the same on every web pod; alert rules aggregate them wi
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
 
+import django_rq
 import redis
 from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from billing import services as billing_services
+from billing.models import MeterSync, SyncState
+from core.metrics import shared_families
+from core.redis import client as redis_client
+from jobs.models import FINAL_STATUSES, Job, JobKind, WebhookDelivery
+from jobs.worker.presence import live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -64,122 +72,6 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     HTTP_LATENCY.labels(method, route).observe(seconds)
 
 
-# --- metrics shared through Redis ---------------------------------------------------------------------------
-
-SHARED_PREFIX = "audioseal:metrics:"
-
-
-@dataclass(frozen=True)
-class SharedMetric:
-    name: str
-    help: str
-    labels: tuple[str, ...]
-    buckets: tuple[float, ...] = ()  # empty: a counter
-
-    @property
-    def key(self) -> str:
-        return SHARED_PREFIX + self.name
-
-
-JOB_DURATION = SharedMetric(
-    "audioseal_job_duration_seconds",
-    "Seconds from a worker starting a job to its final state, by kind and final status.",
-    ("kind", "status"),
-    (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800),
-)
-INFERENCE = SharedMetric(
-    "audioseal_model_inference_seconds",
-    "Seconds a job spent in its handler (decode, model forward passes, encode), by kind and model family.",
-    ("kind", "family"),
-    (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
-WEBHOOK_FAILURES = SharedMetric(
-    "audioseal_webhook_failures_total",
-    "Webhook deliveries or receipts that failed, by target (customer callbacks, stripe).",
-    ("target",),
-)
-SHARED: dict[str, SharedMetric] = {m.name: m for m in (JOB_DURATION, INFERENCE, WEBHOOK_FAILURES)}
-
-
-def _redis() -> redis.Redis:
-    from audioseal_site.health import redis_client
-
-    return redis_client()
-
-
-def _field(metric: SharedMetric, labels: dict[str, Any]) -> str:
-    unknown = set(labels) - set(metric.labels)
-    if unknown:
-        raise ValueError(f"{metric.name} has no label(s) {sorted(unknown)}")
-    return json.dumps([str(labels.get(name, "")) for name in metric.labels])
-
-
-def observe(name: str, value: float, **labels: Any) -> None:
-    """Record one observation of a shared histogram (any process). Never raises on a Redis failure."""
-    metric = SHARED[name]
-    field = _field(metric, labels)
-    bucket = next((str(b) for b in metric.buckets if value <= b), "+Inf")
-    try:
-        with _redis().pipeline(transaction=False) as pipe:
-            pipe.hincrby(metric.key, f"{field}|{bucket}", 1)
-            pipe.hincrbyfloat(metric.key, f"{field}|sum", float(value))
-            pipe.execute()
-    except redis.RedisError as exc:
-        logger.warning("could not record metric %s: %s", name, exc)
-
-
-def inc(name: str, amount: float = 1.0, **labels: Any) -> None:
-    """Increment a shared counter (any process), e.g. ``inc("audioseal_webhook_failures_total",
-    target="customer")``. Never raises on a Redis failure."""
-    metric = SHARED[name]
-    try:
-        _redis().hincrbyfloat(metric.key, _field(metric, labels), float(amount))
-    except redis.RedisError as exc:
-        logger.warning("could not record metric %s: %s", name, exc)
-
-
-def record_job_final(job_id: Any) -> None:
-    """Called by the worker after it ran a job: observe its duration if the job is now final.
-
-    A job the worker handed back (retry, shutdown) is not final and is observed when it ends for good.
-    """
-    from jobs.models import Job
-
-    job = Job.objects.filter(pk=job_id).only("kind", "status", "started_at", "finished_at").first()
-    if job is None or not job.is_final or not (job.started_at and job.finished_at):
-        return
-    seconds = max(0.0, (job.finished_at - job.started_at).total_seconds())
-    observe(JOB_DURATION.name, seconds, kind=job.kind, status=job.status)
-
-
-def observe_inference(kind: str, family: str | None, seconds: float) -> None:
-    """Called by the worker around a job's handler (decode, model forward passes, encode)."""
-    observe(INFERENCE.name, seconds, kind=kind, family=family or "none")
-
-
-def _shared_families(connection: redis.Redis) -> Iterator[Metric]:
-    for metric in SHARED.values():
-        raw = {k.decode(): v.decode() for k, v in connection.hgetall(metric.key).items()}
-        if not metric.buckets:
-            family = CounterMetricFamily(metric.name, metric.help, labels=metric.labels)
-            for field, value in sorted(raw.items()):
-                family.add_metric(json.loads(field), float(value))
-            yield family
-            continue
-        family = HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
-        series: dict[str, dict[str, float]] = {}
-        for key, value in raw.items():
-            field, _, part = key.rpartition("|")
-            series.setdefault(field, {})[part] = float(value)
-        for field, parts in sorted(series.items()):
-            cumulative, buckets = 0.0, []
-            for bound in [*(str(b) for b in metric.buckets), "+Inf"]:
-                cumulative += parts.get(bound, 0.0)
-                buckets.append((bound, cumulative))
-            family.add_metric(json.loads(field), buckets, parts.get("sum", 0.0))
-        yield family
-
-
 # --- scrape-time collector ---------------------------------------------------------------------------------
 
 
@@ -187,8 +79,6 @@ class ClusterCollector:
     """Metrics of the whole deployment, read from PostgreSQL and Redis when Prometheus scrapes."""
 
     def collect(self) -> Iterable[Metric]:
-        from django.db import DatabaseError
-
         try:
             families = [*self._jobs(), *self._webhooks()]
             db_up = 1
@@ -198,10 +88,10 @@ class ClusterCollector:
         yield from families
         yield GaugeMetricFamily("audioseal_database_up", "1 when PostgreSQL answered this scrape.", value=db_up)
         try:
-            connection = _redis()
+            connection = redis_client()
             yield from self._queues(connection)
             yield from self._workers(connection)
-            yield from _shared_families(connection)
+            yield from shared_families(connection)
             up = 1
         except redis.RedisError as exc:
             logger.warning("metrics: Redis unavailable: %s", exc)
@@ -211,10 +101,6 @@ class ClusterCollector:
             yield from self._stripe()
 
     def _jobs(self) -> Iterator[Metric]:
-        from django.db.models import Count
-
-        from jobs.models import FINAL_STATUSES, Job, JobKind
-
         rows = Job.objects.order_by().values("kind", "status").annotate(n=Count("id"))
         created = CounterMetricFamily("audioseal_jobs_created", "Jobs created, by kind.", labels=["kind"])
         finished = CounterMetricFamily(
@@ -238,8 +124,6 @@ class ClusterCollector:
         yield from (created, finished, active)
 
     def _queues(self, connection: redis.Redis) -> Iterator[Metric]:
-        import django_rq
-
         depth = GaugeMetricFamily("audioseal_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
         oldest = GaugeMetricFamily(
             "audioseal_queue_oldest_job_age_seconds",
@@ -260,8 +144,6 @@ class ClusterCollector:
         yield from (depth, oldest)
 
     def _workers(self, connection: redis.Redis) -> Iterator[Metric]:
-        from audioseal_site.health import live_workers
-
         workers = live_workers(connection)
         live = GaugeMetricFamily(
             "audioseal_workers_live", "Workers with a fresh heartbeat, by queue.", labels=["queue"]
@@ -279,20 +161,13 @@ class ClusterCollector:
         yield from (live, loaded)
 
     def _webhooks(self) -> Iterator[Metric]:
-        """Customer webhook deliveries by state, from the outbox table (jobs.WebhookDelivery) when present."""
-        from django.db.models import Count
-
-        from jobs import models as job_models
-
-        model = getattr(job_models, "WebhookDelivery", None)
-        if model is None:
-            return
+        """Customer webhook deliveries by state, from the outbox table."""
         family = GaugeMetricFamily(
             "audioseal_webhook_deliveries", "Customer webhook deliveries by state (failed = gave up).",
             labels=["status"],
         )
-        counts = dict(model.objects.order_by().values_list("status").annotate(n=Count("pk")))
-        for status in model.Status.values:
+        counts = dict(WebhookDelivery.objects.order_by().values_list("status").annotate(n=Count("pk")))
+        for status in WebhookDelivery.Status.values:
             family.add_metric([status], counts.get(status, 0))
         yield family
 
@@ -306,8 +181,6 @@ class ClusterCollector:
         if not getattr(settings, "STRIPE_API_KEY", ""):
             return
         try:
-            from billing import services as billing_services
-
             hook = getattr(billing_services, "stripe_sync_lag_seconds", None)
             lag = hook() if hook is not None else _meter_sync_lag()
         except Exception:  # noqa: BLE001 - a billing problem must not break the scrape
@@ -323,13 +196,6 @@ class ClusterCollector:
 
 
 def _meter_sync_lag() -> float | None:
-    from django.db.models import Min
-    from django.utils import timezone
-
-    try:
-        from billing.models import MeterSync, SyncState
-    except ImportError:
-        return None
     oldest = MeterSync.objects.filter(state__in=[SyncState.PENDING, SyncState.FAILED]).aggregate(
         oldest=Min("event__created_at")
     )["oldest"]
@@ -341,8 +207,6 @@ def _meter_sync_lag() -> float | None:
 
 def exposition() -> bytes:
     """The Prometheus text of this process (or all gunicorn processes) plus the cluster collector."""
-    from prometheus_client import REGISTRY
-
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

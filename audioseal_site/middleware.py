@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from audioseal_site import log, metrics
+from audioseal_site import metrics
+from core import log
 
 logger = logging.getLogger("audioseal.request")
 

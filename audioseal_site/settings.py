@@ -276,9 +276,9 @@ PERIODIC_QUEUE = "maintenance"
 PERIODIC_TASKS = [
     {"name": "stripe-meter-sync", "func": "billing.stripe_sync.sync_meter_events",
      "interval": STRIPE_SYNC_INTERVAL_SECONDS},
-    {"name": "jobs-reconcile", "func": "jobs.reconcile.periodic", "interval": int(RECONCILE_INTERVAL_SECONDS)},
+    {"name": "jobs-reconcile", "func": "jobs.upkeep.reconcile.periodic", "interval": int(RECONCILE_INTERVAL_SECONDS)},
     # Job files past their tenant's retention (jobs/retention.py); RETENTION_INTERVAL_SECONDS is below.
-    {"name": "retention", "func": "jobs.retention.periodic",
+    {"name": "retention", "func": "jobs.upkeep.retention.periodic",
      "interval": env.int("RETENTION_INTERVAL_SECONDS", default=3600), "timeout": 3600},
 ]
 
@@ -316,18 +316,18 @@ RESULT_CACHE_MAX_AGE_DAYS = env.int("RESULT_CACHE_MAX_AGE_DAYS", default=30)
 RESULT_CACHE_CHARGE = env.bool("RESULT_CACHE_CHARGE", default=False)
 
 # LOG_FORMAT=json (production default): one JSON object per line with request_id/tenant_id/job_id when known;
-# console (development default): readable lines with the same ids appended (audioseal_site/log.py).
+# console (development default): readable lines with the same ids appended (core/log.py).
 LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "console")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "audioseal_site.log.ContextFilter"}},
+    "filters": {"context": {"()": "core.log.ContextFilter"}},
     "formatters": {
         "console": {
-            "()": "audioseal_site.log.ConsoleFormatter",
+            "()": "core.log.ConsoleFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
         },
-        "json": {"()": "audioseal_site.log.JsonFormatter"},
+        "json": {"()": "core.log.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},

@@ -6,9 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts import urls as accounts_urls
 from audioseal_site import health, metrics, openapi  # noqa: F401 - openapi registers the API-key scheme
 from billing import views as billing_views
-from jobs import dashboard as jobs_dashboard
+from jobs.dashboard import views as jobs_dashboard
 
-api_v1 = ([path("", include("jobs.urls")), path("", include("billing.urls"))], "api")
+api_v1 = ([path("", include("jobs.api.urls")), path("", include("billing.urls"))], "api")
 # The customer dashboard: account pages and jobs pages share one namespace, mounted at the root.
 dashboard = ([*accounts_urls.urlpatterns, *jobs_dashboard.urlpatterns], "dashboard")
 

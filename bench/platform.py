@@ -119,7 +119,7 @@ def start_worker(
     env: dict[str, str], log_dir: Path, name: str, queues: tuple[str, ...] = ("watermark",)
 ) -> Child:
     """``manage.py run_worker`` (the pool loads and warms before the first job); returns once it is live."""
-    from audioseal_site.health import live_workers
+    from jobs.worker.presence import live_workers
 
     cmd = [sys.executable, str(REPO / "manage.py"), "run_worker", *queues, "--name", name]
     child = _spawn(name, cmd, env, log_dir)

@@ -8,7 +8,7 @@ never delays the clock. Run one scheduler per installation; the tasks are writte
 Register a task by adding an entry to ``PERIODIC_TASKS`` in settings::
 
     {"name": "stripe-meter-sync", "func": "billing.stripe_sync.sync_meter_events", "interval": 60}
-    {"name": "retention", "func": "jobs.retention.purge", "cron": "15 3 * * *", "timeout": 3600}
+    {"name": "retention", "func": "jobs.upkeep.retention.purge", "cron": "15 3 * * *", "timeout": 3600}
 
 Keys: ``func`` (dotted path, required), ``interval`` (seconds) or ``cron``, ``queue`` (default
 ``PERIODIC_QUEUE``), ``timeout`` (job timeout, default 600 s), ``name``. An interval task that has waited on

@@ -27,6 +27,8 @@ import redis
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
+from core.redis import client as redis_client
+
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
@@ -68,13 +70,8 @@ class RateLimitState:
 
 
 @lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
-
-
-@lru_cache(maxsize=4)
 def _script(url: str):
-    return _client(url).register_script(_INCR_SCRIPT)
+    return redis_client().register_script(_INCR_SCRIPT)
 
 
 def hit(identity: str, family: str, limit: int) -> RateLimitState:
@@ -113,10 +110,10 @@ class PlanRateThrottle(BaseThrottle):
         if identity is None:
             return True
         # Imported here: DRF imports this module while `rest_framework.views` (and so
-        # `audioseal_site.errors`) is still initialising.
+        # `audioseal_site.errors`) is still initialising; `core.errors` needs no DRF, but billing.services does.
         from accounts.scoping import tenant_for_request
-        from audioseal_site.errors import ApiError
         from billing.services import limits_for
+        from core.errors import ServiceError
 
         tenant = tenant_for_request(request)
         if tenant is None:
@@ -132,7 +129,7 @@ class PlanRateThrottle(BaseThrottle):
             return True
         request._request.ratelimit = state
         if not state.allowed:
-            raise ApiError(
+            raise ServiceError(
                 "RATE_LIMITED",
                 f"Rate limit exceeded: {limit} requests per minute for `{family}` endpoints with this key. "
                 f"Retry in {state.reset_seconds} s.",

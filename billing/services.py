@@ -4,7 +4,7 @@ The hooks the platform calls:
 
 - ``reserve(job)``: inside the job's creation transaction. Locks the tenant's ``PeriodUsage`` row, checks the
   subscription, the concurrency limit and the minutes, and reserves the job's billable seconds. Raises
-  ``ApiError`` (402 ``QUOTA_EXCEEDED`` / ``SUBSCRIPTION_INACTIVE``, 429 ``CONCURRENCY_LIMIT``, 403
+  ``ServiceError`` (402 ``QUOTA_EXCEEDED`` / ``SUBSCRIPTION_INACTIVE``, 429 ``CONCURRENCY_LIMIT``, 403
   ``TENANT_SUSPENDED``), which rolls the whole submission back.
 - ``on_job_final(job)``: inside every final transition. ``settle`` (succeeded: one ``UsageEvent``) or
   ``release`` (failed, canceled: nothing billed); both are idempotent.
@@ -30,7 +30,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from audioseal_site.errors import ApiError
 from billing.models import (
     MeterSync,
     PeriodUsage,
@@ -44,6 +43,7 @@ from billing.models import (
     UsageEvent,
 )
 from billing.seed import ensure_seed_plans
+from core.errors import ServiceError
 from jobs.models import ACTIVE_STATUSES, Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -203,13 +203,13 @@ def on_tenant_created(tenant) -> None:
     subscription_for(tenant)
 
 
-def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -> ApiError | None:
+def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -> ServiceError | None:
     """Why this tenant may not submit work now (suspended, canceled, past due beyond grace), or None."""
     now = now or timezone.now()
     if not tenant.is_active:
-        return ApiError("TENANT_SUSPENDED", "This account is suspended: jobs can be read but not created.")
+        return ServiceError("TENANT_SUSPENDED", "This account is suspended: jobs can be read but not created.")
     if sub.status == SubscriptionStatus.CANCELED:
-        return ApiError(
+        return ServiceError(
             "SUBSCRIPTION_INACTIVE",
             "The subscription is canceled: jobs can be read but not created. Subscribe again to continue.",
             {"subscription_status": sub.status},
@@ -218,7 +218,7 @@ def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -
         grace = timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS)
         since = sub.past_due_since or now
         if now >= since + grace:
-            return ApiError(
+            return ServiceError(
                 "SUBSCRIPTION_INACTIVE",
                 f"Payment has been past due since {since:%Y-%m-%d} and the {grace.days}-day grace period has "
                 "ended: jobs can be read but not created until the invoice is paid.",
@@ -268,7 +268,7 @@ def reserve(job: Job) -> Reservation | None:
 
     active = Job.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).exclude(pk=job.pk).count()
     if active >= limits.max_concurrent_jobs:
-        raise ApiError(
+        raise ServiceError(
             "CONCURRENCY_LIMIT",
             f"The plan allows {limits.max_concurrent_jobs} queued or running jobs at once and {active} are "
             "queued or running; wait for one to finish.",
@@ -280,7 +280,7 @@ def reserve(job: Job) -> Reservation | None:
     allowance = limits.included_minutes * 60 + granted_seconds(tenant, start)
     committed = usage.used_seconds + usage.reserved_seconds
     if not limits.overage_allowed and committed + seconds > allowance:
-        raise ApiError(
+        raise ServiceError(
             "QUOTA_EXCEEDED",
             f"This job needs {_minutes(seconds)} audio minutes but only "
             f"{_minutes(max(0, allowance - committed))} of the {_minutes(allowance)} included this period "
@@ -443,7 +443,7 @@ def public_plans() -> list[Plan]:
 
 
 def checkout_url(tenant, plan: Plan | str, *, success_url: str, cancel_url: str) -> str:
-    """A Stripe Checkout page where the tenant subscribes to ``plan``. Raises ApiError BILLING_UNAVAILABLE
+    """A Stripe Checkout page where the tenant subscribes to ``plan``. Raises ServiceError BILLING_UNAVAILABLE
     without ``STRIPE_API_KEY``, PLAN_NOT_PURCHASABLE for a plan without a Stripe price."""
     from billing import stripe_sync
 

@@ -27,8 +27,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audioseal_site.errors import ApiError
 from billing.models import MeterSync, Plan, Subscription, SubscriptionStatus, SyncState
+from core.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +50,15 @@ def client() -> stripe.StripeClient:
 
 def _require_enabled() -> None:
     if not enabled():
-        raise ApiError(
+        raise ServiceError(
             "BILLING_UNAVAILABLE",
             "Online payments are not configured on this installation (no STRIPE_API_KEY).",
         )
 
 
-def _provider_error(exc: stripe.StripeError) -> ApiError:
+def _provider_error(exc: stripe.StripeError) -> ServiceError:
     logger.warning("Stripe call failed: %s", exc)
-    return ApiError(
+    return ServiceError(
         "PAYMENT_PROVIDER_ERROR",
         "The payment provider could not be reached or refused the request; try again shortly.",
         {"provider_message": getattr(exc, "user_message", None) or ""},
@@ -103,12 +103,12 @@ def create_checkout_session(tenant, plan: Plan, *, success_url: str, cancel_url:
 
     _require_enabled()
     if not (plan.stripe_price_id or plan.stripe_metered_price_id):
-        raise ApiError(
+        raise ServiceError(
             "PLAN_NOT_PURCHASABLE", f"The {plan.name} plan has no Stripe price.", {"plan": plan.code}
         )
     sub = subscription_for(tenant)
     if sub.stripe_subscription_id and sub.status != SubscriptionStatus.CANCELED:
-        raise ApiError(
+        raise ServiceError(
             "ALREADY_SUBSCRIBED",
             "This account already has a subscription: change plan in the billing portal.",
             {"plan": sub.plan.code, "status": sub.status},

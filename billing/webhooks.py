@@ -32,8 +32,8 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from audioseal_site.errors import error_body
 from billing.models import Plan, StripeEvent, Subscription, SubscriptionStatus
+from core.errors import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from audioseal_site.errors import ApiError
+from core.errors import ServiceError
 from jobs import services
 from jobs.models import ACTIVE_STATUSES, Job, JobStatus, WebhookDelivery
 
@@ -56,7 +56,7 @@ def resubmit(job: Job, user) -> Job:
             primary = role == roles[0]
             meta = {"file": job.input_file, **job.input} if primary else job.extra_inputs.get(role, {})
             if not meta.get("file") or not default_storage.exists(meta["file"]):
-                raise ApiError("FILE_NOT_FOUND", f"The {role} input is no longer stored.")
+                raise ServiceError("FILE_NOT_FOUND", f"The {role} input is no longer stored.")
             name = meta.get("filename") or os.path.basename(meta["file"])
             opened[role] = File(default_storage.open(meta["file"], "rb"), name=name)
         return services.submit(
@@ -139,7 +139,7 @@ class JobAdmin(admin.ModelAdmin):
 
     def file_view(self, request: HttpRequest, pk, role: str):
         """Stream a job's input or output to staff (any tenant), like the API does for the tenant."""
-        from jobs.views import input_response, output_response
+        from jobs.api.views import input_response, output_response
 
         job = Job.objects.filter(pk=pk).first()
         if job is None or job.files_expired_at:
@@ -151,7 +151,7 @@ class JobAdmin(admin.ModelAdmin):
                 return input_response({**job.input, "file": job.input_file})
             if role in (job.extra_inputs or {}):
                 return input_response(job.extra_inputs[role])
-        except ApiError as exc:
+        except ServiceError as exc:
             raise Http404(exc.message) from exc
         raise Http404
 
@@ -164,8 +164,8 @@ class JobAdmin(admin.ModelAdmin):
                 continue
             try:
                 created.append(resubmit(job, request.user))
-            except ApiError as exc:
-                refused.append(f"{str(job.pk)[:8]}: {exc.error_code} {exc.message}")
+            except ServiceError as exc:
+                refused.append(f"{str(job.pk)[:8]}: {exc.code} {exc.message}")
         if created:
             links = ((reverse("admin:jobs_job_change", args=[j.pk]), str(j.pk)[:8]) for j in created)
             listed = format_html_join(", ", '<a href="{}">{}</a>', links)
@@ -183,7 +183,7 @@ class JobAdmin(admin.ModelAdmin):
             try:
                 services.cancel(job)
                 done += 1
-            except ApiError:
+            except ServiceError:
                 skipped += 1  # it finished meanwhile
         note = f" {skipped} were not active." if skipped else ""
         messages.success(request, f"Canceled {done} job(s).{note}")
@@ -195,7 +195,7 @@ def _seconds(delta) -> str:
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    """Customer webhook deliveries (jobs.webhooks): read-only, with each attempt's outcome in attempt_log."""
+    """Customer webhook deliveries (jobs.webhooks.delivery): read-only, with each attempt's outcome in attempt_log."""
 
     list_display = ["id", "tenant", "job", "event", "status", "attempts", "last_status_code", "created_at"]
     list_filter = ["status", "event", "created_at"]

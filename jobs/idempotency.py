@@ -28,7 +28,7 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError
 
-from audioseal_site.errors import ApiError
+from core.errors import ServiceError
 from jobs import services
 from jobs.models import Job
 
@@ -47,7 +47,7 @@ def key_from_request(request) -> str:
         return ""
     key = key.strip()
     if not key or len(key) > MAX_LENGTH or not all(33 <= ord(ch) <= 126 for ch in key):
-        raise ApiError(
+        raise ServiceError(
             "INVALID_IDEMPOTENCY_KEY",
             f"`{HEADER}` must be 1 to {MAX_LENGTH} visible ASCII characters (a UUID is a good choice).",
             {"header": HEADER},
@@ -94,7 +94,7 @@ def replay(tenant, key: str, fingerprint_value: str) -> Job | None:
     if job is None:
         return None
     if job.request_fingerprint != fingerprint_value:
-        raise ApiError(
+        raise ServiceError(
             "IDEMPOTENCY_CONFLICT",
             f"This `{HEADER}` was already used for a different request; use a new key for a new job.",
             {"header": HEADER, "job_id": str(job.pk)},

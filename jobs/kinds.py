@@ -1,6 +1,6 @@
 """What each job kind needs: its queue, its input files, how an upload is probed, and its handler.
 
-Adding a product line means adding a ``KindSpec`` here, a handler in ``jobs.handlers`` and an endpoint;
+Adding a product line means adding a ``KindSpec`` here, a handler in ``jobs.worker.handlers`` and an endpoint;
 the lifecycle, storage, quotas and the worker are shared.
 """
 
@@ -50,14 +50,14 @@ class KindSpec:
 
 KINDS: dict[str, KindSpec] = {
     JobKind.WATERMARK_EMBED: KindSpec(
-        JobKind.WATERMARK_EMBED, "watermark", "watermark", "jobs.handlers.watermark_embed"
+        JobKind.WATERMARK_EMBED, "watermark", "watermark", "jobs.worker.handlers.watermark_embed"
     ),
     JobKind.WATERMARK_DETECT: KindSpec(
-        JobKind.WATERMARK_DETECT, "watermark", "watermark", "jobs.handlers.watermark_detect"
+        JobKind.WATERMARK_DETECT, "watermark", "watermark", "jobs.worker.handlers.watermark_detect"
     ),
-    JobKind.EMOTION: KindSpec(JobKind.EMOTION, "emotion", "emotion", "jobs.handlers.emotion_analyze"),
+    JobKind.EMOTION: KindSpec(JobKind.EMOTION, "emotion", "emotion", "jobs.worker.handlers.emotion_analyze"),
     JobKind.BEATSYNC: KindSpec(
-        JobKind.BEATSYNC, "media", None, "jobs.handlers.beatsync_align", inputs=("video", "music"),
+        JobKind.BEATSYNC, "media", None, "jobs.worker.handlers.beatsync_align", inputs=("video", "music"),
         probe=probe_media,
     ),
 }

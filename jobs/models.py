@@ -148,7 +148,7 @@ class WebhookDelivery(models.Model):
 
 
 class ResultCache(models.Model):
-    """A finished job's result, reused when the same tenant submits the same input again (``jobs.cache``).
+    """A finished job's result, reused when the same tenant submits the same input again (``jobs.worker.cache``).
 
     Keyed by (tenant, kind, content hash of the input file, hash of the result-relevant params, model
     version): a new model version or different params never reuse an old result. Per tenant on purpose: a

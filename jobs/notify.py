@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from functools import lru_cache
 
 import redis
-from django.conf import settings
 
-
-@lru_cache(maxsize=1)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=35, health_check_interval=30)
+from core.redis import client as redis_client
 
 
 def client() -> redis.Redis:
-    return _client(settings.REDIS_URL)
+    """The long-poll profile: a read timeout longer than any ``?wait``."""
+    return redis_client("pubsub")
 
 
 def channel(job_id) -> str:

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from audioseal_site.errors import ApiError, from_media_error
+from core.errors import ServiceError, from_media_error
 from jobs import notify
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobStatus
@@ -84,7 +84,7 @@ def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None =
     """``limit``: the tenant's plan limit (``billing.services.limits_for``); default the global ceiling."""
     limit = settings.MAX_UPLOAD_BYTES if limit is None else limit
     if upload.size > limit:
-        raise ApiError(
+        raise ServiceError(
             "FILE_TOO_LARGE",
             f"`{field_name}` is {upload.size} bytes; the limit is {limit} bytes.",
             {"field": field_name, "size_bytes": upload.size, "limit_bytes": limit},
@@ -92,12 +92,12 @@ def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None =
 
 
 def probe_upload(kind: str, upload: UploadedFile, field_name: str, tenant: Any = None) -> dict[str, Any]:
-    """Validate one upload (size, real format, duration) against the tenant's plan limits; raises ApiError."""
+    """Validate one upload (size, real format, duration) against the tenant's plan limits; raises ServiceError."""
     from billing.services import limits_for
     from media_ops.errors import MediaError
 
     if upload.size == 0:
-        raise ApiError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
+        raise ServiceError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
     limits = limits_for(tenant)
     check_upload_size(upload, field_name, limits.max_file_bytes)
     path, is_temp = _upload_path(upload)
@@ -128,12 +128,12 @@ def submit(sub: Submission) -> Job:
     """
     kind_spec = spec(sub.kind)
     if sub.callback_url:
-        from jobs import webhooks
+        from jobs.webhooks import delivery as webhooks
 
         webhooks.check_callback_url(sub.callback_url)  # INVALID_CALLBACK_URL before any work (SSRF guard)
     missing = [name for name in kind_spec.inputs if name not in sub.files]
     if missing:
-        raise ApiError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
+        raise ServiceError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
     infos = {name: probe_upload(sub.kind, sub.files[name], name, sub.tenant) for name in kind_spec.inputs}
 
     stored: list[str] = []
@@ -214,7 +214,7 @@ def enqueue(job: Job, *, claim: Mapping[str, Any] | None = None) -> bool:
         return False
     queue = django_rq.get_queue(kind_spec.queue)
     queue.enqueue(
-        "jobs.tasks.run_job",
+        "jobs.worker.runner.run_job",
         str(job.id),
         job_id=rq_job_id,
         job_timeout=timeout_for(job.kind),
@@ -256,7 +256,7 @@ def transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **f
             from billing import services as billing_services
 
             billing_services.on_job_final(job)
-            from jobs import webhooks
+            from jobs.webhooks import delivery as webhooks
 
             webhooks.on_job_final(job)  # the delivery row commits with the final status (an outbox)
         transaction.on_commit(lambda: notify.publish(job.id, to, job.progress))
@@ -379,10 +379,10 @@ def fail(job: Job, code: str, message: str) -> bool:
 def cancel(job: Job) -> bool:
     """Cancel a queued or running job. A running job stops at its next progress report."""
     if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-        raise ApiError(
+        raise ServiceError(
             "INVALID_STATE", f"A {job.status} job cannot be canceled.", {"status": job.status}
         )
     ok = transition(job, JobStatus.CANCELED, progress_message="Canceled")
     if not ok:
-        raise ApiError("INVALID_STATE", f"A {job.status} job cannot be canceled.", {"status": job.status})
+        raise ServiceError("INVALID_STATE", f"A {job.status} job cannot be canceled.", {"status": job.status})
     return ok

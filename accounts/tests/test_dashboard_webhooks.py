@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from accounts.models import Tenant
 from accounts.tests.test_dashboard import People, make_people
-from jobs import webhooks
 from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
+from jobs.webhooks import delivery as webhooks
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from audioseal_site.health import WorkerHeartbeat, live_workers
 from audioseal_site.tests.servers import RedisServer, wait_until
+from jobs.worker.presence import WorkerHeartbeat, live_workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

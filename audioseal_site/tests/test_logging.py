@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from audioseal_site import log
-from audioseal_site.log import ContextFilter, JsonFormatter
+from core import log
+from core.log import ContextFilter, JsonFormatter
 from jobs.tests.helpers import upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,7 +53,7 @@ def test_job_lines_carry_job_and_tenant_ids(api_client, tenant, run_worker, json
     job = api_client.post("/api/v1/emotion/analyze", {"file": upload("speech_16k_mono.wav")}, format="multipart")
     job_id = job.json()["id"]
     run_worker(["emotion"])
-    ended = [x for x in json_lines() if x["logger"] == "jobs.tasks" and x.get("outcome")]
+    ended = [x for x in json_lines() if x["logger"] == "jobs.worker.runner" and x.get("outcome")]
     assert ended and ended[-1]["job_id"] == job_id and ended[-1]["tenant_id"] == str(tenant.pk)
     assert ended[-1]["outcome"] == "succeeded"
     # lines outside any job or request carry no stale ids
@@ -63,7 +63,7 @@ def test_job_lines_carry_job_and_tenant_ids(api_client, tenant, run_worker, json
 
 
 def test_console_format_is_readable_with_the_ids():
-    from audioseal_site.log import ConsoleFormatter
+    from core.log import ConsoleFormatter
 
     handler = logging.StreamHandler(io.StringIO())
     handler.addFilter(ContextFilter())

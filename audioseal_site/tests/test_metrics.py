@@ -89,8 +89,8 @@ def test_job_counters_and_histograms_after_a_job_runs(api_client, client, run_wo
 
 
 def test_live_workers_and_their_models(client, redis_clean):
-    from audioseal_site.health import WorkerHeartbeat, worker_document
-    from jobs.worker import build_worker
+    from jobs.worker.presence import WorkerHeartbeat, worker_document
+    from jobs.worker.rq_worker import build_worker
 
     worker = build_worker(["emotion"])  # loads the demo emotion model
     beat = WorkerHeartbeat(worker.connection, worker.name, lambda: worker_document(worker), interval=60)
@@ -114,7 +114,7 @@ def test_a_scrape_during_a_redis_outage_still_answers(client, settings):
 
 
 def test_shared_counter_for_webhook_failures(client, redis_clean):
-    from audioseal_site import metrics
+    from core import metrics
 
     metrics.inc("audioseal_webhook_failures_total", target="stripe")
     metrics.inc("audioseal_webhook_failures_total", target="stripe")

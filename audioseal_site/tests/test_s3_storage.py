@@ -124,7 +124,7 @@ def test_upload_job_output_presigned_download_and_retention(api_client, run_work
     assert served.headers["Content-Disposition"] == f'attachment; filename="{job.output_filename}"'
 
     # Retention: past the tenant's retention the objects go, the row stays, downloads answer 410.
-    from jobs.retention import expire_files
+    from jobs.upkeep.retention import expire_files
 
     Job.objects.filter(pk=job_id).update(created_at=timezone.now() - timedelta(days=400))
     report = expire_files()

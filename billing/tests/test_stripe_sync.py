@@ -10,10 +10,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from audioseal_site.errors import ApiError
 from billing import services, stripe_sync
 from billing.models import MeterSync, Plan, Subscription, SyncState, UsageEvent
 from billing.tests.fake_stripe import METER_EVENTS
+from core.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 
@@ -173,13 +173,13 @@ def test_checkout_and_portal(fake_stripe, tenant):
     assert portal.startswith("https://billing.stripe.test/")
     assert len([r for r in fake_stripe.requests if r.path == "/v1/customers"]) == 1  # the customer is reused
 
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(ServiceError) as refused:
         services.checkout_url(tenant, "free", success_url="https://a.test", cancel_url="https://a.test")
-    assert refused.value.error_code == "PLAN_NOT_PURCHASABLE"
+    assert refused.value.code == "PLAN_NOT_PURCHASABLE"
 
 
 def test_checkout_without_stripe_is_a_clear_error(settings, tenant):
     settings.STRIPE_API_KEY = ""
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(ServiceError) as refused:
         services.portal_url(tenant, return_url="https://app.test/billing")
-    assert refused.value.error_code == "BILLING_UNAVAILABLE" and refused.value.status_code == 503
+    assert refused.value.code == "BILLING_UNAVAILABLE" and refused.value.http_status == 503

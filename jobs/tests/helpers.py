@@ -40,7 +40,7 @@ def redis_clean(settings):
 @pytest.fixture
 def run_worker(redis_clean):
     """Run the real worker code (PoolWorker, real Redis) in-process until the queues are empty."""
-    from jobs.worker import build_worker, default_queues
+    from jobs.worker.rq_worker import build_worker, default_queues
 
     def run(queues: list[str] | None = None) -> None:
         worker = build_worker(queues or default_queues())

@@ -24,7 +24,7 @@ EMBED = "/api/v1/watermark/embed"
 @pytest.fixture
 def batch_size(settings):
     """Set the watermark batch size for a fresh pool; the process-wide pool is rebuilt before and after."""
-    from jobs.pool import reset_pool
+    from jobs.worker.pool import reset_pool
 
     def set_size(size: int) -> None:
         settings.BATCH_SIZE_WATERMARK = size
@@ -70,7 +70,7 @@ def _submit(client, url, content: bytes, name: str, **data) -> str:
 def test_queued_detections_run_as_one_batch_with_single_run_results(
     api_client, run_worker, batch_size, engine_calls, tmp_path
 ):
-    from jobs.pool import get_pool
+    from jobs.worker.pool import get_pool
 
     batch_size(4)
     contents = [_clip(s, i, tmp_path) for i, s in enumerate([1.0, 1.0, 2.5, 1.0, 3.0])]
@@ -93,7 +93,7 @@ def test_queued_detections_run_as_one_batch_with_single_run_results(
 
 
 def test_batched_embeddings_equal_single_embeddings(api_client, run_worker, batch_size, engine_calls, tmp_path):
-    from jobs.pool import get_pool
+    from jobs.worker.pool import get_pool
 
     batch_size(3)
     contents = [_clip(1.5, 10 + i, tmp_path) for i in range(3)]

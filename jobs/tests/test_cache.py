@@ -13,9 +13,9 @@ import pytest
 from django.utils import timezone
 
 from billing.models import PeriodUsage, UsageEvent
-from jobs import cache
 from jobs.models import Job, ResultCache
 from jobs.tests.helpers import upload
+from jobs.worker import cache
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,7 @@ SPEECH = "speech_16k_mono.wav"
 @pytest.fixture
 def model_calls(monkeypatch):
     """Counts calls of the detection and emotion handlers (the model work a cache hit must skip)."""
-    from jobs import handlers
+    from jobs.worker import handlers
 
     calls = {"watermark_detect": 0, "emotion_analyze": 0}
     for name in calls:
@@ -96,7 +96,7 @@ def test_the_cache_is_per_tenant(api_client, other_client, run_worker, model_cal
 
 
 def test_a_different_input_or_model_version_misses(api_client, run_worker, model_calls, monkeypatch):
-    from jobs.pool import get_pool
+    from jobs.worker.pool import get_pool
 
     _submit_and_run(api_client, run_worker, DETECT)
     assert _submit_and_run(api_client, run_worker, DETECT, name="speech2_16k_mono.wav")["result"]["cached"] is False

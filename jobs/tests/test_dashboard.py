@@ -277,7 +277,7 @@ def test_client_side_messages_match_the_api(people, settings):
     js = (settings.BASE_DIR / "static" / "js" / "app.js").read_text()
     assert '"` is " + file.size + " bytes; the limit is " + config.maxBytes + " bytes."' in js
     assert client.get(reverse("dashboard:job-new")).context["upload_config"]["maxBytes"] == 1000
-    from jobs.dashboard import AUDIO_TYPE_MESSAGE
+    from jobs.dashboard.views import AUDIO_TYPE_MESSAGE
 
     bad = client.post(reverse("api:watermark-detect"), {"file": upload("not_audio.wav")}).json()
     assert bad["error"]["code"] == "INVALID_FORMAT"

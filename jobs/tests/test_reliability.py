@@ -15,8 +15,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs import reconcile, services
-from jobs.handlers import Outcome
+from jobs import services
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.tests.helpers import upload
 from jobs.tests.reliability_helpers import (
@@ -27,6 +26,8 @@ from jobs.tests.reliability_helpers import (
     usage_events_for,
     wait_until,
 )
+from jobs.upkeep import reconcile
+from jobs.worker.handlers import Outcome
 from media_ops.errors import MediaError
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -325,11 +326,11 @@ def test_manage_py_reconcile(api_client, redis_clean, settings):
 @pytest.fixture
 def scripted_handler(monkeypatch, settings):
     """Replace the detect handler by a script of outcomes; no model is loaded (the pool preloads nothing)."""
-    import jobs.handlers
-    import jobs.worker
+    import jobs.worker.handlers
+    import jobs.worker.rq_worker
 
     settings.JOB_RETRY_BACKOFF_SECONDS = 0
-    monkeypatch.setattr(jobs.worker, "families_for", lambda queues: [])
+    monkeypatch.setattr(jobs.worker.rq_worker, "families_for", lambda queues: [])
     seen: list[dict] = []
 
     def install(*steps):
@@ -342,7 +343,7 @@ def scripted_handler(monkeypatch, settings):
                 raise step
             return Outcome(result={"detected": False}, model_name="scripted", model_version="1")
 
-        monkeypatch.setattr(jobs.handlers, "watermark_detect", handler)
+        monkeypatch.setattr(jobs.worker.handlers, "watermark_detect", handler)
         return seen
 
     return install

@@ -15,8 +15,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from jobs.models import Job, JobKind, JobStatus
-from jobs.retention import clean_stale_uploads, clean_stale_workdirs, expire_files, retention_days_for
 from jobs.tests.helpers import assert_error, stored_files
+from jobs.upkeep.retention import expire_files, retention_days_for
+from jobs.worker.workdirs import clean_stale_uploads, clean_stale_workdirs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,7 +88,7 @@ def test_the_plan_decides_retention(make_tenant, settings):
 def test_retention_is_a_periodic_task_run_by_the_maintenance_worker(tenant, run_worker, settings):
     from billing import periodic
 
-    assert any(t["func"] == "jobs.retention.periodic" for t in settings.PERIODIC_TASKS)
+    assert any(t["func"] == "jobs.upkeep.retention.periodic" for t in settings.PERIODIC_TASKS)
     old = make_job(tenant, days_old=retention_days_for(tenant) + 1)
     periodic.enqueue_all()  # what `manage.py run_scheduler` does on schedule
     run_worker([settings.PERIODIC_QUEUE])
@@ -110,8 +111,8 @@ def _workdir(root, name: str):
 
 
 def test_stale_work_dirs_are_removed_but_live_jobs_kept(tenant, settings, redis_clean):
-    from audioseal_site.health import publish_heartbeat
-    from jobs.tasks import work_root
+    from jobs.worker.presence import publish_heartbeat
+    from jobs.worker.workdirs import work_root
 
     root = work_root()
     finished = make_job(tenant, days_old=0)
@@ -134,7 +135,7 @@ def test_stale_work_dirs_are_removed_but_live_jobs_kept(tenant, settings, redis_
 
 
 def test_worker_start_cleans_what_a_crashed_worker_left(tenant, run_worker):
-    from jobs.tasks import work_root
+    from jobs.worker.workdirs import work_root
 
     crashed = make_job(tenant, days_old=0, status=JobStatus.RUNNING, worker_name="gone-9")
     leftover = _workdir(work_root(), str(crashed.pk))
@@ -143,8 +144,8 @@ def test_worker_start_cleans_what_a_crashed_worker_left(tenant, run_worker):
 
 
 def test_the_worker_maintenance_loop_cleans_temp_files(tenant, settings, tmp_path):
-    from jobs.tasks import work_root
-    from jobs.worker import build_worker
+    from jobs.worker.rq_worker import build_worker
+    from jobs.worker.workdirs import work_root
 
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
     worker = build_worker(["media"])

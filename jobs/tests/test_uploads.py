@@ -58,7 +58,7 @@ def test_web_process_never_imports_torch_or_funasr():
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'audioseal_site.settings');"
         "django.setup();"
         "from django.urls import get_resolver; get_resolver().url_patterns;"
-        "import jobs.views, jobs.services, jobs.serializers, audioseal_site.urls;"
+        "import jobs.api.views, jobs.services, jobs.api.serializers, audioseal_site.urls;"
         "from jobs.kinds import probe_audio; from media_ops.tests import FIXTURES;"
         "probe_audio(FIXTURES / 'speech.m4a', 60);"
         "print(sorted(m for m in ('torch', 'funasr', 'audioseal') if m in sys.modules))"

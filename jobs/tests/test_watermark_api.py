@@ -98,7 +98,7 @@ def test_message_reaches_the_generator_and_detector_bits_come_back_as_hex(api_cl
     """At the model boundary: spy on the real generator's input and drive the real detector's bit logits."""
     import torch
 
-    from jobs.pool import get_pool
+    from jobs.worker.pool import get_pool
 
     models = get_pool().get("watermark")
     seen: list[list[int]] = []
@@ -136,7 +136,7 @@ def test_message_reaches_the_generator_and_detector_bits_come_back_as_hex(api_cl
 
 
 def test_pool_loads_each_model_once_per_worker_process(api_client, run_worker):
-    from jobs import pool
+    from jobs.worker import pool
 
     pool.reset_pool()
     for _ in range(3):  # three bursts of work in the same process (within the Free plan's concurrency)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs import reconcile, services, webhooks
+from jobs import services
 from jobs.models import Job, JobStatus, WebhookDelivery
 from jobs.tests.helpers import assert_error, upload
 from jobs.tests.reliability_helpers import Receiver
+from jobs.upkeep import reconcile
+from jobs.webhooks import delivery as webhooks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -219,11 +221,11 @@ def test_address_is_checked_again_at_delivery(api_client, run_worker, monkeypatc
 
 
 def test_default_callback_url_is_checked(tenant):
-    from audioseal_site.errors import ApiError
+    from core.errors import ServiceError
 
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(ServiceError) as raised:
         webhooks.set_default_callback_url(tenant, "http://169.254.169.254/")
-    assert raised.value.error_code == "INVALID_CALLBACK_URL"
+    assert raised.value.code == "INVALID_CALLBACK_URL"
     old = tenant.webhook_secret
     assert webhooks.rotate_secret(tenant) != old and tenant.webhook_secret.startswith("whsec_")
 

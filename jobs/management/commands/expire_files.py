@@ -6,7 +6,7 @@ cron job or an operator who wants it now.
 
 from django.core.management.base import BaseCommand
 
-from jobs.retention import expire_files
+from jobs.upkeep.retention import expire_files
 
 
 class Command(BaseCommand):

@@ -14,7 +14,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from jobs import reconcile
+from jobs.upkeep import reconcile
 
 
 class Command(BaseCommand):

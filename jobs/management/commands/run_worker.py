@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from jobs.worker import build_worker, default_queues
+from jobs.worker.rq_worker import build_worker, default_queues
 
 
 class Command(BaseCommand):

@@ -107,7 +107,7 @@ def watermark_detect(ctx: JobContext) -> Outcome:
     return Outcome(result=result, model_name=models.detector_name, model_version=models.detector_version)
 
 
-# --- batched variants (jobs.batching): several jobs of one kind, one engine call --------------------------
+# --- batched variants (jobs.worker.batching): several jobs of one kind, one engine call --------------------------
 # Each returns, per context, an Outcome or the exception that job met (decode error, cancel), so one bad input
 # fails alone; an exception of the engine call itself propagates (it concerns the whole batch).
 

@@ -6,7 +6,7 @@ id the row names, exactly as if a worker had dequeued it. Their RQ jobs are remo
 was already popped by another worker, ``start`` refuses it there: it is no longer queued, so it is skipped).
 The batch is decoded per job, run through the engine's batch call (``media_ops.watermark.embed_batch`` /
 ``detect_batch``: results equal one-at-a-time within float tolerance), and each companion is finished on its
-own (cache, output, ``succeed``); the leader's outcome goes back to ``jobs.tasks`` like a handler's.
+own (cache, output, ``succeed``); the leader's outcome goes back to ``jobs.worker.runner`` like a handler's.
 
 * ``B`` is ``ModelPool.batch_size(family)``: ``BATCH_SIZE_<FAMILY>``, else 1 on CPU (measured: batching long
   clips is slower there) and ``BATCH_SIZE_CUDA`` on a GPU. With ``B == 1`` nothing here runs.
@@ -15,7 +15,7 @@ own (cache, output, ``succeed``); the leader's outcome goes back to ``jobs.tasks
 * Failures stay per job: a companion whose input is missing or undecodable fails alone; if the engine call
   itself fails (e.g. out of memory), the companions are given back to the queue unbatched
   (``batch_size_limit=1``, attempt not counted) and the leader's error takes its normal path.
-* Companions have no heartbeat of their own from ``jobs.heartbeat`` (it follows one job), so a small thread
+* Companions have no heartbeat of their own from ``jobs.worker.heartbeat`` (it follows one job), so a small thread
   here writes their ``heartbeat_at`` while the batch runs.
 """
 
@@ -28,15 +28,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import django_rq
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from jobs import cache as result_cache
 from jobs import services
-from jobs.handlers import JobContext, Outcome
 from jobs.kinds import spec
 from jobs.models import Job, JobKind, JobStatus
+from jobs.worker import cache as result_cache
+from jobs.worker import handlers
+from jobs.worker.execution import build_context, record_outcome, settle_error
+from jobs.worker.handlers import JobContext, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,6 @@ def batch_size_for(job: Job, pool: Any) -> int:
 
 def claim_companions(leader: Job, worker_name: str, limit: int, window_seconds: float) -> list[Job]:
     """Move up to ``limit`` queued jobs of the leader's kind to running here, oldest first."""
-    import django_rq
-
     queue = django_rq.get_queue(spec(leader.kind).queue)
     claimed: list[Job] = []
     deadline = time.monotonic() + max(0.0, window_seconds)
@@ -108,46 +109,6 @@ class _CompanionHeartbeat(threading.Thread):
         self.join(timeout=5)
 
 
-def _context(job: Job, pool: Any) -> JobContext:
-    from jobs import tasks
-
-    workdir = tasks.work_root() / str(job.id)
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    ctx = JobContext(
-        kind=job.kind,
-        params=job.params,
-        input=job.input,
-        input_path=tasks._download(job.input_file, workdir / f"input.{job.input.get('format', 'bin')}"),
-        workdir=workdir,
-        pool=pool,
-        progress=tasks.progress_reporter(job),
-    )
-    ctx.batch_size_limit = job.batch_size_limit
-    return ctx
-
-
-def _fail_companion(job: Job, exc: BaseException) -> None:
-    """What ``jobs.tasks`` would do with this error for a job of its own."""
-    from jobs import tasks
-    from media_ops.errors import MediaError
-
-    if isinstance(exc, services.JobCanceled):
-        return
-    if isinstance(exc, tasks.InputMissing):
-        services.fail(job, "FILE_NOT_FOUND", "The job's input file is missing from storage.")
-    elif isinstance(exc, tasks.StorageError):
-        tasks.retry_or_fail(job, "STORAGE_ERROR", "Storage was unavailable; the job could not complete.")
-    elif isinstance(exc, MediaError):
-        if exc.retryable:
-            tasks.retry_or_fail(job, exc.code, exc.message)
-        else:
-            services.fail(job, exc.code, exc.message)
-    else:
-        logger.error("batched job %s failed", job.pk, exc_info=exc)
-        services.fail(job, "PROCESSING_FAILED", "The job failed while processing; it has been logged.")
-
-
 def _give_back(jobs: list[Job], reason: str) -> None:
     """Requeue companions that did not finish, unbatched, without counting the attempt against them."""
     for job in jobs:
@@ -163,7 +124,7 @@ def _give_back(jobs: list[Job], reason: str) -> None:
 def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outcome | None:
     """Run ``leader`` in a batch with queued jobs of its kind; None when there is nothing to batch with.
 
-    Returns the leader's outcome (``jobs.tasks`` stores and records it as a handler's) or raises the leader's
+    Returns the leader's outcome (``jobs.worker.runner`` stores and records it as a handler's) or raises the leader's
     error; every companion is final, or back in the queue, before this returns or raises.
     """
     size = batch_size_for(leader, ctx.pool)
@@ -181,7 +142,7 @@ def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outco
         members: list[tuple[Job, JobContext, Any]] = [(leader, ctx, None)]
         for job in companions:
             try:
-                job_ctx = _context(job, ctx.pool)
+                job_ctx = build_context(job, ctx.pool)
                 workdirs.append(job_ctx.workdir)
                 key = result_cache.key_for(job, job_ctx.input_path, ctx.pool)
                 if key is not None and result_cache.complete_from_cache(job, key):
@@ -189,21 +150,17 @@ def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outco
                     continue
                 members.append((job, job_ctx, key))
             except Exception as exc:  # noqa: BLE001 - this companion alone
-                _fail_companion(job, exc)
+                settle_error(job, exc)
                 pending.remove(job)
-        from jobs import handlers
-
         batch_fn: Callable[..., list[Any]] = getattr(handlers, BATCH_HANDLERS[leader.kind])
         results = batch_fn([c for _, c, _ in members], size)  # an engine error propagates (handled below)
-        from jobs.tasks import record_outcome
-
         for (job, _job_ctx, key), result in zip(members[1:], results[1:], strict=True):
             try:
                 if isinstance(result, Exception):
                     raise result
                 record_outcome(job, result, key)
             except Exception as exc:  # noqa: BLE001 - this companion alone
-                _fail_companion(job, exc)
+                settle_error(job, exc)
             pending.remove(job)
         leader_result = results[0]
         if isinstance(leader_result, Exception):

@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.views.generic import TemplateView
 
 from accounts.views import DashboardMixin
-from jobs import serializers
+from jobs.api import serializers
 from jobs.models import ACTIVE_STATUSES, Job, JobKind, JobStatus
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4")

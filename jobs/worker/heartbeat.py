@@ -7,13 +7,13 @@ reconciler trusts) and refreshes the worker's, the execution's and the RQ job's 
 beating while the main thread sits in a C call (torch releases the GIL); a process killed with ``-9`` stops
 beating, which is exactly the signal the reconciler needs.
 
-``Maintenance`` is a second daemon thread that runs ``jobs.reconcile.run_once`` every
+``Maintenance`` is a second daemon thread that runs ``jobs.upkeep.reconcile.run_once`` every
 ``RECONCILE_INTERVAL_SECONDS`` in at most one process at a time (a Redis lock), so any running worker is also
 the periodic reconciler and no extra process is needed (``manage.py reconcile`` does the same on demand).
 
 Graceful shutdown: the first SIGTERM lets the current job finish (RQ's warm shutdown); if it is still running
 ``WORKER_SHUTDOWN_GRACE_SECONDS`` later, the main thread is interrupted with ``WorkerShutdown`` (via SIGUSR1)
-and ``jobs.tasks`` puts the job back in the queue before the process exits.
+and ``jobs.worker.runner`` puts the job back in the queue before the process exits.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Maintenance(_Loop):
         self.worker_name = worker_name
 
     def tick(self) -> None:
-        from jobs import reconcile
+        from jobs.upkeep import reconcile
 
         reconcile.run_once_locked(owner=self.worker_name, ttl=self.interval)
 

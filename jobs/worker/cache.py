@@ -8,7 +8,7 @@ Decisions (README "Result cache" repeats them for customers):
   submission too), and the decode is a fixed function of the bytes for a given code version, which ``SCHEMA``
   stands for (bump it when decoding or the result shape changes). The only hits lost are the same samples in a
   different container, which in practice also means different (lossy) samples.
-* **Where**: in the worker, after the input is downloaded and before the handler (``jobs.tasks``). The worker
+* **Where**: in the worker, after the input is downloaded and before the handler (``jobs.worker.runner``). The worker
   knows exactly which model version it has loaded; the web process may not even have the checkpoints. A hit
   costs a hash of the file and one indexed query: the job succeeds in milliseconds once dequeued, without
   touching the model. (Answering at submission, before the queue, needs the web process to know the worker's

@@ -241,7 +241,7 @@ def close_reservations(report: Report) -> None:
 
 def run_once() -> Report:
     """One full reconciliation pass. Safe to run concurrently with workers and other reconcilers."""
-    from jobs import webhooks
+    from jobs.webhooks import delivery as webhooks
 
     report = Report()
     recover_running(report)

@@ -17,8 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.scoping import tenant_for_request
-from audioseal_site.errors import ApiError
-from jobs import idempotency, notify, serializers, services
+from core.errors import ServiceError
+from jobs import idempotency, notify, services
+from jobs.api import serializers
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobKind, JobStatus
 
@@ -42,7 +43,7 @@ def parse_wait(request: Request) -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= settings.MAX_WAIT_SECONDS:
-        raise ApiError(
+        raise ServiceError(
             "VALIDATION_ERROR",
             f"`wait` must be a number of seconds between 0 and {settings.MAX_WAIT_SECONDS}.",
             {"fields": {"wait": ["out of range"]}},
@@ -89,7 +90,7 @@ class JobCreateView(APIView):
             return
         limit = settings.MAX_UPLOAD_BYTES * len(spec(self.kind).inputs) + 1024 * 1024
         if length > limit:
-            raise ApiError(
+            raise ServiceError(
                 "FILE_TOO_LARGE",
                 f"The request is {length} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes per file.",
                 {"size_bytes": length, "limit_bytes": settings.MAX_UPLOAD_BYTES},
@@ -126,8 +127,8 @@ class JobCreateView(APIView):
     def raise_invalid(self, errors: dict[str, Any]) -> None:
         for name in spec(self.kind).inputs:
             if name in errors and "file" in str(errors[name]).lower() and "empty" in str(errors[name]).lower():
-                raise ApiError("EMPTY_FILE", f"`{name}` is empty.", {"field": name})
-        raise ApiError("VALIDATION_ERROR", "The request is invalid.", {"fields": errors})
+                raise ServiceError("EMPTY_FILE", f"`{name}` is empty.", {"field": name})
+        raise ServiceError("VALIDATION_ERROR", "The request is invalid.", {"fields": errors})
 
 
 class WatermarkEmbedView(JobCreateView):
@@ -142,7 +143,7 @@ class WatermarkEmbedView(JobCreateView):
             try:
                 parse_message(message)
             except ValueError as exc:
-                raise ApiError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
+                raise ServiceError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
             message = message.upper()
         else:
             message = random_message()
@@ -227,7 +228,7 @@ class JobListView(generics.ListAPIView):
             value = self.request.query_params.get(name)
             if value:
                 if value not in choices:
-                    raise ApiError(
+                    raise ServiceError(
                         "VALIDATION_ERROR", f"Unknown {name} {value!r}.", {"fields": {name: list(choices)}}
                     )
                 queryset = queryset.filter(**{name: value})
@@ -277,9 +278,9 @@ class JobOutputView(APIView):
     def get(self, request: Request, pk):
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         if job.files_expired_at:
-            raise ApiError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
+            raise ServiceError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
         if job.status != JobStatus.SUCCEEDED or not job.output_file:
-            raise ApiError(
+            raise ServiceError(
                 "FILE_NOT_FOUND", "This job has no output (yet).", {"status": job.status}
             )
         return output_response(job)
@@ -295,7 +296,7 @@ def output_response(job: Job):
         )
         return HttpResponseRedirect(url)
     if not storage.exists(job.output_file):
-        raise ApiError("FILE_NOT_FOUND", "The output file is missing from storage.")
+        raise ServiceError("FILE_NOT_FOUND", "The output file is missing from storage.")
     return FileResponse(
         storage.open(job.output_file, "rb"),
         as_attachment=True,
@@ -321,13 +322,13 @@ class JobInputView(APIView):
     def get(self, request: Request, pk):
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         if job.files_expired_at:
-            raise ApiError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
+            raise ServiceError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
         role = request.query_params.get("role") or ""
         if role and role not in (job.extra_inputs or {}):
-            raise ApiError("FILE_NOT_FOUND", f"This job has no input {role!r}.", {"role": role})
+            raise ServiceError("FILE_NOT_FOUND", f"This job has no input {role!r}.", {"role": role})
         meta = job.extra_inputs[role] if role else {**job.input, "file": job.input_file}
         if not meta.get("file"):
-            raise ApiError("FILE_NOT_FOUND", "This job has no stored input.")
+            raise ServiceError("FILE_NOT_FOUND", "This job has no stored input.")
         return input_response(meta)
 
 
@@ -347,7 +348,7 @@ def input_response(meta: dict[str, Any]):
             storage.url(name, parameters={"ResponseContentDisposition": f'attachment; filename="{filename}"'})
         )
     if not storage.exists(name):
-        raise ApiError("FILE_NOT_FOUND", "The input file is missing from storage.")
+        raise ServiceError("FILE_NOT_FOUND", "The input file is missing from storage.")
     return FileResponse(
         storage.open(name, "rb"), as_attachment=True, filename=filename, content_type=content_type
     )

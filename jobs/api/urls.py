@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs import views
+from jobs.api import views
 
 urlpatterns = [
     path("watermark/embed", views.WatermarkEmbedView.as_view(), name="watermark-embed"),

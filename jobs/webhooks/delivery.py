@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import socket
@@ -39,7 +38,8 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from audioseal_site.errors import ApiError
+from core.errors import ServiceError
+from core.urlguard import UnsafeURL, check_url, parse_url, vetted_addresses
 from jobs.models import Job, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -52,89 +52,12 @@ MAX_LOG_ENTRIES = 50
 Status = WebhookDelivery.Status
 
 
-class UnsafeCallbackURL(Exception):
-    """The URL is not one we may call (scheme, unresolvable host, or a non-public address)."""
-
-
-# --- URL vetting (SSRF) -------------------------------------------------------------------------------------
-
-
-def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
-    names: set[str] = set()
-    networks = []
-    for entry in settings.WEBHOOK_ALLOWED_HOSTS:
-        entry = entry.strip().lower()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            names.add(entry)
-    return names, networks
-
-
-def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True only for globally routable unicast addresses (IPv4-mapped IPv6 judged by its IPv4 address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not (
-        address.is_multicast or address.is_private or address.is_loopback or address.is_link_local
-        or address.is_reserved or address.is_unspecified
-    )
-
-
-def _parse(url: str) -> tuple[str, str, int]:
-    if len(url) > 2000:
-        raise UnsafeCallbackURL("The URL is longer than 2000 characters.")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise UnsafeCallbackURL(f"The URL is malformed: {exc}.") from exc
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise UnsafeCallbackURL("Only http:// and https:// callback URLs are allowed.")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise UnsafeCallbackURL("The URL has no host.")
-    return scheme, host, port or (443 if scheme == "https" else 80)
-
-
-def vetted_addresses(host: str, port: int) -> list[str]:
-    """Resolve ``host`` and return its addresses if every one of them may be called; else raise."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise UnsafeCallbackURL(f"The host {host!r} does not resolve.") from exc
-    addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
-    if not addresses:
-        raise UnsafeCallbackURL(f"The host {host!r} does not resolve.")
-    names, networks = _allow_list()
-    if host in names:
-        return addresses
-    refused = []
-    for text in addresses:
-        address = ipaddress.ip_address(text)
-        if any(address in network for network in networks):
-            continue
-        if not is_public_address(address):
-            refused.append(text)
-    if refused:
-        # Name the host, never what it resolved to: the answer of our internal DNS is nobody else's business.
-        raise UnsafeCallbackURL(
-            f"The host {host!r} is or resolves to a non-public address; "
-            "callbacks may only target public internet addresses."
-        )
-    return addresses
-
-
 def check_callback_url(url: str) -> str:
     """Refuse an unsafe callback URL with ``INVALID_CALLBACK_URL`` (raised at submission); returns it."""
     try:
-        _, host, port = _parse(url)
-        vetted_addresses(host, port)
-    except UnsafeCallbackURL as exc:
-        raise ApiError("INVALID_CALLBACK_URL", str(exc), {"field": "callback_url", "url": url[:200]}) from exc
+        check_url(url)
+    except UnsafeURL as exc:
+        raise ServiceError("INVALID_CALLBACK_URL", str(exc), {"field": "callback_url", "url": url[:200]}) from exc
     return url
 
 
@@ -224,7 +147,7 @@ def dispatch(delivery: WebhookDelivery) -> bool:
 
     try:
         django_rq.get_queue(settings.WEBHOOK_QUEUE).enqueue(
-            "jobs.webhooks.deliver", str(delivery.pk), job_id=_rq_id(delivery),
+            "jobs.webhooks.delivery.deliver", str(delivery.pk), job_id=_rq_id(delivery),
             job_timeout=int(settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30), result_ttl=600, failure_ttl=24 * 3600,
         )
         return True
@@ -271,9 +194,9 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
     """POST ``body`` to ``url`` once, connecting only to a vetted address; no redirects are followed.
 
-    Returns (status, first 500 characters of the response); raises UnsafeCallbackURL or OSError.
+    Returns (status, first 500 characters of the response); raises UnsafeURL or OSError.
     """
-    scheme, host, port = _parse(url)
+    scheme, host, port = parse_url(url)
     address = vetted_addresses(host, port)[0]
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -339,7 +262,7 @@ def _deliver(delivery_id: str) -> str:
         if not 200 <= status_code < 300:
             redirect = " (redirects are not followed)" if 300 <= status_code < 400 else ""
             error = f"HTTP {status_code}{redirect}"
-    except UnsafeCallbackURL as exc:
+    except UnsafeURL as exc:
         error = str(exc)
     except (OSError, http.client.HTTPException) as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

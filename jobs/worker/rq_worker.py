@@ -14,9 +14,11 @@ from django.conf import settings
 from rq import SimpleWorker
 from rq.worker import WorkerStatus
 
-from jobs import heartbeat
 from jobs.kinds import KINDS
-from jobs.pool import get_pool
+from jobs.worker import heartbeat
+from jobs.worker.pool import get_pool
+from jobs.worker.presence import WorkerHeartbeat, worker_document
+from jobs.worker.workdirs import clean_host_temp, clean_stale_workdirs
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class PoolWorker(SimpleWorker):
         self.running = None  # (rq job, execution) while a job runs: the heartbeat thread refreshes its TTLs
         self._shutdown_timer = None
 
-    # --- liveness, periodic reconciliation and graceful shutdown (jobs.heartbeat) ---------------------------
+    # --- liveness, periodic reconciliation and graceful shutdown (jobs.worker.heartbeat) ---------------------------
 
     def work(self, burst: bool = False, *args, **kwargs) -> bool:
         """Run the RQ loop with the heartbeat thread (and, unless bursting, the reconciler thread) alive."""
@@ -73,14 +75,11 @@ class PoolWorker(SimpleWorker):
             self.running = None
         self.set_state(WorkerStatus.IDLE)
 
-    # --- presence for /readyz and /metrics, temp file cleanup (audioseal_site.health, jobs.retention) ------
+    # --- presence for /readyz and /metrics, temp file cleanup (jobs.worker.presence, jobs.worker.workdirs) ------
 
     def register_birth(self) -> None:
         """Also clean what a crashed worker left on this host, and start publishing our presence."""
         super().register_birth()
-        from audioseal_site.health import WorkerHeartbeat, worker_document
-        from jobs.retention import clean_stale_workdirs
-
         try:
             clean_stale_workdirs(keep_worker=self.name)
         except Exception:  # noqa: BLE001 - a cleanup problem must not stop the worker from starting
@@ -96,8 +95,6 @@ class PoolWorker(SimpleWorker):
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
-        from jobs.retention import clean_host_temp
-
         clean_host_temp(self.name)  # stale temp files of this host; never raises
 
 
