@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench lint venv fixtures demo-models clean
+.PHONY: run test bench lint lint-imports venv fixtures demo-models clean
 
 venv: $(VENV)/.installed
 
@@ -17,13 +17,17 @@ $(VENV)/.installed: requirements.txt
 run: venv
 	$(PY) -m audioseal_site.quickstart
 
-test: venv
+test: venv lint-imports
 	$(PY) -m pytest
+
+# The layering contracts (pyproject.toml [tool.importlinter]): the apps depend one way, no import circles.
+lint-imports: venv
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) -m bench.run
 
-lint: venv
+lint: venv lint-imports
 	$(VENV)/bin/ruff check .
 
 # Regenerate the committed test audio (needs espeak-ng) and the demo models (see their cards).

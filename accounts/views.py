@@ -365,7 +365,7 @@ class WebhooksView(DashboardMixin, TemplateView):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         from core.errors import ServiceError
-        from jobs.webhooks import delivery as webhooks
+        from jobs.webhooks import endpoints as webhooks
 
         form = WebhookSettingsForm(request.POST)
         if not form.is_valid():
@@ -400,7 +400,7 @@ class WebhookSecretRotateView(DashboardMixin, TemplateView):
         }
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        from jobs.webhooks import delivery as webhooks
+        from jobs.webhooks import endpoints as webhooks
 
         webhooks.rotate_secret(self.tenant)
         messages.success(request, "The signing secret was rotated. Deploy the new secret to your receivers now.")

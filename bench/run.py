@@ -243,13 +243,14 @@ def section_latency(base_url: str, api_key: str, clients: int, per_client: int) 
 def drop_queued_jobs() -> int:
     """Cancel what the latency section queued (no worker ran): nothing else must pick those jobs up."""
     import django_rq
-    from django.utils import timezone
 
+    from jobs import services
     from jobs.models import Job, JobStatus
 
     django_rq.get_queue("watermark").empty()
-    return Job.objects.filter(status=JobStatus.QUEUED).update(
-        status=JobStatus.CANCELED, finished_at=timezone.now(), progress_message="Canceled by the benchmark"
+    # Through the state machine, like a customer's cancel: reservations released, webhooks and waiters told.
+    return sum(
+        1 for job in Job.objects.filter(status=JobStatus.QUEUED).iterator() if services.cancel_if_active(job)
     )
 
 

@@ -49,7 +49,7 @@ def resubmit(job: Job, user) -> Job:
     """A new job with the same kind, params and stored inputs, through the normal submission path."""
     from jobs.kinds import spec
 
-    roles = spec(job.kind).inputs
+    roles = spec(job.kind).input_names
     opened: dict[str, File] = {}
     try:
         for role in roles:

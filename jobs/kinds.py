@@ -38,27 +38,55 @@ def probe_media(path, max_duration_seconds: float, field: str = "video") -> dict
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """One upload field of a kind: its form name, what a person calls it, and what it must contain."""
+
+    name: str
+    label: str
+    media: str = "audio"  # audio | video | music: decides the accepted types shown in the dashboard
+
+
+@dataclass(frozen=True)
 class KindSpec:
     kind: str
     queue: str
     model_family: str | None  # which part of the worker's model pool the handler uses (None: no model)
     handler: str  # dotted path, imported only in the worker
-    inputs: tuple[str, ...] = ("file",)  # upload field names; the first is the primary input
+    inputs: tuple[InputSpec, ...] = (InputSpec("file", "Audio file"),)  # the first is the primary input
     probe: Callable[..., dict[str, Any]] = probe_audio
     retryable: bool = True
+    action: str = ""  # what the dashboard's New job page calls it ("Embed watermark")
+    summary: str = ""  # one sentence for that page
+    url_name: str = ""  # the API endpoint's URL name (``api:<url_name>``)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The upload field names, primary first."""
+        return tuple(i.name for i in self.inputs)
 
 
 KINDS: dict[str, KindSpec] = {
     JobKind.WATERMARK_EMBED: KindSpec(
-        JobKind.WATERMARK_EMBED, "watermark", "watermark", "jobs.worker.handlers.watermark_embed"
+        JobKind.WATERMARK_EMBED, "watermark", "watermark", "jobs.worker.handlers.watermark_embed",
+        action="Embed watermark", url_name="watermark-embed",
+        summary="Hide an inaudible 16-bit message in speech or music (AudioSeal).",
     ),
     JobKind.WATERMARK_DETECT: KindSpec(
-        JobKind.WATERMARK_DETECT, "watermark", "watermark", "jobs.worker.handlers.watermark_detect"
+        JobKind.WATERMARK_DETECT, "watermark", "watermark", "jobs.worker.handlers.watermark_detect",
+        action="Detect watermark", url_name="watermark-detect",
+        summary="Find where a watermark is and decode its message.",
     ),
-    JobKind.EMOTION: KindSpec(JobKind.EMOTION, "emotion", "emotion", "jobs.worker.handlers.emotion_analyze"),
+    JobKind.EMOTION: KindSpec(
+        JobKind.EMOTION, "emotion", "emotion", "jobs.worker.handlers.emotion_analyze",
+        inputs=(InputSpec("file", "Speech recording"),),
+        action="Speech emotion", url_name="emotion-analyze",
+        summary="Score nine emotions for a recording, overall or over time (emotion2vec+).",
+    ),
     JobKind.BEATSYNC: KindSpec(
-        JobKind.BEATSYNC, "media", None, "jobs.worker.handlers.beatsync_align", inputs=("video", "music"),
-        probe=probe_media,
+        JobKind.BEATSYNC, "media", None, "jobs.worker.handlers.beatsync_align",
+        inputs=(InputSpec("video", "Dance video", "video"), InputSpec("music", "Music track", "music")),
+        probe=probe_media, action="Beat-sync video", url_name="beatsync-align",
+        summary="Put the clean music track under a dance video, perfectly aligned.",
     ),
 }
 

@@ -1,6 +1,8 @@
 """The job lifecycle: submission, the state machine, progress and results.
 
-This module is the only code that changes ``Job.status``. Every transition is a conditional UPDATE
+This module is the only code that changes ``Job.status``, through named moves (``start``, ``succeed``,
+``fail``, ``time_out``, ``lose_worker``, ``retry``, ``cancel``) over one private ``_transition``. Every
+transition is a conditional UPDATE
 (``WHERE status IN <allowed sources>``), so two actors racing (a cancel and a worker finishing, two
 reconcilers) can never both win, and no transition is lost to a read-modify-write.
 
@@ -33,6 +35,7 @@ from core.errors import ServiceError, from_media_error
 from jobs import notify
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobStatus
+from jobs.webhooks import endpoints, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -128,18 +131,16 @@ def submit(sub: Submission) -> Job:
     """
     kind_spec = spec(sub.kind)
     if sub.callback_url:
-        from jobs.webhooks import delivery as webhooks
-
-        webhooks.check_callback_url(sub.callback_url)  # INVALID_CALLBACK_URL before any work (SSRF guard)
-    missing = [name for name in kind_spec.inputs if name not in sub.files]
+        endpoints.check_callback_url(sub.callback_url)  # INVALID_CALLBACK_URL before any work (SSRF guard)
+    missing = [name for name in kind_spec.input_names if name not in sub.files]
     if missing:
         raise ServiceError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
-    infos = {name: probe_upload(sub.kind, sub.files[name], name, sub.tenant) for name in kind_spec.inputs}
+    infos = {name: probe_upload(sub.kind, sub.files[name], name, sub.tenant) for name in kind_spec.input_names}
 
     stored: list[str] = []
     try:
         with transaction.atomic():
-            primary = kind_spec.inputs[0]
+            primary = kind_spec.input_names[0]
             job = Job(
                 id=uuid.uuid4(),
                 tenant=sub.tenant,
@@ -155,7 +156,7 @@ def submit(sub: Submission) -> Job:
                 progress_message="Queued",
             )
             extra: dict[str, Any] = {}
-            for name in kind_spec.inputs:
+            for name in kind_spec.input_names:
                 upload = sub.files[name]
                 upload.seek(0)
                 saved = default_storage.save(
@@ -237,7 +238,7 @@ def _delete_file(name: str) -> None:
 # --- the state machine --------------------------------------------------------------------------------------
 
 
-def transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **fields: Any) -> bool:
+def _transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **fields: Any) -> bool:
     """Move ``job`` to ``to`` if its current status allows it (and the row matches ``where``); update ``job``
     in place. Returns success."""
     sources = ALLOWED_SOURCES[to]
@@ -256,9 +257,7 @@ def transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **f
             from billing import services as billing_services
 
             billing_services.on_job_final(job)
-            from jobs.webhooks import delivery as webhooks
-
-            webhooks.on_job_final(job)  # the delivery row commits with the final status (an outbox)
+            outbox.on_job_final(job)  # the delivery row commits with the final status (an outbox)
         transaction.on_commit(lambda: notify.publish(job.id, to, job.progress))
     return True
 
@@ -273,7 +272,7 @@ def start(job_id, worker_name: str, rq_job_id: str | None = None) -> Job | None:
     if job is None:
         return None
     now = timezone.now()
-    ok = transition(
+    ok = _transition(
         job,
         JobStatus.RUNNING,
         where={"rq_job_id": rq_job_id} if rq_job_id is not None else None,
@@ -309,7 +308,7 @@ def retry(
     now = timezone.now()
     attempts = job.attempts if count_attempt else max(0, job.attempts - 1)
     with transaction.atomic():
-        ok = transition(
+        ok = _transition(
             job,
             JobStatus.QUEUED,
             where=where,
@@ -352,7 +351,7 @@ def succeed(
     output_content_type: str = "",
     audio_seconds: float | None = None,
 ) -> bool:
-    ok = transition(
+    ok = _transition(
         job,
         JobStatus.SUCCEEDED,
         result=result,
@@ -372,8 +371,37 @@ def succeed(
     return ok
 
 
-def fail(job: Job, code: str, message: str) -> bool:
-    return transition(job, JobStatus.FAILED, error_code=code, error_message=message[:2000], progress_message="Failed")
+def fail(job: Job, code: str, message: str, *, where: Mapping[str, Any] | None = None) -> bool:
+    """queued | running -> failed with a stable ``code`` (shown to the customer) and a human ``message``."""
+    return _transition(
+        job, JobStatus.FAILED, where=where, error_code=code, error_message=message[:2000], progress_message="Failed"
+    )
+
+
+def timeout_message(limit: int) -> str:
+    return f"The job ran longer than its {limit} s limit and was stopped."
+
+
+def time_out(job: Job, *, where: Mapping[str, Any] | None = None) -> bool:
+    """running -> failed ``TIMEOUT``: the job outlived its kind's time limit (the worker's or the reconciler's
+    finding)."""
+    return fail(job, "TIMEOUT", timeout_message(timeout_for(job.kind)), where=where)
+
+
+def lose_worker(job: Job, message: str, *, code: str = "WORKER_LOST", where: Mapping[str, Any] | None = None) -> str:
+    """The worker running ``job`` is gone: retry it while attempts remain, else fail it with ``code``.
+
+    Returns ``"retried"``, ``"failed"`` or ``""`` when the job had already moved on (``where`` no longer
+    matched: another actor settled it first).
+    """
+    if job.attempts < max_attempts_for(job.kind):
+        return "retried" if retry(job, code, message, where=where) else ""
+    return "failed" if fail(job, code, message, where=where) else ""
+
+
+def cancel_if_active(job: Job) -> bool:
+    """Cancel ``job`` if it is still queued or running; False (no error) when it already ended."""
+    return _transition(job, JobStatus.CANCELED, progress_message="Canceled")
 
 
 def cancel(job: Job) -> bool:
@@ -382,7 +410,7 @@ def cancel(job: Job) -> bool:
         raise ServiceError(
             "INVALID_STATE", f"A {job.status} job cannot be canceled.", {"status": job.status}
         )
-    ok = transition(job, JobStatus.CANCELED, progress_message="Canceled")
+    ok = _transition(job, JobStatus.CANCELED, progress_message="Canceled")
     if not ok:
         raise ServiceError("INVALID_STATE", f"A {job.status} job cannot be canceled.", {"status": job.status})
     return ok

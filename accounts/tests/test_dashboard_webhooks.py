@@ -13,7 +13,7 @@ from django.urls import reverse
 from accounts.models import Tenant
 from accounts.tests.test_dashboard import People, make_people
 from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
-from jobs.webhooks import delivery as webhooks
+from jobs.webhooks import endpoints, outbox
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +118,7 @@ def test_manager_sets_a_safe_url(people, who, url):
     ],
 )
 def test_unsafe_url_shows_the_error_and_stores_nothing(people, url):
-    webhooks.set_default_callback_url(people.tenant, PUBLIC_IP_URL)  # an earlier, safe value is kept
+    endpoints.set_default_callback_url(people.tenant, PUBLIC_IP_URL)  # an earlier, safe value is kept
     response = people.client("admin").post(reverse("dashboard:webhooks"), {"url": url})
     assert response.status_code == 400
     body = response.content.decode()
@@ -129,7 +129,7 @@ def test_unsafe_url_shows_the_error_and_stores_nothing(people, url):
 
 
 def test_clearing_removes_the_url(people):
-    webhooks.set_default_callback_url(people.tenant, PUBLIC_URL)
+    endpoints.set_default_callback_url(people.tenant, PUBLIC_URL)
     client = people.client("owner")
     assert "Remove default URL" in client.get(reverse("dashboard:webhooks")).content.decode()
     response = client.post(reverse("dashboard:webhooks"), {"url": ""})
@@ -193,7 +193,7 @@ def test_rotate_asks_for_confirmation_then_changes_the_secret(people):
 
 def test_other_tenant_never_sees_or_changes_ours(people):
     ours = people.tenant
-    webhooks.set_default_callback_url(ours, PUBLIC_URL)
+    endpoints.set_default_callback_url(ours, PUBLIC_URL)
     theirs_before = Tenant.objects.get(pk=people.other_tenant.pk).webhook_secret
     outsider = people.client("outsider")  # owner of Globex only
     body = outsider.get(reverse("dashboard:webhooks")).content.decode()
@@ -223,9 +223,9 @@ def _final_job(tenant: Tenant, callback_url: str = "") -> Job:
 def test_jobs_without_a_callback_url_use_the_dashboard_default(people):
     people.client("owner").post(reverse("dashboard:webhooks"), {"url": PUBLIC_URL})
     tenant = Tenant.objects.get(pk=people.tenant.pk)
-    delivery = webhooks.on_job_final(_final_job(tenant))
+    delivery = outbox.on_job_final(_final_job(tenant))
     assert delivery is not None and delivery.url == PUBLIC_URL
-    own = webhooks.on_job_final(_final_job(tenant, callback_url=PUBLIC_IP_URL))
+    own = outbox.on_job_final(_final_job(tenant, callback_url=PUBLIC_IP_URL))
     assert own is not None and own.url == PUBLIC_IP_URL  # a job's own callback_url wins
-    assert webhooks.on_job_final(_final_job(people.other_tenant)) is None  # no default there, no event
+    assert outbox.on_job_final(_final_job(people.other_tenant)) is None  # no default there, no event
     assert WebhookDelivery.objects.filter(tenant=people.other_tenant).count() == 0

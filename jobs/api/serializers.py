@@ -7,8 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
-
-OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3", "m4a")
+from media_ops.audio import OUTPUT_FORMATS
 
 
 class JobCreateRequest(serializers.Serializer):

@@ -88,7 +88,7 @@ class JobCreateView(APIView):
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return
-        limit = settings.MAX_UPLOAD_BYTES * len(spec(self.kind).inputs) + 1024 * 1024
+        limit = settings.MAX_UPLOAD_BYTES * len(spec(self.kind).input_names) + 1024 * 1024
         if length > limit:
             raise ServiceError(
                 "FILE_TOO_LARGE",
@@ -108,7 +108,7 @@ class JobCreateView(APIView):
             services.Submission(
                 tenant=tenant_for_request(request),
                 kind=self.kind,
-                files={name: data[name] for name in spec(self.kind).inputs},
+                files={name: data[name] for name in spec(self.kind).input_names},
                 params=self.params_from(data),
                 api_key=request.auth if request.auth is not None else None,
                 user=request.user,
@@ -125,7 +125,7 @@ class JobCreateView(APIView):
         return response
 
     def raise_invalid(self, errors: dict[str, Any]) -> None:
-        for name in spec(self.kind).inputs:
+        for name in spec(self.kind).input_names:
             if name in errors and "file" in str(errors[name]).lower() and "empty" in str(errors[name]).lower():
                 raise ServiceError("EMPTY_FILE", f"`{name}` is empty.", {"field": name})
         raise ServiceError("VALIDATION_ERROR", "The request is invalid.", {"fields": errors})

@@ -17,7 +17,9 @@ from django.views.generic import TemplateView
 
 from accounts.views import DashboardMixin
 from jobs.api import serializers
+from jobs.kinds import KINDS
 from jobs.models import ACTIVE_STATUSES, Job, JobKind, JobStatus
+from media_ops.audio import OUTPUT_FORMATS
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v")
@@ -34,39 +36,26 @@ def upload_limit_bytes(tenant) -> int:
     return int(limits_for(tenant).max_file_bytes)
 
 
+# What each kind of upload accepts in the browser (a first check only: the API sniffs the bytes).
+UPLOAD_TYPES: dict[str, dict[str, Any]] = {
+    "audio": {"accept": ",".join(AUDIO_EXTENSIONS) + ",audio/*", "extensions": AUDIO_EXTENSIONS,
+              "type_message": AUDIO_TYPE_MESSAGE, "hint": "WAV, FLAC, Ogg, MP3 or M4A/AAC"},
+    "video": {"accept": ",".join(VIDEO_EXTENSIONS) + ",video/*", "extensions": VIDEO_EXTENSIONS,
+              "type_message": MEDIA_TYPE_MESSAGE, "hint": "MP4 or MOV"},
+    "music": {"accept": ",".join(MUSIC_EXTENSIONS) + ",audio/*", "extensions": MUSIC_EXTENSIONS,
+              "type_message": MEDIA_TYPE_MESSAGE, "hint": "MP3, M4A, WAV or FLAC"},
+}
+
+
 def job_kinds(tenant) -> list[dict[str, Any]]:
-    """What the New job page offers: endpoint, upload fields (with client-side checks) and options."""
-    audio = {"accept": ",".join(AUDIO_EXTENSIONS) + ",audio/*", "extensions": AUDIO_EXTENSIONS,
-             "type_message": AUDIO_TYPE_MESSAGE, "hint": "WAV, FLAC, Ogg, MP3 or M4A/AAC"}
+    """What the New job page offers, read from ``jobs.kinds.KINDS`` (the one declaration of each kind)."""
     return [
         {
-            "kind": JobKind.WATERMARK_EMBED, "label": "Embed watermark",
-            "endpoint": reverse("api:watermark-embed"),
-            "summary": "Hide an inaudible 16-bit message in speech or music (AudioSeal).",
-            "files": [{"name": "file", "label": "Audio file", **audio}],
-        },
-        {
-            "kind": JobKind.WATERMARK_DETECT, "label": "Detect watermark",
-            "endpoint": reverse("api:watermark-detect"),
-            "summary": "Find where a watermark is and decode its message.",
-            "files": [{"name": "file", "label": "Audio file", **audio}],
-        },
-        {
-            "kind": JobKind.EMOTION, "label": "Speech emotion", "endpoint": reverse("api:emotion-analyze"),
-            "summary": "Score nine emotions for a recording, overall or over time (emotion2vec+).",
-            "files": [{"name": "file", "label": "Speech recording", **audio}],
-        },
-        {
-            "kind": JobKind.BEATSYNC, "label": "Beat-sync video", "endpoint": reverse("api:beatsync-align"),
-            "summary": "Put the clean music track under a dance video, perfectly aligned.",
-            "files": [
-                {"name": "video", "label": "Dance video", "accept": ",".join(VIDEO_EXTENSIONS) + ",video/*",
-                 "extensions": VIDEO_EXTENSIONS, "type_message": MEDIA_TYPE_MESSAGE, "hint": "MP4 or MOV"},
-                {"name": "music", "label": "Music track", "accept": ",".join(MUSIC_EXTENSIONS) + ",audio/*",
-                 "extensions": MUSIC_EXTENSIONS, "type_message": MEDIA_TYPE_MESSAGE,
-                 "hint": "MP3, M4A, WAV or FLAC"},
-            ],
-        },
+            "kind": spec.kind, "label": spec.action, "endpoint": reverse(f"api:{spec.url_name}"),
+            "summary": spec.summary,
+            "files": [{"name": i.name, "label": i.label, **UPLOAD_TYPES[i.media]} for i in spec.inputs],
+        }
+        for spec in KINDS.values()
     ]
 
 
@@ -184,7 +173,7 @@ class JobNewView(DashboardMixin, TemplateView):
             },
             "jobUrl": reverse("dashboard:job-detail", kwargs={"pk": "00000000-0000-0000-0000-000000000000"}),
         }
-        context["output_formats"] = serializers.OUTPUT_FORMATS
+        context["output_formats"] = OUTPUT_FORMATS
         return context
 
 

@@ -14,7 +14,7 @@ from jobs.models import Job, JobStatus, WebhookDelivery
 from jobs.tests.helpers import assert_error, upload
 from jobs.tests.reliability_helpers import Receiver
 from jobs.upkeep import reconcile
-from jobs.webhooks import delivery as webhooks
+from jobs.webhooks import endpoints, signing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,7 +95,7 @@ def test_signed_event_retried_after_500_then_delivered_once(api_client, tenant, 
         assert verify(tenant.webhook_secret, header, request["body"])
         assert not verify("whsec_wrong", header, request["body"])
         assert not verify(tenant.webhook_secret, header, request["body"] + b" ")
-    stale = webhooks.signature_header(tenant.webhook_secret, second["body"], timestamp=1_000_000_000)
+    stale = signing.signature_header(tenant.webhook_secret, second["body"], timestamp=1_000_000_000)
     assert not verify(tenant.webhook_secret, stale, second["body"])  # replayed old signatures are refused
 
     delivery.refresh_from_db()
@@ -111,7 +111,7 @@ def test_failed_job_event_and_tenant_default_url(
     api_client, tenant, run_worker, allow_loopback, other_client
 ):
     with Receiver([204]) as receiver:
-        webhooks.set_default_callback_url(tenant, receiver.url)
+        endpoints.set_default_callback_url(tenant, receiver.url)
         job = finish(submit(api_client).json()["id"], ok=False)
         run_worker(["webhooks"])
     [request] = receiver.requests
@@ -224,10 +224,10 @@ def test_default_callback_url_is_checked(tenant):
     from core.errors import ServiceError
 
     with pytest.raises(ServiceError) as raised:
-        webhooks.set_default_callback_url(tenant, "http://169.254.169.254/")
+        endpoints.set_default_callback_url(tenant, "http://169.254.169.254/")
     assert raised.value.code == "INVALID_CALLBACK_URL"
     old = tenant.webhook_secret
-    assert webhooks.rotate_secret(tenant) != old and tenant.webhook_secret.startswith("whsec_")
+    assert endpoints.rotate_secret(tenant) != old and tenant.webhook_secret.startswith("whsec_")
 
 
 def test_each_tenant_has_its_own_secret(make_tenant):

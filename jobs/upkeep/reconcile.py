@@ -33,6 +33,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.kinds import KINDS
 from jobs.models import FINAL_STATUSES, Job, JobStatus
+from jobs.webhooks import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +69,6 @@ def _connection():
     import django_rq
 
     return django_rq.get_connection(_queue_names()[0])
-
-
-def timeout_message(limit: int) -> str:
-    return f"The job ran longer than its {limit} s limit and was stopped."
 
 
 # --- 1. queued jobs -----------------------------------------------------------------------------------------
@@ -118,14 +115,10 @@ def enqueue_queued(report: Report) -> None:
 
 def lost_or_retry(job: Job, code: str, message: str, report: Report, *, where: dict) -> None:
     """Retry a running job that lost its worker, or fail it with ``code`` when out of attempts."""
-    if job.attempts < services.max_attempts_for(job.kind):
-        if services.retry(job, code, message, where=where):
-            report.retried_lost.append(str(job.id))
-        return
-    if services.transition(
-        job, JobStatus.FAILED, where=where, error_code=code, error_message=message[:2000],
-        progress_message="Failed",
-    ):
+    outcome = services.lose_worker(job, message, code=code, where=where)
+    if outcome == "retried":
+        report.retried_lost.append(str(job.id))
+    elif outcome == "failed":
         report.failed_lost.append(str(job.id))
 
 
@@ -137,11 +130,7 @@ def recover_running(report: Report) -> None:
         limit = services.timeout_for(job.kind)
         started = job.started_at or job.created_at
         if started + timedelta(seconds=limit + settings.JOB_TIMEOUT_GRACE_SECONDS) <= now:
-            if services.transition(
-                job, JobStatus.FAILED, where={"started_at": job.started_at},
-                error_code="TIMEOUT", error_message=timeout_message(limit),
-                progress_message="Failed",
-            ):
+            if services.time_out(job, where={"started_at": job.started_at}):
                 report.timed_out.append(str(job.id))
             continue
         last_sign = job.heartbeat_at or job.started_at or job.created_at
@@ -196,12 +185,7 @@ def reconcile_failed_registry(report: Report) -> None:
                     if services.enqueue(job, claim=where):
                         report.reenqueued_missing.append(str(job.id))
                 elif "JobTimeoutException" in failure:
-                    limit = services.timeout_for(job.kind)
-                    if services.transition(
-                        job, JobStatus.FAILED, where=where, error_code="TIMEOUT",
-                        error_message=timeout_message(limit),
-                        progress_message="Failed",
-                    ):
+                    if services.time_out(job, where=where):
                         report.timed_out.append(str(job.id))
                 else:
                     logger.warning("job %s: RQ saw a failure the row did not: %s", job.id, failure[-500:])
@@ -241,14 +225,12 @@ def close_reservations(report: Report) -> None:
 
 def run_once() -> Report:
     """One full reconciliation pass. Safe to run concurrently with workers and other reconcilers."""
-    from jobs.webhooks import delivery as webhooks
-
     report = Report()
     recover_running(report)
     reconcile_failed_registry(report)
     enqueue_queued(report)
     close_reservations(report)
-    report.webhooks_enqueued.extend(webhooks.enqueue_due())
+    report.webhooks_enqueued.extend(outbox.enqueue_due())
     if report:
         logger.info("reconcile: %s", {k: v for k, v in report.counts().items() if v})
     return report

@@ -1,9 +1,8 @@
-"""Customer job webhooks: signed POSTs when a job reaches a final state, retried for 24 h, SSRF-safe.
+"""Sending customer job webhooks: signed POSTs of the outbox's rows, retried for 24 h, SSRF-safe.
 
-Flow: the final transition (``jobs.services.transition``) calls ``on_job_final`` inside its transaction, which
-writes a ``WebhookDelivery`` row when the job (or its tenant) has a callback URL: the event commits with the
-status or not at all (an outbox). After the commit the delivery is put on the ``webhooks`` RQ queue; a worker
-runs ``deliver``: it claims the attempt with a lease, POSTs once, and records the outcome. A non-2xx answer,
+Flow: ``jobs.webhooks.outbox`` writes a ``WebhookDelivery`` row with the final status and puts it on the
+``webhooks`` RQ queue after the commit; a worker runs ``deliver``: it claims the attempt with a lease, POSTs
+once, and records the outcome. A non-2xx answer,
 a timeout or a refused address schedules the next attempt with exponential backoff until
 ``WEBHOOK_RETRY_WINDOW_SECONDS`` (24 h) after the event; the reconciler hands due attempts back to the queue.
 
@@ -19,10 +18,7 @@ names, IPs or CIDR networks) exempts hosts from the address check: for tests and
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
-import json
 import logging
 import socket
 import ssl
@@ -33,150 +29,20 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
-from django.urls import reverse
 from django.utils import timezone
 
-from core.errors import ServiceError
-from core.urlguard import UnsafeURL, check_url, parse_url, vetted_addresses
-from jobs.models import Job, WebhookDelivery
+from core.urlguard import UnsafeURL, parse_url, vetted_addresses
+from jobs.models import WebhookDelivery
+from jobs.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature_header
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "AudioSeal-Signature"
-EVENT_HEADER = "AudioSeal-Event"
-DELIVERY_HEADER = "AudioSeal-Delivery"
 USER_AGENT = "AudioSeal-Webhooks/1.0"
 MAX_LOG_ENTRIES = 50
 Status = WebhookDelivery.Status
 
 
-def check_callback_url(url: str) -> str:
-    """Refuse an unsafe callback URL with ``INVALID_CALLBACK_URL`` (raised at submission); returns it."""
-    try:
-        check_url(url)
-    except UnsafeURL as exc:
-        raise ServiceError("INVALID_CALLBACK_URL", str(exc), {"field": "callback_url", "url": url[:200]}) from exc
-    return url
-
-
-def set_default_callback_url(tenant, url: str) -> None:
-    """The tenant's default callback URL (empty to remove); checked like a job's. For the dashboard."""
-    if url:
-        check_callback_url(url)
-    tenant.webhook_url = url
-    tenant.save(update_fields=["webhook_url"])
-
-
-def rotate_secret(tenant) -> str:
-    """Give the tenant a new signing secret (the old one stops working at once) and return it."""
-    from accounts.models import new_webhook_secret
-
-    tenant.webhook_secret = new_webhook_secret()
-    tenant.save(update_fields=["webhook_secret"])
-    return tenant.webhook_secret
-
-
-# --- signing ------------------------------------------------------------------------------------------------
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    return f"t={timestamp},v1={sign(secret, timestamp, body)}"
-
-
-def verify_signature(
-    secret: str, header: str, body: bytes, tolerance: int = 300, now: float | None = None
-) -> bool:
-    """The customer's check as ``WEBHOOKS.md`` documents it (the tests also run the documented recipe)."""
-    try:
-        fields = dict(part.split("=", 1) for part in header.split(","))
-        timestamp = int(fields["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
-        return False
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return any(
-        hmac.compare_digest(expected, value)
-        for key, value in (part.split("=", 1) for part in header.split(","))
-        if key == "v1"
-    )
-
-
-# --- events -------------------------------------------------------------------------------------------------
-
-
-def payload_for(job: Job) -> dict[str, Any]:
-    return {
-        "id": str(job.id),
-        "kind": job.kind,
-        "status": job.status,
-        "result_url": settings.PUBLIC_BASE_URL + reverse("api:job-detail", kwargs={"pk": job.pk}),
-        "error_code": job.error_code or None,
-    }
-
-
-def on_job_final(job: Job) -> WebhookDelivery | None:
-    """Record the job's final-state event if it has a callback URL. Runs inside the final transition."""
-    url = job.callback_url or job.tenant.webhook_url
-    if not url:
-        return None
-    body = json.dumps(payload_for(job), separators=(",", ":"), sort_keys=True)
-    delivery = WebhookDelivery.objects.create(
-        tenant_id=job.tenant_id, job=job, event=f"job.{job.status}", url=url, body=body,
-        next_attempt_at=timezone.now(),
-    )
-    transaction.on_commit(lambda: dispatch(delivery))
-    return delivery
-
-
-def _rq_id(delivery: WebhookDelivery) -> str:
-    return f"webhook-{delivery.pk}-{delivery.attempts}"
-
-
-def dispatch(delivery: WebhookDelivery) -> bool:
-    """Put the delivery on the webhook queue; a Redis failure only delays it (the reconciler retries)."""
-    import django_rq
-    from redis import RedisError
-
-    try:
-        django_rq.get_queue(settings.WEBHOOK_QUEUE).enqueue(
-            "jobs.webhooks.delivery.deliver", str(delivery.pk), job_id=_rq_id(delivery),
-            job_timeout=int(settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30), result_ttl=600, failure_ttl=24 * 3600,
-        )
-        return True
-    except RedisError:
-        logger.warning("could not enqueue webhook delivery %s; the reconciler will", delivery.pk)
-        return False
-
-
-def enqueue_due(limit: int = 500) -> list[str]:
-    """Hand pending deliveries whose time has come to the queue (unless already there). For the reconciler."""
-    import django_rq
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job as RQJob
-
-    connection = django_rq.get_connection(settings.WEBHOOK_QUEUE)
-    sent = []
-    due = WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=timezone.now())
-    for delivery in due.order_by("next_attempt_at")[:limit]:
-        try:
-            if RQJob.fetch(_rq_id(delivery), connection=connection).get_status(refresh=False) == "queued":
-                continue
-        except NoSuchJobError:
-            pass
-        if dispatch(delivery):
-            sent.append(str(delivery.pk))
-    return sent
-
-
-# --- delivery -----------------------------------------------------------------------------------------------
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):

@@ -182,8 +182,7 @@ def settle_error(job: Job, exc: BaseException) -> str:
         logger.info("job %s was canceled while running", job.id)
         return "canceled"
     if isinstance(exc, JobTimeoutException):
-        limit = services.timeout_for(job.kind)
-        services.fail(job, "TIMEOUT", f"The job ran longer than its {limit} s limit and was stopped.")
+        services.time_out(job)
         return "failed"
     if isinstance(exc, InputMissing):
         services.fail(job, "FILE_NOT_FOUND", "The job's input file is missing from storage.")
