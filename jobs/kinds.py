@@ -11,19 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.models import JobKind
+from media_ops import audio, beatsync
+from media_ops.errors import INVALID_FORMAT, NO_AUDIO_TRACK, MediaError
 
 
 def probe_audio(path, max_duration_seconds: float, field: str = "file") -> dict[str, Any]:
-    from media_ops import audio
-
     return audio.probe(path, max_duration_seconds=max_duration_seconds).to_dict()
 
 
 def probe_media(path, max_duration_seconds: float, field: str = "video") -> dict[str, Any]:
     """Probe a beat-sync upload; the video must have picture and sound, the music sound."""
-    from media_ops import beatsync
-    from media_ops.errors import INVALID_FORMAT, NO_AUDIO_TRACK, MediaError
-
     info = beatsync.probe_media(path, max_duration_seconds=max_duration_seconds)
     if field == "video" and not info.has_video:
         raise MediaError(INVALID_FORMAT, "The video file has no video stream.", {"field": field})

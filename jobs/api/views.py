@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,8 @@ from jobs import idempotency, notify, services
 from jobs.api import serializers
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobKind, JobStatus
+from media_ops.audio import CONTENT_TYPES
+from media_ops.watermark import parse_message, random_message
 
 WAIT_PARAM = OpenApiParameter(
     "wait", OpenApiTypes.NUMBER, description="Hold the response up to N seconds (0–30) until the job is final."
@@ -136,8 +139,6 @@ class WatermarkEmbedView(JobCreateView):
     request_serializer = serializers.WatermarkEmbedRequest
 
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
-        from media_ops.watermark import parse_message, random_message
-
         message = (data.get("message") or "").strip()
         if message:
             try:
@@ -334,10 +335,6 @@ class JobInputView(APIView):
 
 def input_response(meta: dict[str, Any]):
     """Like ``output_response`` for an input: its original filename and a content type from its format."""
-    import mimetypes
-
-    from media_ops.audio import CONTENT_TYPES
-
     name = meta["file"]
     filename = meta.get("filename") or name.rsplit("/", 1)[-1]
     fmt = str(meta.get("format") or "").lower()

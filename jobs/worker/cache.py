@@ -41,6 +41,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from jobs import services
 from jobs.models import Job, JobKind, ResultCache
 
 logger = logging.getLogger(__name__)
@@ -135,8 +136,6 @@ def lookup(tenant_id: Any, key: CacheKey) -> ResultCache | None:
 
 def complete_from_cache(job: Job, key: CacheKey) -> bool:
     """Succeed ``job`` with the cached result if there is one; False on a miss (run the model)."""
-    from jobs import services
-
     entry = lookup(job.tenant_id, key)
     if entry is None:
         return False

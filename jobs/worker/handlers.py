@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from media_ops import audio
+from media_ops import audio, beatsync, watermark
 from media_ops.errors import MediaError
 
 
@@ -53,8 +53,6 @@ def _output_name(ctx: JobContext, suffix: str, ext: str) -> str:
 
 
 def watermark_embed(ctx: JobContext) -> Outcome:
-    from media_ops import watermark
-
     samples, rate = _decode(ctx)
     models = ctx.pool.get("watermark")
     message = ctx.params["message"]
@@ -65,8 +63,6 @@ def watermark_embed(ctx: JobContext) -> Outcome:
 
 def _embed_outcome(ctx: JobContext, models: Any, samples: Any, rate: int, marked: Any) -> Outcome:
     """Encode the watermarked audio and describe it (shared by the single and the batched path)."""
-    from media_ops import watermark
-
     message = ctx.params["message"]
     fmt = audio.output_format_for(
         ctx.input.get("format", "wav"),
@@ -98,8 +94,6 @@ def _embed_outcome(ctx: JobContext, models: Any, samples: Any, rate: int, marked
 
 
 def watermark_detect(ctx: JobContext) -> Outcome:
-    from media_ops import watermark
-
     samples, rate = _decode(ctx)
     models = ctx.pool.get("watermark")
     ctx.progress(40, "Detecting watermark")
@@ -120,8 +114,6 @@ def _each(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
-    from media_ops import watermark
-
     models = ctxs[0].pool.get("watermark")
     results: list[Any] = [_each(_decode, ctx) for ctx in ctxs]
     for i, ctx in enumerate(ctxs):
@@ -137,8 +129,6 @@ def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcom
 
 
 def watermark_detect_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
-    from media_ops import watermark
-
     models = ctxs[0].pool.get("watermark")
     results: list[Any] = [_each(_decode, ctx) for ctx in ctxs]
     for i, ctx in enumerate(ctxs):
@@ -176,8 +166,6 @@ def emotion_analyze(ctx: JobContext) -> Outcome:
 
 
 def beatsync_align(ctx: JobContext) -> Outcome:
-    from media_ops import beatsync
-
     out_path = ctx.workdir / "synced.mp4"
     result = beatsync.run(
         ctx.input_path,

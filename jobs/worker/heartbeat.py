@@ -28,6 +28,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from jobs.models import Job, JobStatus
+from jobs.upkeep import reconcile
+
 logger = logging.getLogger(__name__)
 
 RECONCILE_LOCK_KEY = "audioseal:reconcile:lock"
@@ -68,8 +71,6 @@ def current_job() -> CurrentJob | None:
 
 def beat_job(current: CurrentJob) -> bool:
     """Record that ``current`` is alive; False when it is no longer running here (canceled, taken away)."""
-    from jobs.models import Job, JobStatus
-
     mine = Job.objects.filter(pk=current.job_id, status=JobStatus.RUNNING, worker_name=current.worker_name)
     return bool(mine.update(heartbeat_at=timezone.now()))
 
@@ -124,8 +125,6 @@ class Maintenance(_Loop):
         self.worker_name = worker_name
 
     def tick(self) -> None:
-        from jobs.upkeep import reconcile
-
         reconcile.run_once_locked(owner=self.worker_name, ttl=self.interval)
 
 
