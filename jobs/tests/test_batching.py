@@ -141,3 +141,38 @@ def test_batch_size_one_never_batches(api_client, run_worker, batch_size, engine
     run_worker()
     assert engine_calls == [1, 1, 1]
     assert Job.objects.filter(status="succeeded").count() == 3
+
+
+def test_one_heartbeat_keeps_the_leader_and_its_companions_alive(api_client, tenant):
+    """Batch companions are beaten by the worker's one heartbeat, in one UPDATE with the leader; a companion
+    that stopped running here (canceled) is not touched."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from jobs import services
+    from jobs.models import JobStatus
+    from jobs.worker import heartbeat
+
+    ids = [_submit(api_client, DETECT, (FIXTURES / "speech_16k_mono.wav").read_bytes(), f"h{i}.wav")
+           for i in range(3)]
+    for job_id in ids:
+        Job.objects.filter(pk=job_id).update(rq_job_id=f"rq-{job_id}")
+        assert services.start(job_id, "w1", rq_job_id=f"rq-{job_id}") is not None
+    long_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk__in=ids).update(heartbeat_at=long_ago)
+    services.cancel(Job.objects.get(pk=ids[2]))
+    heartbeat.job_started(ids[0], "w1")
+    heartbeat.companions_started(ids[1:], "w1")
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            assert heartbeat.beat_jobs(heartbeat.running_here()) == 2
+        assert len(queries) == 1
+    finally:
+        heartbeat.job_finished()
+    rows = {str(j.pk): j for j in Job.objects.filter(pk__in=ids)}
+    assert rows[str(ids[0])].heartbeat_at > long_ago and rows[str(ids[1])].heartbeat_at > long_ago
+    assert rows[str(ids[2])].status == JobStatus.CANCELED and rows[str(ids[2])].heartbeat_at == long_ago
+    assert heartbeat.running_here() == []

@@ -15,29 +15,26 @@ own (cache, output, ``succeed``); the leader's outcome goes back to ``jobs.worke
 * Failures stay per job: a companion whose input is missing or undecodable fails alone; if the engine call
   itself fails (e.g. out of memory), the companions are given back to the queue unbatched
   (``batch_size_limit=1``, attempt not counted) and the leader's error takes its normal path.
-* Companions have no heartbeat of their own from ``jobs.worker.heartbeat`` (it follows one job), so a small thread
-  here writes their ``heartbeat_at`` while the batch runs.
+* Companions are registered with ``jobs.worker.heartbeat`` while the batch runs: the worker's one heartbeat
+  thread writes their ``heartbeat_at`` together with the leader's, in one UPDATE.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import django_rq
 from django.conf import settings
-from django.db import close_old_connections
-from django.utils import timezone
 
 from jobs import services
 from jobs.kinds import spec
 from jobs.models import Job, JobKind, JobStatus
 from jobs.worker import cache as result_cache
-from jobs.worker import handlers
+from jobs.worker import handlers, heartbeat
 from jobs.worker.execution import build_context, record_outcome, settle_error
 from jobs.worker.handlers import JobContext, Outcome
 
@@ -83,32 +80,6 @@ def claim_companions(leader: Job, worker_name: str, limit: int, window_seconds: 
         time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
 
 
-class _CompanionHeartbeat(threading.Thread):
-    """Writes ``heartbeat_at`` of the companions (running, here) while the batch runs."""
-
-    def __init__(self, job_ids: list[Any], worker_name: str) -> None:
-        super().__init__(name="batch-heartbeat", daemon=True)
-        self.job_ids = job_ids
-        self.worker_name = worker_name
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        interval = float(settings.WORKER_HEARTBEAT_SECONDS)
-        try:
-            while not self._stop_event.wait(interval):
-                Job.objects.filter(
-                    pk__in=self.job_ids, status=JobStatus.RUNNING, worker_name=self.worker_name[:200]
-                ).update(heartbeat_at=timezone.now())
-        except Exception:  # noqa: BLE001 - a missed beat is the reconciler's business, never a crash
-            logger.warning("batch heartbeat failed", exc_info=True)
-        finally:
-            close_old_connections()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
-
-
 def _give_back(jobs: list[Job], reason: str) -> None:
     """Requeue companions that did not finish, unbatched, without counting the attempt against them."""
     for job in jobs:
@@ -134,8 +105,7 @@ def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outco
     if not companions:
         return None
     logger.info("job %s runs in a batch with %d queued job(s)", leader.pk, len(companions))
-    heartbeat = _CompanionHeartbeat([j.pk for j in companions], worker_name)
-    heartbeat.start()
+    heartbeat.companions_started([j.pk for j in companions], worker_name)
     pending = list(companions)
     workdirs: list[Any] = []
     try:
@@ -170,6 +140,6 @@ def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outco
         _give_back(pending, "BATCH_INTERRUPTED")  # engine error, timeout, shutdown: the leader's path decides
         raise
     finally:
-        heartbeat.stop()
+        heartbeat.companions_finished([j.pk for j in companions])
         for workdir in workdirs:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 RQ's ``SimpleWorker`` runs the job in the main thread and sends no heartbeat until it returns, so a 10-minute
 forward pass looks exactly like a dead worker. ``Heartbeat`` is a daemon thread of the worker process that,
-every ``WORKER_HEARTBEAT_SECONDS`` while a job runs, writes ``Job.heartbeat_at`` (the database is what the
+every ``WORKER_HEARTBEAT_SECONDS`` while a job runs, writes ``Job.heartbeat_at`` of it and of its batch
+companions (one UPDATE) (the database is what the
 reconciler trusts) and refreshes the worker's, the execution's and the RQ job's TTLs in Redis. A thread keeps
 beating while the main thread sits in a C call (torch releases the GIL); a process killed with ``-9`` stops
 beating, which is exactly the signal the reconciler needs.
@@ -48,7 +49,8 @@ class CurrentJob:
 
 
 _lock = threading.Lock()
-_current: CurrentJob | None = None
+_current: CurrentJob | None = None  # the job RQ handed us (the batch leader)
+_companions: dict[str, str] = {}  # batch companions running here: job id -> worker name
 
 
 def job_started(job_id, worker_name: str) -> None:
@@ -62,6 +64,19 @@ def job_finished() -> None:
     global _current
     with _lock:
         _current = None
+        _companions.clear()
+
+
+def companions_started(job_ids, worker_name: str) -> None:
+    """Batching claimed these jobs to run with the current one: the same heartbeat keeps them alive."""
+    with _lock:
+        _companions.update({str(j): worker_name for j in job_ids})
+
+
+def companions_finished(job_ids) -> None:
+    with _lock:
+        for job_id in job_ids:
+            _companions.pop(str(job_id), None)
 
 
 def current_job() -> CurrentJob | None:
@@ -69,10 +84,24 @@ def current_job() -> CurrentJob | None:
         return _current
 
 
-def beat_job(current: CurrentJob) -> bool:
-    """Record that ``current`` is alive; False when it is no longer running here (canceled, taken away)."""
-    mine = Job.objects.filter(pk=current.job_id, status=JobStatus.RUNNING, worker_name=current.worker_name)
-    return bool(mine.update(heartbeat_at=timezone.now()))
+def running_here() -> list[CurrentJob]:
+    """Every job this process is running now: the current one and its batch companions."""
+    with _lock:
+        jobs = [CurrentJob(j, w) for j, w in _companions.items()]
+        return ([_current] if _current is not None else []) + jobs
+
+
+def beat_jobs(jobs: list[CurrentJob]) -> int:
+    """Record that ``jobs`` are alive, in one UPDATE per worker name (one, in practice); returns how many
+    were still running here (a canceled or taken-away job is not touched)."""
+    by_worker: dict[str, list[str]] = {}
+    for job in jobs:
+        by_worker.setdefault(job.worker_name, []).append(job.job_id)
+    now = timezone.now()
+    return sum(
+        Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING, worker_name=worker[:200]).update(heartbeat_at=now)
+        for worker, ids in by_worker.items()
+    )
 
 
 class _Loop(threading.Thread):
@@ -109,10 +138,10 @@ class Heartbeat(_Loop):
         self.worker = worker
 
     def tick(self) -> None:
-        current = current_job()
-        if current is None:
+        jobs = running_here()
+        if not jobs:
             return
-        beat_job(current)
+        beat_jobs(jobs)
         running = getattr(self.worker, "running", None)
         if running is not None:  # keep RQ's view consistent too (worker key, execution, started registry)
             rq_job, execution = running
