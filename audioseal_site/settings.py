@@ -297,13 +297,12 @@ MODEL_THREADS = env.int("MODEL_THREADS", default=min(4, os.cpu_count() or 1))
 # a busy 2-core machine: 5.9 s active vs 0.64 s passive). Must be in the environment before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", env("OMP_WAIT_POLICY", default="PASSIVE"))
 # Batching: up to BATCH_SIZE_<FAMILY> inputs (windows of long inputs included) in one forward pass; the worker
-# collects queued jobs of one family for at most BATCH_WINDOW_MS. 0 = by device: 1 on CPU (there a batch of
-# 10 s clips was slower per clip than one at a time, MODELS.md), BATCH_SIZE_CUDA on a GPU. Only the watermark
-# family batches today (emotion2vec's positional conv is not padding-aware, so a padded batch would change
-# results).
+# takes the queued jobs of one family that are ready when it starts one (it never waits). 0 = by device: 1 on
+# CPU (there a batch of 10 s clips was slower per clip than one at a time, MODELS.md), BATCH_SIZE_CUDA on a GPU.
+# Only the watermark family batches today (emotion2vec's positional conv is not padding-aware, so a padded
+# batch would change results).
 BATCH_SIZE_WATERMARK = env.int("BATCH_SIZE_WATERMARK", default=0)
 BATCH_SIZE_CUDA = env.int("BATCH_SIZE_CUDA", default=8)
-BATCH_WINDOW_MS = env.float("BATCH_WINDOW_MS", default=20.0)
 # Reduced precision for the watermark models on CUDA: "fp32" (default), "fp16" or "bf16". Ignored on CPU.
 MODEL_PRECISION_WATERMARK = env("MODEL_PRECISION_WATERMARK", default="fp32")
 # Fraction (0-1] of the GPU's memory this process may allocate (torch.cuda.set_per_process_memory_fraction);

@@ -32,6 +32,17 @@ def publish(job_id, status: str, progress: int) -> None:
         pass
 
 
+def publish_many(updates: list[tuple[object, str, int]]) -> None:
+    """``publish`` for several jobs in one round trip (a batch that started together)."""
+    try:
+        with client().pipeline(transaction=False) as pipe:
+            for job_id, status, progress in updates:
+                pipe.publish(channel(job_id), json.dumps({"status": status, "progress": progress}))
+            pipe.execute()
+    except redis.RedisError:
+        pass
+
+
 def wait_for_final(job_id, timeout: float, is_final: Callable[[], bool]) -> None:
     """Block until ``is_final()`` holds after a notification, or ``timeout`` seconds pass."""
     from django.db import close_old_connections, connection

@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -285,6 +285,40 @@ def start(job_id, worker_name: str, rq_job_id: str | None = None) -> Job | None:
         retry_at=None,
     )
     return job if ok else None
+
+
+def start_batch(kind: str, worker_name: str, limit: int, *, exclude: Sequence[Any] = ()) -> list[Job]:
+    """queued -> running for up to ``limit`` queued jobs of ``kind`` (oldest first), claimed in ONE statement.
+
+    For batching: the worker that dequeued a job takes others of its kind along. ``FOR UPDATE SKIP LOCKED``
+    means two workers claiming at once take different jobs and never wait for each other; only jobs with an
+    RQ job (enqueued), not waiting for a retry backoff and not limited to running alone are taken.
+    """
+    if limit <= 0:
+        return []
+    table = Job._meta.db_table
+    now = timezone.now()
+    # A MATERIALIZED CTE, not ``id IN (SELECT … LIMIT n)``: PostgreSQL may re-run such a subquery per row
+    # and claim more than ``n`` (seen: 4 for a limit of 3).
+    sql = f"""
+        WITH picked AS MATERIALIZED (
+            SELECT id FROM {table}
+            WHERE kind = %s AND status = %s AND retry_at IS NULL AND rq_job_id <> ''
+              AND (batch_size_limit IS NULL OR batch_size_limit <> 1) AND NOT (id = ANY(%s::uuid[]))
+            ORDER BY enqueued_at, created_at
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED)
+        UPDATE {table} AS job SET status = %s, started_at = %s, heartbeat_at = %s, worker_name = %s,
+               attempts = job.attempts + 1, progress = 1, progress_message = 'Starting', retry_at = NULL
+        FROM picked WHERE job.id = picked.id AND job.status = %s
+        RETURNING job.*"""
+    params = [kind, JobStatus.QUEUED, [uuid.UUID(str(pk)) for pk in exclude], int(limit),
+              JobStatus.RUNNING, now, now, worker_name[:200], JobStatus.QUEUED]
+    with transaction.atomic():
+        started = list(Job.objects.raw(sql, params))
+        if started:
+            transaction.on_commit(lambda: notify.publish_many([(j.id, JobStatus.RUNNING, 1) for j in started]))
+    return sorted(started, key=lambda j: (j.enqueued_at or j.created_at, j.created_at))
 
 
 def retry(

@@ -28,7 +28,6 @@ def batch_size(settings):
 
     def set_size(size: int) -> None:
         settings.BATCH_SIZE_WATERMARK = size
-        settings.BATCH_WINDOW_MS = 0
         reset_pool()
 
     yield set_size
@@ -176,3 +175,54 @@ def test_one_heartbeat_keeps_the_leader_and_its_companions_alive(api_client, ten
     assert rows[str(ids[0])].heartbeat_at > long_ago and rows[str(ids[1])].heartbeat_at > long_ago
     assert rows[str(ids[2])].status == JobStatus.CANCELED and rows[str(ids[2])].heartbeat_at == long_ago
     assert heartbeat.running_here() == []
+
+
+def test_companions_are_claimed_in_one_statement_and_leave_no_rq_job_behind(
+    api_client, run_worker, batch_size, redis_clean, tmp_path
+):
+    """The companions' claim is one UPDATE (no per-job round trips), skips rows another claimer holds, and
+    their RQ jobs are removed from the queue AND deleted: after the run every RQ job key left in Redis is one
+    RQ keeps on purpose, with an expiry (finished leaders' results), never an orphan without a TTL."""
+    import threading
+
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs import services
+
+    batch_size(4)
+    # five jobs: the Free plan runs five at once
+    ids = [_submit(api_client, DETECT, _clip(1.0, 50 + i, tmp_path), f"k{i}.wav") for i in range(5)]
+    leader = Job.objects.get(pk=ids[0])
+
+    # A row locked by another transaction (another worker's claim in flight) is skipped, not waited for.
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with transaction.atomic():
+            list(Job.objects.select_for_update().filter(pk=ids[1]))
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            claimed = services.start_batch(leader.kind, "w-test", 2, exclude=[leader.pk])
+        assert [str(j.pk) for j in claimed] == ids[2:4]  # oldest first, ids[1] skipped (locked elsewhere)
+        assert sum("UPDATE" in q["sql"] for q in queries) == 1
+        assert all(j.status == "running" and j.attempts == 1 and j.worker_name == "w-test" for j in claimed)
+    finally:
+        release.set()
+        holder.join()
+    for job in claimed:  # give them back, as a batch interrupted by shutdown would
+        services.retry(job, "TEST", "given back", delay=0, count_attempt=False)
+
+    run_worker()
+    assert set(Job.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"succeeded"}
+    rq_keys = [k for k in redis_clean.keys("rq:job:*")]
+    assert rq_keys, "finished leaders keep their RQ result for result_ttl"
+    assert all(redis_clean.ttl(k) > 0 for k in rq_keys), [k for k in rq_keys if redis_clean.ttl(k) <= 0]
+    assert len(rq_keys) < len(ids) + 2  # the companions' RQ jobs were deleted, not left behind

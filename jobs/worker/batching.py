@@ -1,16 +1,17 @@
 """Worker-level dynamic batching: the job a worker dequeued takes queued jobs of the same kind along.
 
 How it works without touching RQ's bookkeeping: the dequeued job (the *leader*) claims up to ``B - 1`` other
-queued jobs of its kind straight from the database, each through ``services.start`` conditioned on the RQ
-id the row names, exactly as if a worker had dequeued it. Their RQ jobs are removed from the queue (and if one
-was already popped by another worker, ``start`` refuses it there: it is no longer queued, so it is skipped).
+queued jobs of its kind straight from the database in one statement (``services.start_batch``: ``FOR
+UPDATE SKIP LOCKED``, so concurrent leaders take different jobs). Their RQ jobs are removed from the queue
+and deleted (if one was already popped by another worker, ``start`` refuses it there: it is no longer
+queued, so it is skipped).
 The batch is decoded per job, run through the engine's batch call (``media_ops.watermark.embed_batch`` /
 ``detect_batch``: results equal one-at-a-time within float tolerance), and each companion is finished on its
 own (cache, output, ``succeed``); the leader's outcome goes back to ``jobs.worker.runner`` like a handler's.
 
 * ``B`` is ``ModelPool.batch_size(family)``: ``BATCH_SIZE_<FAMILY>``, else 1 on CPU (measured: batching long
   clips is slower there) and ``BATCH_SIZE_CUDA`` on a GPU. With ``B == 1`` nothing here runs.
-* The leader waits at most ``BATCH_WINDOW_MS`` for companions when fewer than ``B - 1`` are queued.
+* The leader takes what is queued when it starts (one ``FOR UPDATE SKIP LOCKED`` claim); it never waits.
 * A job that hit a CUDA out-of-memory error (``batch_size_limit == 1``) is never batched, and never leads.
 * Failures stay per job: a companion whose input is missing or undecodable fails alone; if the engine call
   itself fails (e.g. out of memory), the companions are given back to the queue unbatched
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any
 
 import django_rq
-from django.conf import settings
+from redis import RedisError
+from rq.job import Job as RQJob
 
 from jobs import services
 from jobs.kinds import spec
@@ -53,31 +54,23 @@ def batch_size_for(job: Job, pool: Any) -> int:
     return max(1, int(pool.batch_size(kind_spec.model_family)))
 
 
-def claim_companions(leader: Job, worker_name: str, limit: int, window_seconds: float) -> list[Job]:
-    """Move up to ``limit`` queued jobs of the leader's kind to running here, oldest first."""
-    queue = django_rq.get_queue(spec(leader.kind).queue)
-    claimed: list[Job] = []
-    deadline = time.monotonic() + max(0.0, window_seconds)
-    while True:
-        candidates = (
-            Job.objects.filter(kind=leader.kind, status=JobStatus.QUEUED, retry_at__isnull=True)
-            .exclude(rq_job_id="")
-            .exclude(batch_size_limit=1)
-            .exclude(pk=leader.pk)
-            .order_by("enqueued_at", "created_at")
-            .values_list("pk", "rq_job_id")[: limit - len(claimed)]
-        )
-        for pk, rq_job_id in list(candidates):
-            job = services.start(pk, worker_name, rq_job_id=rq_job_id)
-            if job is not None:
-                claimed.append(job)
-                try:
-                    queue.remove(rq_job_id)  # spare other workers a dequeue that would only be skipped
-                except Exception:  # noqa: BLE001 - the state machine already makes the stale RQ job a no-op
-                    logger.debug("could not remove RQ job %s", rq_job_id, exc_info=True)
-        if len(claimed) >= limit or time.monotonic() >= deadline:
-            return claimed
-        time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
+def claim_companions(leader: Job, worker_name: str, limit: int) -> list[Job]:
+    """Move up to ``limit`` queued jobs of the leader's kind to running here, oldest first: whatever is ready
+    now (no waiting: the model should not idle for jobs that are not there). Their RQ jobs are removed from
+    the queue and deleted in one round trip, so no other worker dequeues them only to skip them, and no RQ
+    job hash is left behind in Redis."""
+    claimed = services.start_batch(leader.kind, worker_name, limit, exclude=[leader.pk])
+    if claimed:
+        queue = django_rq.get_queue(spec(leader.kind).queue)
+        try:
+            with queue.connection.pipeline(transaction=False) as pipe:
+                for job in claimed:
+                    pipe.lrem(queue.key, 0, job.rq_job_id)
+                    pipe.delete(RQJob.key_for(job.rq_job_id))
+                pipe.execute()
+        except RedisError:  # the state machine already makes a stale RQ job a no-op; it expires on its own
+            logger.warning("could not remove the RQ jobs of %d batched job(s)", len(claimed), exc_info=True)
+    return claimed
 
 
 def _give_back(jobs: list[Job], reason: str) -> None:
@@ -101,7 +94,7 @@ def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outco
     size = batch_size_for(leader, ctx.pool)
     if size <= 1:
         return None
-    companions = claim_companions(leader, worker_name, size - 1, settings.BATCH_WINDOW_MS / 1000.0)
+    companions = claim_companions(leader, worker_name, size - 1)
     if not companions:
         return None
     logger.info("job %s runs in a batch with %d queued job(s)", leader.pk, len(companions))
