@@ -35,14 +35,52 @@ def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6
     return names, networks
 
 
-def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True only for globally routable unicast addresses (IPv4-mapped IPv6 judged by its IPv4 address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+# IPv6 forms that carry an IPv4 address a packet may end up at (transition mechanisms): an address in one of
+# them is only as public as the IPv4 addresses inside it. NAT64's local-use prefix is never global.
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped and -compatible, 6to4 (2002::/16), Teredo
+    (2001::/32: its server and its client), NAT64 (64:ff9b::/96) and ISATAP interface identifiers."""
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _NAT64_WELL_KNOWN or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        found.append(low32)
+    if (int(address) >> 32) & 0xFDFFFFFF == 0x00005EFE:  # ISATAP: interface id 0000:5efe or 0200:5efe
+        found.append(low32)
+    return found
+
+
+def _plainly_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not (
         address.is_multicast or address.is_private or address.is_loopback or address.is_link_local
         or address.is_reserved or address.is_unspecified
     )
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True only for globally routable unicast addresses; an IPv6 address that embeds IPv4 addresses
+    (``embedded_ipv4``) is public only when every one of them is."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL_USE:
+            return False
+        inner = embedded_ipv4(address)
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is just the IPv4 address
+            return _plainly_public(address.ipv4_mapped)
+        if address in _NAT64_WELL_KNOWN:  # a translator reaches the IPv4 address inside (::/8 is "reserved")
+            return _plainly_public(inner[0])
+        if inner and not all(_plainly_public(v4) for v4 in inner):
+            return False
+    return _plainly_public(address)
 
 
 def parse_url(url: str) -> tuple[str, str, int]:

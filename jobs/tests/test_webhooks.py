@@ -170,6 +170,14 @@ def _fake_dns(monkeypatch, answers: dict[str, str]) -> None:
         "ftp://example.com/hook",
         "http://[::1]/hook",
         "http://[::ffff:10.0.0.1]/hook",
+        # IPv6 transition forms wrapping a private or special IPv4 address (judged by the address inside)
+        "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 of 169.254.169.254 (cloud metadata)
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo, client 192.0.2.45
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "http://[64:ff9b:1::a00:1]/hook",  # NAT64 local-use prefix: never global
+        "http://[::7f00:1]/hook",  # IPv4-compatible form of 127.0.0.1
+        "http://[2a00:1450::5efe:a00:1]/hook",  # ISATAP interface id wrapping 10.0.0.1
         "http://2130706433/hook",  # 127.0.0.1 written as a number
         "http://0.0.0.0/hook",
         "http://224.0.0.1/hook",
