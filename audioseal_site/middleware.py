@@ -14,10 +14,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from audioseal_site import metrics
 from core import log
+from core.errors import error_body
 
 logger = logging.getLogger("audioseal.request")
 
@@ -97,3 +98,46 @@ class ProbeMiddleware:
             return self.get_response(request)
         request.probe_route = request.path_info
         return view(request)
+
+
+API_ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                   405: "METHOD_NOT_ALLOWED", 413: "FILE_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+class ApiJsonErrorsMiddleware:
+    """Under ``/api/``, every error is JSON in the API's one shape, in every profile.
+
+    DRF renders errors of its views; what is left is Django's own pages: with ``DEBUG`` on, an unknown path
+    or a crash becomes the technical HTML page (which shows settings and the environment), and views that are
+    not DRF's (the schema and docs) can answer HTML. This middleware replaces any non-JSON error response of
+    an API path with ``{"error": {...}}`` of the same status; a 500 carries the request id, so support can
+    find the logged traceback (Django's request logger has already written it).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return self._json(request, response)
+        return response
+
+    @staticmethod
+    def _json(request: HttpRequest, original: HttpResponse) -> HttpResponse:
+        status = original.status_code
+        if status >= 500:
+            body = error_body("INTERNAL_ERROR", "The server failed; it has been logged.",
+                              {"request_id": getattr(request, "request_id", "")})
+        else:
+            code = API_ERROR_CODES.get(status, f"HTTP_{status}")
+            body = error_body(code, original.reason_phrase or "The request failed.")
+        response = JsonResponse(body, status=status)
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in original:
+                response[header] = original[header]
+        return response

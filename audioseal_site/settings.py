@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "audioseal_site.middleware.RequestContextMiddleware",  # request id, log context, access log, metrics
+    "audioseal_site.middleware.ApiJsonErrorsMiddleware",  # /api/: JSON errors in every profile, DEBUG too
     "audioseal_site.middleware.ProbeMiddleware",  # /healthz /readyz /metrics: no Host check, no redirect
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -12,10 +12,8 @@ api_v1 = ([path("", include("jobs.api.urls")), path("", include("billing.urls"))
 # The customer dashboard: account pages and jobs pages share one namespace, mounted at the root.
 dashboard = ([*accounts_urls.urlpatterns, *jobs_dashboard.urlpatterns], "dashboard")
 
-# JSON errors (the API's error shape) for /api/ paths that no view handled (audioseal_site/http_errors.py).
-handler400 = "audioseal_site.http_errors.bad_request"
-handler404 = "audioseal_site.http_errors.not_found"
-handler500 = "audioseal_site.http_errors.server_error"
+# Errors of /api/ paths that no DRF view rendered (unknown paths, crashes, DEBUG pages) become JSON in
+# audioseal_site.middleware.ApiJsonErrorsMiddleware; other paths keep Django's pages.
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -6,11 +6,13 @@ import mimetypes
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -205,10 +207,47 @@ class BeatsyncAlignView(JobCreateView):
 
 
 class JobCursorPagination(CursorPagination):
+    """Newest first. A cursor is opaque to clients: one that was not ours (tampered, truncated, from another
+    listing) is a 400 ``INVALID_CURSOR``, never a 404 or a crash; ``page_size`` outside 1–100 is refused."""
+
     ordering = ("-created_at", "-id")
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def decode_cursor(self, request: Request):
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise _invalid_cursor() from exc
+        if cursor is not None and cursor.position is not None:
+            try:  # the position is compared with created_at: it must be one
+                Job._meta.get_field("created_at").to_python(cursor.position)
+            except DjangoValidationError as exc:
+                raise _invalid_cursor() from exc
+        return cursor
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise ServiceError(
+                "VALIDATION_ERROR", f"`page_size` must be a whole number from 1 to {self.max_page_size}.",
+                {"fields": {"page_size": ["out of range"]}},
+            )
+        return size
+
+
+def _invalid_cursor() -> ServiceError:
+    return ServiceError(
+        "INVALID_CURSOR", "The `cursor` is not one this listing gave out; start again without it.",
+        {"fields": {"cursor": ["invalid"]}},
+    )
 
 
 @extend_schema(
