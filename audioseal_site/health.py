@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
+from audioseal_site import metrics
 from core.redis import client as redis_client
 from jobs.worker.presence import live_workers
 
@@ -129,6 +130,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when every check passes, else 503. ``?checks=database,redis`` runs a subset.
 
+    Anyone (a load balancer) gets the verdict and each check's status; the details (workers, hosts, loaded
+    models, error texts, latencies) only come with ``Authorization: Bearer <METRICS_TOKEN>``.
+
     The Kubernetes web probe uses the subset without ``workers``: a worker outage must not take the API
     (job reads, listings, downloads) out of the load balancer; monitoring watches the full check.
     """
@@ -141,6 +145,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
             status=400,
         )
     ready, body = readiness(only or None)
+    if not metrics.authorized(request):  # worker names, hosts, models and errors are for operators only
+        body = {"status": body["status"], "checks": {n: {"status": c["status"]} for n, c in body["checks"].items()}}
     response = JsonResponse(body, status=200 if ready else 503)
     response["Cache-Control"] = "no-store"
     return response

@@ -219,7 +219,8 @@ def exposition() -> bytes:
     return generate_latest(local) + generate_latest(cluster)
 
 
-def _authorized(request: HttpRequest) -> bool:
+def authorized(request: HttpRequest) -> bool:
+    """The request carries ``Authorization: Bearer <METRICS_TOKEN>`` (never true when no token is set)."""
     token = getattr(settings, "METRICS_TOKEN", "") or ""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if not token or scheme.lower() != "bearer":
@@ -230,7 +231,7 @@ def _authorized(request: HttpRequest) -> bool:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics`` with ``Authorization: Bearer <METRICS_TOKEN>``; 401 otherwise (also when no token
     is configured: metrics are never public by accident)."""
-    if not _authorized(request):
+    if not authorized(request):
         response = JsonResponse(
             {"error": {"code": "UNAUTHENTICATED", "message": "Send `Authorization: Bearer <metrics token>`.",
                        "details": {}}},

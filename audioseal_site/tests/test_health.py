@@ -23,10 +23,28 @@ def private_redis(tmp_path, settings):
     server.stop()
 
 
-def readyz(client, query: str = ""):
-    response = client.get(f"/readyz{query}")
+OPERATOR_TOKEN = "operator-token-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    settings.METRICS_TOKEN = OPERATOR_TOKEN
+
+
+def readyz(client, query: str = "", *, operator: bool = True):
+    """/readyz as the monitoring sees it (with the metrics token: the details), or as anyone does."""
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {OPERATOR_TOKEN}"} if operator else {}
+    response = client.get(f"/readyz{query}", **headers)
     assert response["Content-Type"] == "application/json"
     return response.status_code, response.json()
+
+
+def test_readyz_details_are_for_operators_only(client, settings, private_redis):
+    settings.HEALTH_REQUIRED_QUEUES = ["media"]
+    status, body = readyz(client, operator=False)
+    assert status == 503 and body["status"] == "fail"
+    assert body["checks"] == {name: {"status": c["status"]} for name, c in readyz(client)[1]["checks"].items()}
+    assert body["checks"]["workers"] == {"status": "fail"}  # no queue names, hosts, models or error text
 
 
 def test_healthz_touches_no_dependency(client, settings):

@@ -101,8 +101,19 @@ class JobCreateView(APIView):
                 {"size_bytes": length, "limit_bytes": settings.MAX_UPLOAD_BYTES},
             )
 
+    def _check_one_part_per_file(self, request: Request) -> None:
+        """Two ``file`` parts in one request would silently lose one: refuse instead."""
+        for name in spec(self.kind).input_names:
+            count = len(request.FILES.getlist(name))
+            if count > 1:
+                raise ServiceError(
+                    "VALIDATION_ERROR", f"Send one `{name}` part; this request has {count}.",
+                    {"fields": {name: [f"{count} parts; expected one"]}},
+                )
+
     def post(self, request: Request) -> Response:
         self._check_content_length(request)
+        self._check_one_part_per_file(request)
         wait = parse_wait(request)
         key = idempotency.key_from_request(request)
         serializer = self.request_serializer(data=request.data)

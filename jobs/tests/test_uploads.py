@@ -66,3 +66,12 @@ def test_web_process_never_imports_torch_or_funasr():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("endpoint", sorted(AUDIO_ENDPOINTS))
+def test_two_file_parts_are_refused_not_silently_dropped(api_client, _isolated_media, endpoint):
+    url, extra = AUDIO_ENDPOINTS[endpoint]
+    two = [upload("speech_16k_mono.wav"), upload("speech.mp3")]
+    body = assert_error(api_client.post(url, {"file": two, **extra}, format="multipart"), 400, "VALIDATION_ERROR")
+    assert "file" in body["error"]["details"]["fields"]
+    assert Job.objects.count() == 0 and stored_files(_isolated_media) == []
