@@ -117,9 +117,9 @@ class PeriodUsageAdmin(ReadOnlyAdmin):
 
 @admin.register(Reservation)
 class ReservationAdmin(ReadOnlyAdmin):
-    list_display = ["job", "tenant", "seconds", "state", "created_at", "closed_at"]
+    list_display = ["job_id", "tenant", "seconds", "state", "created_at", "closed_at"]
     list_filter = ["state"]
-    search_fields = ["tenant__name", "job__id"]
+    search_fields = ["tenant__name", "=job_id"]
 
 
 class SyncStateFilter(admin.SimpleListFilter):
@@ -148,11 +148,11 @@ class UsageEventAdmin(ReadOnlyAdmin):
     """The ledger: read-only. No add, change or delete, here or anywhere (see the model)."""
 
     list_display = [
-        "created_at", "tenant", "kind", "metric", "quantity", "period_start", "job", "sync_state",
+        "created_at", "tenant", "kind", "metric", "quantity", "period_start", "job_id", "sync_state",
         "sync_error",
     ]
     list_filter = [SyncStateFilter, "kind", "metric", "period_start", "created_at"]
-    search_fields = ["id", "tenant__name", "tenant__slug", "job__id"]
+    search_fields = ["id", "tenant__name", "tenant__slug", "=job_id"]
     list_select_related = ["tenant", "sync"]
     date_hierarchy = "created_at"
     actions = ["retry_sync"]

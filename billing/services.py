@@ -1,11 +1,12 @@
 """Billing operations that the API, the worker, the admin and the dashboard all call.
 
-The hooks the platform calls:
+The hooks the platform calls (``job`` is a ``billing.contracts.BillableJob``, built by jobs: billing does not
+know the Job model):
 
 - ``reserve(job)``: inside the job's creation transaction. Locks the tenant's ``PeriodUsage`` row, checks the
-  subscription, the concurrency limit and the minutes, and reserves the job's billable seconds. Raises
-  ``ServiceError`` (402 ``QUOTA_EXCEEDED`` / ``SUBSCRIPTION_INACTIVE``, 429 ``CONCURRENCY_LIMIT``, 403
-  ``TENANT_SUSPENDED``), which rolls the whole submission back.
+  subscription, the concurrency limit (the tenant's open reservations) and the minutes, and reserves the
+  job's billable seconds. Raises ``ServiceError`` (402 ``QUOTA_EXCEEDED`` / ``SUBSCRIPTION_INACTIVE``, 429
+  ``CONCURRENCY_LIMIT``, 403 ``TENANT_SUSPENDED``), which rolls the whole submission back.
 - ``on_job_final(job)``: inside every final transition. ``settle`` (succeeded: one ``UsageEvent``) or
   ``release`` (failed, canceled: nothing billed); both are idempotent.
 - ``on_tenant_created(tenant)``: gives the tenant its subscription on the default plan.
@@ -30,6 +31,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
+from accounts.models import Tenant
+from billing.contracts import BillableJob
 from billing.models import (
     MeterSync,
     PeriodUsage,
@@ -44,7 +47,6 @@ from billing.models import (
 )
 from billing.seed import ensure_seed_plans
 from core.errors import ServiceError
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -249,14 +251,24 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f}"
 
 
+def open_reservations(tenant) -> int:
+    """Jobs of ``tenant`` holding a reservation now: its queued and running jobs, as billing knows them.
+
+    Billing's own count (not the jobs table's): a reservation is made when a job is submitted and closed in
+    the job's final transition, in the same transactions as the job's status changes.
+    """
+    return Reservation.objects.filter(tenant=tenant, state=ReservationState.RESERVED).count()
+
+
 @transaction.atomic
-def reserve(job: Job) -> Reservation | None:
+def reserve(job: BillableJob) -> Reservation:
     """Reserve the job's billable seconds against its tenant's quota, or refuse the submission.
 
     Must run inside the transaction that inserts the job: the row lock taken here is held until that commits,
     so concurrent submissions of one tenant check and reserve one after another and the limits hold exactly.
     """
-    tenant = job.tenant
+    # Read fresh (not the caller's possibly older object): a suspension applies to the next submission.
+    tenant = Tenant.objects.get(pk=job.tenant_id)
     now = timezone.now()
     sub = subscription_for(tenant)
     refusal = submission_refusal(tenant, sub, now)
@@ -266,7 +278,8 @@ def reserve(job: Job) -> Reservation | None:
     start, end = period_bounds(sub, now)
     usage = _locked_usage(tenant, start, end)
 
-    active = Job.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).exclude(pk=job.pk).count()
+    # Counted under the period row's lock, so concurrent submissions see each other's reservations.
+    active = open_reservations(tenant)
     if active >= limits.max_concurrent_jobs:
         raise ServiceError(
             "CONCURRENCY_LIMIT",
@@ -297,32 +310,32 @@ def reserve(job: Job) -> Reservation | None:
             },
         )
     PeriodUsage.objects.filter(pk=usage.pk).update(reserved_seconds=F("reserved_seconds") + seconds)
-    return Reservation.objects.create(job=job, tenant=tenant, period=usage, seconds=seconds)
+    return Reservation.objects.create(job_id=job.job_id, tenant=tenant, period=usage, seconds=seconds)
 
 
-def on_job_final(job: Job) -> None:
+def on_job_final(job: BillableJob) -> None:
     """Settle (succeeded) or release (failed, canceled) the job's reservation, inside the final transition."""
-    if job.status == JobStatus.SUCCEEDED:
+    if job.succeeded:
         settle(job)
     else:
         release(job)
 
 
 @transaction.atomic
-def settle(job: Job) -> UsageEvent | None:
+def settle(job: BillableJob) -> UsageEvent | None:
     """Turn the job's reservation into one ``UsageEvent`` for the seconds it actually consumed.
 
     Idempotent: a settled or released reservation, or a job that already has its event, changes nothing.
     A succeeded job without a reservation (created before billing existed) is still billed, once.
     """
-    reservation = Reservation.objects.select_for_update().filter(job_id=job.pk).first()
+    reservation = Reservation.objects.select_for_update().filter(job_id=job.job_id).first()
     if reservation is not None and reservation.state != ReservationState.RESERVED:
         return None
     if reservation is None:
-        if UsageEvent.objects.filter(job_id=job.pk, metric=UsageEvent.METRIC_AUDIO_SECONDS).exists():
+        if UsageEvent.objects.filter(job_id=job.job_id, metric=UsageEvent.METRIC_AUDIO_SECONDS).exists():
             return None
-        sub = subscription_for(job.tenant)
-        usage = _locked_usage(job.tenant, *period_bounds(sub))
+        tenant = Tenant.objects.get(pk=job.tenant_id)
+        usage = _locked_usage(tenant, *period_bounds(subscription_for(tenant)))
     else:
         usage = PeriodUsage.objects.select_for_update(no_key=True).get(pk=reservation.period_id)
     quantity = billable_seconds(job.audio_seconds)
@@ -330,7 +343,7 @@ def settle(job: Job) -> UsageEvent | None:
         with transaction.atomic():
             event = UsageEvent.objects.create(
                 tenant_id=job.tenant_id,
-                job_id=job.pk,
+                job_id=job.job_id,
                 metric=UsageEvent.METRIC_AUDIO_SECONDS,
                 kind=job.kind,
                 quantity=quantity,
@@ -352,10 +365,10 @@ def settle(job: Job) -> UsageEvent | None:
 
 
 @transaction.atomic
-def release(job: Job) -> bool:
+def release(job: BillableJob) -> bool:
     """Free the job's reservation without billing it. Idempotent; False when there was nothing to release."""
     reservation = Reservation.objects.select_for_update().filter(
-        job_id=job.pk, state=ReservationState.RESERVED
+        job_id=job.job_id, state=ReservationState.RESERVED
     ).first()
     if reservation is None:
         return False
@@ -414,7 +427,7 @@ def usage_summary(tenant, now: datetime | None = None) -> dict[str, Any]:
             }
             for row in by_kind
         ],
-        "active_jobs": Job.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).count(),
+        "active_jobs": open_reservations(tenant),
         "limits": limits.as_dict(),
     }
 

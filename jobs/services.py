@@ -29,6 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
+from billing import services as billing_services
+from billing.contracts import BillableJob
 from core.errors import ServiceError, from_media_error
 from jobs import notify
 from jobs.kinds import spec
@@ -168,9 +170,7 @@ def submit(sub: Submission) -> Job:
                     extra[name] = {"file": saved, **infos[name]}
             job.extra_inputs = extra
             job.save(force_insert=True)
-            from billing import services as billing_services
-
-            billing_services.reserve(job)
+            billing_services.reserve(billable_job(job))
             transaction.on_commit(lambda: enqueue(job))
     except BaseException:
         for name in stored:
@@ -234,6 +234,17 @@ def _delete_file(name: str) -> None:
         logger.exception("could not delete %s", name)
 
 
+def billable_job(job: Job) -> BillableJob:
+    """What billing is told about ``job`` (billing sits below jobs and does not know the Job model)."""
+    return BillableJob(
+        job_id=job.pk,
+        tenant_id=job.tenant_id,
+        kind=job.kind,
+        audio_seconds=job.audio_seconds,
+        succeeded=job.status == JobStatus.SUCCEEDED,
+    )
+
+
 # --- the state machine --------------------------------------------------------------------------------------
 
 
@@ -253,9 +264,7 @@ def transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **f
         for name, value in values.items():
             setattr(job, name, value)
         if to in FINAL_STATUSES:
-            from billing import services as billing_services
-
-            billing_services.on_job_final(job)
+            billing_services.on_job_final(billable_job(job))
             from jobs.webhooks import delivery as webhooks
 
             webhooks.on_job_final(job)  # the delivery row commits with the final status (an outbox)
