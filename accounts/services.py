@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import ApiKey, Membership, Tenant
+from accounts.signals import tenant_created
 
 KEY_PREFIX = "ask_"  # "AudioSeal key": makes leaked keys easy to spot in logs and secret scanners
 PREFIX_LENGTH = 8  # random characters in the visible prefix
@@ -93,9 +94,8 @@ def create_tenant(name: str, *, owner=None, slug: str | None = None) -> Tenant:
     tenant = Tenant.objects.create(name=name, slug=slug or unique_slug(name))
     if owner is not None:
         Membership.objects.create(user=owner, tenant=tenant, role=Membership.Role.OWNER)
-    from billing import services as billing_services  # billing depends on accounts, not the reverse at import
-
-    billing_services.on_tenant_created(tenant)
+    # Apps above accounts (billing: the tenant's subscription) react in this transaction.
+    tenant_created.send(sender=Tenant, tenant=tenant)
     return tenant
 
 
