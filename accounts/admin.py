@@ -60,17 +60,35 @@ class TenantAdmin(admin.ModelAdmin):
         ]
         return [*self.fields, *extra]
 
+    def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:
+        """Ticking "is active" on the page suspends or reactivates through ``accounts.services``, as the
+        actions do; the other fields are saved as usual."""
+        if not (change and "is_active" in form.changed_data):
+            super().save_model(request, obj, form, change)
+            return
+        wanted = obj.is_active
+        obj.is_active = form.initial["is_active"]  # save the other fields with the stored state
+        super().save_model(request, obj, form, change)
+        if wanted:
+            services.reactivate_tenant(obj)
+        else:
+            services.suspend_tenant(obj)
+
     @admin.action(description="Suspend (read-only: no new jobs)")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        count = queryset.update(is_active=False)
+        tenants = list(queryset)
+        for tenant in tenants:
+            services.suspend_tenant(tenant)
         messages.success(
-            request, f"Suspended {count} tenant(s): their jobs can be read, new ones are refused."
+            request, f"Suspended {len(tenants)} tenant(s): their jobs can be read, new ones are refused."
         )
 
     @admin.action(description="Reactivate")
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        count = queryset.update(is_active=True)
-        messages.success(request, f"Reactivated {count} tenant(s).")
+        tenants = list(queryset)
+        for tenant in tenants:
+            services.reactivate_tenant(tenant)
+        messages.success(request, f"Reactivated {len(tenants)} tenant(s).")
 
 
 @admin.register(ApiKey)

@@ -99,6 +99,23 @@ def create_tenant(name: str, *, owner=None, slug: str | None = None) -> Tenant:
     return tenant
 
 
+def suspend_tenant(tenant: Tenant) -> None:
+    """Suspend a tenant: its members and keys still read everything, new jobs are refused (403
+    ``TENANT_SUSPENDED``, checked by billing on every submission). The one place suspension is written, so
+    whatever comes with it later (an audit entry, a notification) happens for every caller."""
+    _set_active(tenant, False)
+
+
+def reactivate_tenant(tenant: Tenant) -> None:
+    """Lift a suspension: the tenant may submit jobs again."""
+    _set_active(tenant, True)
+
+
+def _set_active(tenant: Tenant, active: bool) -> None:
+    Tenant.objects.filter(pk=tenant.pk).update(is_active=active)
+    tenant.is_active = active
+
+
 def get_or_create_user(username: str, *, email: str = "", password: str | None = None, staff: bool = False):
     User = get_user_model()
     user, created = User.objects.get_or_create(username=username, defaults={"email": email})

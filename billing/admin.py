@@ -8,6 +8,9 @@ registration it replaces always exists.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -30,6 +33,27 @@ from billing.models import (
     SyncState,
     UsageEvent,
 )
+
+
+def subscription_changes(data: Mapping[str, Any], changed: Iterable[str]) -> dict[str, Any]:
+    """``services.change_subscription`` arguments for the fields a staff member changed in a subscription form.
+
+    The admin never saves a Subscription itself: the service is the one writer (row lock, past-due rule).
+    """
+    changed = set(changed)
+    values: dict[str, Any] = {
+        name: data[name]
+        for name in ("plan", "status", "past_due_since", "stripe_customer_id", "stripe_subscription_id")
+        if name in changed
+    }
+    if changed & {"current_period_start", "current_period_end"}:
+        values["period"] = (data["current_period_start"], data["current_period_end"])
+    overrides = {
+        name: data[f"{name}_override"] for name in services.OVERRIDABLE_LIMITS if f"{name}_override" in changed
+    }
+    if overrides:
+        values["overrides"] = overrides
+    return values
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -80,6 +104,15 @@ class SubscriptionAdmin(admin.ModelAdmin):
         ]}),
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def save_model(self, request, obj: Subscription, form, change) -> None:
+        """Through ``services.change_subscription``. A new one (a tenant that had none) starts from the
+        default subscription, then takes the form's values."""
+        saved = services.change_subscription(
+            obj if change else obj.tenant, **subscription_changes(form.cleaned_data, form.changed_data)
+        )
+        obj.pk = saved.pk
+        obj.refresh_from_db()
 
     @admin.display(description="This period")
     def usage_now(self, obj: Subscription) -> str:
@@ -295,6 +328,26 @@ class BillingTenantAdmin(TenantAdmin):
     fields = [*TenantAdmin.fields, "usage_this_period"]
     inlines = [SubscriptionInline, QuotaGrantInline, *TenantAdmin.inlines]
     actions = [*TenantAdmin.actions, "grant_minutes"]
+
+    def save_formset(self, request, form, formset, change) -> None:
+        """The plan-and-quota inline is written through ``services.change_subscription``, never saved here."""
+        if formset.model is not Subscription:
+            super().save_formset(request, form, formset, change)
+            return
+        # What formset.save() would have set; the admin's change message reads them.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline in formset.forms:
+            if not inline.has_changed():
+                continue
+            existing = inline.instance.pk is not None
+            saved = services.change_subscription(
+                inline.instance if existing else form.instance,
+                **subscription_changes(inline.cleaned_data, inline.changed_data),
+            )
+            if existing:
+                formset.changed_objects.append((saved, inline.changed_data))
+            else:
+                formset.new_objects.append(saved)
 
     @admin.display(description="plan", ordering="subscription__plan__name")
     def plan(self, tenant: Tenant) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import calendar
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from accounts.models import Tenant
+from billing import stripe_sync
 from billing.contracts import BillableJob
 from billing.models import (
     MeterSync,
@@ -176,14 +178,98 @@ def billable_seconds(seconds: float | None) -> int:
     return max(1, math.ceil(round(float(seconds), 3)))
 
 
-def change_plan(tenant, plan: Plan | str, *, status: str = SubscriptionStatus.ACTIVE) -> Subscription:
-    """Put a tenant on a plan (staff action, tests). Stripe-managed tenants change plan through Stripe."""
-    if isinstance(plan, str):
-        plan = Plan.objects.get(code=plan)
-    sub = subscription_for(tenant)
-    Subscription.objects.filter(pk=sub.pk).update(plan=plan, status=status, updated_at=timezone.now())
-    sub.refresh_from_db()
+# --- the one writer of subscription state -------------------------------------------------------------------
+
+
+class _Unset:
+    """Marks a ``change_subscription`` argument as not given (``None`` is a value: "no date", "the plan's")."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+# The plan limits staff may override per tenant: ``<name>_override`` on Subscription; None = the plan's value.
+OVERRIDABLE_LIMITS = (
+    "included_minutes", "overage_allowed", "max_file_bytes", "max_audio_seconds", "max_concurrent_jobs",
+    "rate_limits", "retention_days",
+)
+
+
+@transaction.atomic
+def change_subscription(
+    target: Tenant | Subscription,
+    *,
+    plan: Plan | str = UNSET,
+    status: str = UNSET,
+    status_at: datetime | None = None,
+    past_due_since: datetime | None = UNSET,
+    period: tuple[datetime, datetime] = UNSET,
+    overrides: Mapping[str, Any] = UNSET,
+    stripe_customer_id: str = UNSET,
+    stripe_subscription_id: str = UNSET,
+    stripe_status: str = UNSET,
+    stripe_state_at: datetime | None = UNSET,
+) -> Subscription:
+    """Change a tenant's subscription: the only code that writes an existing ``Subscription`` row.
+
+    Plan changes, the Stripe webhook handlers, the Stripe customer, the admin and the benchmark all come here,
+    so the rules of the row hold whoever writes: the row is locked while it changes (a webhook and a staff
+    edit cannot interleave), only the given fields are written (arguments left out keep their value), and
+    ``past_due_since`` follows ``status``: a move to past due keeps the first date (or takes ``status_at``,
+    default now), any other status clears it, unless ``past_due_since`` is given explicitly.
+
+    ``overrides`` maps names of ``OVERRIDABLE_LIMITS`` to a value, or to None for the plan's value.
+    Returns the saved subscription (its plan loaded).
+    """
+    if isinstance(target, Subscription):
+        pk = target.pk
+    else:
+        pk = subscription_for(target).pk
+    sub = Subscription.objects.select_for_update(of=("self",)).select_related("plan").get(pk=pk)
+    changed: list[str] = []
+
+    def put(field_name: str, value: Any) -> None:
+        setattr(sub, field_name, value)
+        changed.append(field_name)
+
+    if plan is not UNSET:
+        put("plan", Plan.objects.get(code=plan) if isinstance(plan, str) else plan)
+    if status is not UNSET:
+        put("status", status)
+        if past_due_since is UNSET:
+            if status == SubscriptionStatus.PAST_DUE:
+                past_due_since = sub.past_due_since or status_at or timezone.now()
+            else:
+                past_due_since = None
+    if past_due_since is not UNSET:
+        put("past_due_since", past_due_since)
+    if period is not UNSET:
+        put("current_period_start", period[0])
+        put("current_period_end", period[1])
+    if overrides is not UNSET:
+        unknown = set(overrides) - set(OVERRIDABLE_LIMITS)
+        if unknown:
+            raise ValueError(f"not an overridable limit: {', '.join(sorted(unknown))}")
+        for name, value in overrides.items():
+            put(f"{name}_override", (value or {}) if name == "rate_limits" else value)
+    for name, value in (
+        ("stripe_customer_id", stripe_customer_id),
+        ("stripe_subscription_id", stripe_subscription_id),
+        ("stripe_status", stripe_status),
+        ("stripe_state_at", stripe_state_at),
+    ):
+        if value is not UNSET:
+            put(name, value)
+    if changed:
+        sub.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
     return sub
+
+
+def change_plan(tenant: Tenant, plan: Plan | str, *, status: str = SubscriptionStatus.ACTIVE) -> Subscription:
+    """Put a tenant on a plan (staff action, tests). Stripe-managed tenants change plan through Stripe."""
+    return change_subscription(tenant, plan=plan, status=status)
 
 
 def grant_minutes(
@@ -455,18 +541,51 @@ def public_plans() -> list[Plan]:
 # --- Stripe entry points for the dashboard ------------------------------------------------------------------
 
 
-def checkout_url(tenant, plan: Plan | str, *, success_url: str, cancel_url: str) -> str:
-    """A Stripe Checkout page where the tenant subscribes to ``plan``. Raises ServiceError BILLING_UNAVAILABLE
-    without ``STRIPE_API_KEY``, PLAN_NOT_PURCHASABLE for a plan without a Stripe price."""
-    from billing import stripe_sync
+def stripe_customer(tenant: Tenant) -> str:
+    """The tenant's Stripe customer id, creating the customer once and recording it on the subscription.
 
+    The row is locked while we check and record, so two first checkouts at once record one customer (and
+    Stripe's idempotency key makes them get the same one anyway).
+    """
+    stripe_sync.require_enabled()
+    sub = subscription_for(tenant)
+    if sub.stripe_customer_id:
+        return sub.stripe_customer_id
+    customer = stripe_sync.create_customer(tenant)
+    with transaction.atomic():
+        sub = Subscription.objects.select_for_update(of=("self",)).get(pk=sub.pk)
+        if not sub.stripe_customer_id:
+            sub = change_subscription(sub, stripe_customer_id=customer)
+    return sub.stripe_customer_id
+
+
+def checkout_url(tenant: Tenant, plan: Plan | str, *, success_url: str, cancel_url: str) -> str:
+    """A Stripe Checkout page where the tenant subscribes to ``plan``.
+
+    Raises ServiceError BILLING_UNAVAILABLE without ``STRIPE_API_KEY``, PLAN_NOT_PURCHASABLE for a plan
+    without a Stripe price, ALREADY_SUBSCRIBED for a tenant with a live Stripe subscription (Checkout cannot
+    modify one: such tenants change plan in the Billing Portal).
+    """
     if isinstance(plan, str):
         plan = Plan.objects.get(code=plan)
-    return stripe_sync.create_checkout_session(tenant, plan, success_url=success_url, cancel_url=cancel_url)
+    stripe_sync.require_enabled()
+    if not (plan.stripe_price_id or plan.stripe_metered_price_id):
+        raise ServiceError(
+            "PLAN_NOT_PURCHASABLE", f"The {plan.name} plan has no Stripe price.", {"plan": plan.code}
+        )
+    sub = subscription_for(tenant)
+    if sub.stripe_subscription_id and sub.status != SubscriptionStatus.CANCELED:
+        raise ServiceError(
+            "ALREADY_SUBSCRIBED",
+            "This account already has a subscription: change plan in the billing portal.",
+            {"plan": sub.plan.code, "status": sub.status},
+        )
+    return stripe_sync.create_checkout_session(
+        tenant, plan, customer=stripe_customer(tenant), success_url=success_url, cancel_url=cancel_url
+    )
 
 
-def portal_url(tenant, *, return_url: str) -> str:
+def portal_url(tenant: Tenant, *, return_url: str) -> str:
     """A Stripe Billing Portal page (payment methods, invoices, plan changes, cancellation)."""
-    from billing import stripe_sync
-
-    return stripe_sync.create_portal_session(tenant, return_url=return_url)
+    stripe_sync.require_enabled()
+    return stripe_sync.create_portal_session(customer=stripe_customer(tenant), return_url=return_url)
