@@ -1,4 +1,8 @@
-"""Tenant and API-key operations shared by the API, the dashboard, the admin and management commands."""
+"""Tenant, member and API-key operations shared by the API, the dashboard, the admin and management commands.
+
+The rules live here, not in forms or views: forms check what was typed, views call these functions and show
+a refusal (a ``core.errors.ServiceError`` with a stable code) next to the form.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,17 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import PasswordResetForm
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import ApiKey, Membership, Tenant
 from accounts.signals import tenant_created
+from core.errors import ServiceError
 
 KEY_PREFIX = "ask_"  # "AudioSeal key": makes leaked keys easy to spot in logs and secret scanners
 PREFIX_LENGTH = 8  # random characters in the visible prefix
@@ -127,3 +134,151 @@ def get_or_create_user(username: str, *, email: str = "", password: str | None =
         user.is_staff = user.is_superuser = staff or user.is_staff
         user.save()
     return user
+
+
+# --- members: who may add, change and remove whom ----------------------------------------------------------
+# The dashboard's forms only check what was typed; these functions hold the rules and are what the views
+# call, so the rules are the same for every caller (a page, a command, a test). Refusals are ServiceErrors
+# with stable codes: PERMISSION_DENIED, ROLE_NOT_ALLOWED, ALREADY_MEMBER, LAST_OWNER.
+
+Role = Membership.Role
+
+
+@dataclass(frozen=True)
+class AddedMember:
+    """A new membership; ``created_user``: the person had no account, so one was made (invite them)."""
+
+    membership: Membership
+    created_user: bool
+
+
+def grantable_roles(actor: Membership) -> list[str]:
+    """Owners grant any role; admins manage members and admins but cannot create owners."""
+    if actor.role == Role.OWNER:
+        return [Role.OWNER, Role.ADMIN, Role.MEMBER]
+    if actor.role == Role.ADMIN:
+        return [Role.ADMIN, Role.MEMBER]
+    return []
+
+
+def can_change(actor: Membership, target: Membership) -> bool:
+    """Whether ``actor`` may change or remove ``target`` at all (admins never touch owners)."""
+    if not actor.can_manage:
+        return False
+    return actor.role == Role.OWNER or target.role != Role.OWNER
+
+
+def is_last_owner(target: Membership, *, owners: int | None = None) -> bool:
+    """Whether ``target`` is its organisation's only owner (which must stay: someone has to manage it).
+
+    ``owners``: the organisation's owner count when the caller already has it (a page listing everyone).
+    """
+    if target.role != Role.OWNER:
+        return False
+    if owners is None:
+        owners = Membership.objects.filter(tenant_id=target.tenant_id, role=Role.OWNER).count()
+    return owners <= 1
+
+
+def can_remove(actor: Membership, target: Membership, *, owners: int | None = None) -> bool:
+    """Whether the members page offers to remove ``target`` (``remove_member`` decides again)."""
+    return can_change(actor, target) and not is_last_owner(target, owners=owners)
+
+
+def _lock_owners(tenant_id) -> None:
+    """Lock the organisation's owner rows, so two owners demoting or removing each other at once cannot both
+    pass the last-owner check (the second waits, then sees one owner left)."""
+    list(Membership.objects.select_for_update().filter(tenant_id=tenant_id, role=Role.OWNER))
+
+
+def _check_grantable(actor: Membership, role: str) -> None:
+    if role not in grantable_roles(actor):
+        raise ServiceError(
+            "ROLE_NOT_ALLOWED", "That role cannot be granted.", {"field": "role", "role": role}, http_status=403
+        )
+
+
+@transaction.atomic
+def add_member(actor: Membership, email: str, role: str) -> AddedMember:
+    """Add the person with ``email`` to the actor's organisation; without an account, they get one (with no
+    usable password: send them ``invite_member``)."""
+    if not actor.can_manage:
+        raise ServiceError("PERMISSION_DENIED", "Only owners and admins can add members.")
+    _check_grantable(actor, role)
+    email = email.strip().lower()
+    if Membership.objects.filter(tenant_id=actor.tenant_id, user__email__iexact=email).exists():
+        raise ServiceError(
+            "ALREADY_MEMBER", "This person is already a member.", {"field": "email"}, http_status=409
+        )
+    user = get_user_model().objects.filter(email__iexact=email).order_by("id").first()
+    created = user is None
+    if user is None:
+        user = get_or_create_user(email, email=email)
+    membership = Membership.objects.create(user=user, tenant_id=actor.tenant_id, role=role)
+    return AddedMember(membership=membership, created_user=created)
+
+
+class _InviteEmail(PasswordResetForm):
+    """Django's password-reset email, reused as an invitation: its link lets a new member choose a password.
+
+    Only its mail machinery is used (token, uid, templates, sending). Django's reset skips users without a
+    usable password; an invited user has exactly that, hence ``get_users``.
+    """
+
+    def __init__(self, user) -> None:
+        super().__init__({"email": user.email})
+        self.invited = user
+
+    def get_users(self, email: str):
+        return [self.invited]
+
+
+def invite_member(membership: Membership, *, inviter, domain: str, use_https: bool) -> None:
+    """Email a new member the link to set their password (``registration/invite_*.txt``). ``domain`` and
+    ``use_https`` build the link (the dashboard passes the request's host and scheme)."""
+    invite = _InviteEmail(membership.user)
+    if invite.is_valid():
+        invite.save(
+            domain_override=domain,
+            use_https=use_https,
+            subject_template_name="registration/invite_subject.txt",
+            email_template_name="registration/invite_email.txt",
+            extra_email_context={"tenant": membership.tenant, "inviter": inviter},
+        )
+
+
+@transaction.atomic
+def change_role(actor: Membership, target: Membership, role: str) -> Membership:
+    """Give ``target`` another role. Only owners change owners; an organisation keeps at least one owner."""
+    if not can_change(actor, target):
+        raise ServiceError("PERMISSION_DENIED", "Only an owner can change an owner's role.")
+    _check_grantable(actor, role)
+    _lock_owners(target.tenant_id)
+    if role != Role.OWNER and is_last_owner(target):
+        raise ServiceError(
+            "LAST_OWNER", "An organisation needs at least one owner: make someone else owner first.",
+            http_status=409,
+        )
+    target.role = role
+    target.save(update_fields=["role"])
+    return target
+
+
+@transaction.atomic
+def remove_member(actor: Membership, target: Membership) -> None:
+    """Remove ``target`` from the organisation (a member may be the actor: leaving). The last owner stays."""
+    if not can_change(actor, target):
+        raise ServiceError("PERMISSION_DENIED", "Only an owner can remove an owner.")
+    _lock_owners(target.tenant_id)
+    if is_last_owner(target):
+        raise ServiceError(
+            "LAST_OWNER", "The last owner cannot be removed: make someone else owner first.", http_status=409
+        )
+    target.delete()
+
+
+@transaction.atomic
+def sign_up(email: str, password: str, organisation: str) -> tuple[Any, Tenant]:
+    """A new user (``email`` is also the username) who owns a new organisation on the default plan."""
+    user = get_user_model().objects.create_user(username=email, email=email, password=password)
+    return user, create_tenant(organisation.strip(), owner=user)

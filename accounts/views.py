@@ -25,6 +25,7 @@ from django.views.generic import FormView, TemplateView
 from accounts import forms, services
 from accounts.models import ApiKey, Membership
 from accounts.scoping import SESSION_TENANT_KEY, membership_for_session
+from core.errors import ServiceError
 
 FORBIDDEN_MANAGE = "Only owners and admins of {tenant} can manage API keys, members, webhooks and billing."
 
@@ -223,15 +224,13 @@ class MembersView(DashboardMixin, TemplateView):
         )
         owners = sum(1 for m in members if m.role == Membership.Role.OWNER)
         for member in members:
-            editable = forms.can_change(self.membership, member)
-            last_owner = member.role == Membership.Role.OWNER and owners == 1
+            editable = services.can_change(self.membership, member)
             rows.append({
                 "membership": member,
                 "editable": editable,
-                "removable": editable and not last_owner,
-                "role_form": forms.MemberRoleForm(
-                    initial={"role": member.role}, actor=self.membership, target=member
-                ) if editable else None,
+                "removable": services.can_remove(self.membership, member, owners=owners),
+                "role_form": forms.MemberRoleForm(initial={"role": member.role}, actor=self.membership)
+                if editable else None,
             })
         context["rows"] = rows
         if self.membership.can_manage:
@@ -244,9 +243,18 @@ class MembersView(DashboardMixin, TemplateView):
         form = forms.MemberAddForm(request.POST, actor=self.membership)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        membership, invited = form.save(request=request)
+        try:
+            added = services.add_member(self.membership, form.cleaned_data["email"], form.cleaned_data["role"])
+        except ServiceError as exc:
+            field = exc.details.get("field")
+            form.add_error(field if field in form.fields else None, exc.message)
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        membership = added.membership
         who = membership.user.email or membership.user.get_username()
-        if invited:
+        if added.created_user:
+            services.invite_member(
+                membership, inviter=request.user, domain=request.get_host(), use_https=request.is_secure()
+            )
             messages.success(request, f"{who} was invited: we emailed them a link to set their password.")
         else:
             messages.success(request, f"{who} was added as {membership.get_role_display().lower()}.")
@@ -267,13 +275,17 @@ class MemberRoleView(MemberTargetMixin, View):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         target = self.get_target()
-        form = forms.MemberRoleForm(request.POST, actor=self.membership, target=target)
-        if form.is_valid():
-            form.save()
-            role = target.get_role_display().lower()
-            messages.success(request, f"{target.user.get_username()} is now {role}.")
-        else:
-            messages.error(request, " ".join(form.non_field_errors()) or "That role cannot be granted.")
+        form = forms.MemberRoleForm(request.POST, actor=self.membership)
+        if not form.is_valid():
+            messages.error(request, "That role cannot be granted.")
+            return redirect("dashboard:members")
+        try:
+            services.change_role(self.membership, target, form.cleaned_data["role"])
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("dashboard:members")
+        role = target.get_role_display().lower()
+        messages.success(request, f"{target.user.get_username()} is now {role}.")
         return redirect("dashboard:members")
 
 
@@ -294,12 +306,12 @@ class MemberRemoveView(MemberTargetMixin, TemplateView):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         target = self.get_target()
-        form = forms.MemberRemoveForm(request.POST, actor=self.membership, target=target)
-        if not form.is_valid():
-            messages.error(request, " ".join(form.non_field_errors()))
-            return redirect("dashboard:members")
         name = target.user.get_username()
-        form.save()
+        try:
+            services.remove_member(self.membership, target)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("dashboard:members")
         messages.success(request, f"{name} was removed.")
         if target.user_id == request.user.id:
             request.session.pop(SESSION_TENANT_KEY, None)
