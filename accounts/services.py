@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import PasswordResetForm
@@ -22,6 +23,9 @@ from django.utils.text import slugify
 from accounts.models import ApiKey, Membership, Tenant
 from accounts.signals import tenant_created
 from core.errors import ServiceError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 KEY_PREFIX = "ask_"  # "AudioSeal key": makes leaked keys easy to spot in logs and secret scanners
 PREFIX_LENGTH = 8  # random characters in the visible prefix
@@ -37,14 +41,15 @@ class IssuedKey:
 
 
 def hash_secret(secret: str) -> str:
-    # Keys carry 190+ bits of randomness, so a fast hash is safe here (no dictionary to attack) and keeps
-    # authentication off the request's critical path, unlike a password KDF.
+    """SHA-256 of a key: what is stored. Keys carry 190+ bits of randomness, so a fast hash is safe here (no
+    dictionary to attack) and keeps authentication off the request's critical path, unlike a password KDF."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def issue_api_key(
-    tenant: Tenant, name: str, *, created_by=None, expires_at: datetime | None = None
+    tenant: Tenant, name: str, *, created_by: AbstractBaseUser | None = None, expires_at: datetime | None = None
 ) -> IssuedKey:
+    """A new key for ``tenant``. Only its hash is stored, so the returned secret is the one chance to show it."""
     prefix = secrets.token_hex(PREFIX_LENGTH // 2)
     secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(
@@ -69,6 +74,7 @@ def parse_key(raw: str) -> str | None:
 
 
 def verify_key(api_key: ApiKey, raw: str) -> bool:
+    """Whether ``raw`` is this key's secret (constant-time, so timing does not leak the hash)."""
     return hmac.compare_digest(api_key.secret_hash, hash_secret(raw))
 
 
@@ -82,12 +88,14 @@ def touch_last_used(api_key: ApiKey) -> None:
 
 
 def revoke_api_key(api_key: ApiKey) -> None:
+    """Refuse the key from now on (``API_KEY_REVOKED``). Idempotent: the first revocation time is kept."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
 
 
 def unique_slug(name: str) -> str:
+    """A slug for a new tenant that no tenant has yet (``acme``, ``acme-2``, …): names need not be unique."""
     base = slugify(name)[:60] or "tenant"
     slug, n = base, 1
     while Tenant.objects.filter(slug=slug).exists():
@@ -97,7 +105,9 @@ def unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def create_tenant(name: str, *, owner=None, slug: str | None = None) -> Tenant:
+def create_tenant(name: str, *, owner: AbstractBaseUser | None = None, slug: str | None = None) -> Tenant:
+    """A new organisation, with ``owner`` as its first owner. Sends ``accounts.signals.tenant_created`` in the
+    same transaction, so what other apps attach to a tenant (billing: its subscription) exists with it."""
     tenant = Tenant.objects.create(name=name, slug=slug or unique_slug(name))
     if owner is not None:
         Membership.objects.create(user=owner, tenant=tenant, role=Membership.Role.OWNER)
@@ -119,11 +129,16 @@ def reactivate_tenant(tenant: Tenant) -> None:
 
 
 def _set_active(tenant: Tenant, active: bool) -> None:
+    # An UPDATE of the one column: a concurrent edit of the tenant's other fields is not overwritten.
     Tenant.objects.filter(pk=tenant.pk).update(is_active=active)
     tenant.is_active = active
 
 
-def get_or_create_user(username: str, *, email: str = "", password: str | None = None, staff: bool = False):
+def get_or_create_user(
+    username: str, *, email: str = "", password: str | None = None, staff: bool = False
+) -> AbstractBaseUser:
+    """The user named ``username``, created if missing (commands, quick start, invitations). Without a
+    password a new user gets an unusable one: they set it through the emailed link; ``staff`` only adds."""
     User = get_user_model()
     user, created = User.objects.get_or_create(username=username, defaults={"email": email})
     if created or password:
@@ -185,7 +200,7 @@ def can_remove(actor: Membership, target: Membership, *, owners: int | None = No
     return can_change(actor, target) and not is_last_owner(target, owners=owners)
 
 
-def _lock_owners(tenant_id) -> None:
+def _lock_owners(tenant_id: uuid.UUID) -> None:
     """Lock the organisation's owner rows, so two owners demoting or removing each other at once cannot both
     pass the last-owner check (the second waits, then sees one owner left)."""
     list(Membership.objects.select_for_update().filter(tenant_id=tenant_id, role=Role.OWNER))
@@ -225,15 +240,17 @@ class _InviteEmail(PasswordResetForm):
     usable password; an invited user has exactly that, hence ``get_users``.
     """
 
-    def __init__(self, user) -> None:
+    def __init__(self, user: AbstractBaseUser) -> None:
         super().__init__({"email": user.email})
         self.invited = user
 
-    def get_users(self, email: str):
+    def get_users(self, email: str) -> list[AbstractBaseUser]:
         return [self.invited]
 
 
-def invite_member(membership: Membership, *, inviter, domain: str, use_https: bool) -> None:
+def invite_member(
+    membership: Membership, *, inviter: AbstractBaseUser | None, domain: str, use_https: bool
+) -> None:
     """Email a new member the link to set their password (``registration/invite_*.txt``). ``domain`` and
     ``use_https`` build the link (the dashboard passes the request's host and scheme)."""
     invite = _InviteEmail(membership.user)
@@ -278,7 +295,7 @@ def remove_member(actor: Membership, target: Membership) -> None:
 
 
 @transaction.atomic
-def sign_up(email: str, password: str, organisation: str) -> tuple[Any, Tenant]:
+def sign_up(email: str, password: str, organisation: str) -> tuple[AbstractBaseUser, Tenant]:
     """A new user (``email`` is also the username) who owns a new organisation on the default plan."""
     user = get_user_model().objects.create_user(username=email, email=email, password=password)
     return user, create_tenant(organisation.strip(), owner=user)

@@ -9,11 +9,16 @@ know the Job model):
   ``CONCURRENCY_LIMIT``, 403 ``TENANT_SUSPENDED``), which rolls the whole submission back.
 - ``on_job_final(job)``: inside every final transition. ``settle`` (succeeded: one ``UsageEvent``) or
   ``release`` (failed, canceled: nothing billed); both are idempotent.
-- ``on_tenant_created(tenant)``: gives the tenant its subscription on the default plan.
+- ``on_tenant_created(tenant)``: gives the tenant its subscription on the default plan (on accounts'
+  ``tenant_created`` signal).
 - ``limits_for(tenant)``: the tenant's effective limits (plan, staff overrides, capped by the settings'
   ceilings) for upload checks, rate limits and retention.
 
-For the dashboard: ``usage_summary``, ``usage_history``, ``public_plans``, ``checkout_url``, ``portal_url``.
+The one writer of a subscription: ``change_subscription`` (plan, state, period, overrides, Stripe ids); plan
+changes, the Stripe webhooks, the admin and the benchmark all go through it.
+
+For the dashboard: ``usage_summary``, ``usage_history``, ``public_plans``, ``checkout_url``, ``portal_url``
+(the Stripe calls themselves are ``billing.stripe_sync``'s, which does not import this module).
 For staff and tests: ``change_plan``, ``grant_minutes``.
 """
 
@@ -25,7 +30,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -49,6 +54,9 @@ from billing.models import (
 )
 from billing.seed import ensure_seed_plans
 from core.errors import ServiceError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +96,7 @@ def default_plan() -> Plan:
 
 
 def calendar_month(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC calendar month containing ``now``: the first period of a subscription Stripe does not manage."""
     start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return start, _add_months(start, 1, 1)
 
@@ -99,7 +108,7 @@ def _add_months(moment: datetime, months: int, anchor_day: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def subscription_for(tenant, *, plan: Plan | None = None) -> Subscription:
+def subscription_for(tenant: Tenant, *, plan: Plan | None = None) -> Subscription:
     """The tenant's subscription, created on the default plan for tenants that predate billing."""
     sub = Subscription.objects.select_related("plan").filter(tenant=tenant).first()
     if sub is not None:
@@ -118,7 +127,7 @@ def effective_limits(sub: Subscription) -> Limits:
     """The plan's limits with the tenant's staff overrides, file size and duration capped by the settings."""
     plan = sub.plan
 
-    def pick(override, value):
+    def pick(override: Any, value: Any) -> Any:
         return value if override is None else override
 
     rate_limits = {**(plan.rate_limits or {}), **(sub.rate_limits_override or {})}
@@ -136,7 +145,7 @@ def effective_limits(sub: Subscription) -> Limits:
     )
 
 
-def limits_for(tenant) -> Limits:
+def limits_for(tenant: Tenant | None) -> Limits:
     """Effective limits for ``tenant``; with no tenant, the global settings (the ceilings) alone."""
     if tenant is None:
         return Limits(
@@ -165,7 +174,8 @@ def period_bounds(sub: Subscription, now: datetime | None = None) -> tuple[datet
     return start, end
 
 
-def granted_seconds(tenant, period_start: datetime) -> int:
+def granted_seconds(tenant: Tenant, period_start: datetime) -> int:
+    """Seconds staff granted the tenant for the period starting at ``period_start`` (on top of the plan)."""
     grants = QuotaGrant.objects.filter(tenant=tenant, period_start=period_start)
     minutes = grants.aggregate(m=Sum("minutes"))["m"]
     return int(minutes or 0) * 60
@@ -273,7 +283,12 @@ def change_plan(tenant: Tenant, plan: Plan | str, *, status: str = SubscriptionS
 
 
 def grant_minutes(
-    tenant, minutes: int, *, reason: str = "", granted_by=None, period_start: datetime | None = None
+    tenant: Tenant,
+    minutes: int,
+    *,
+    reason: str = "",
+    granted_by: AbstractBaseUser | None = None,
+    period_start: datetime | None = None,
 ) -> QuotaGrant:
     """Give a tenant extra minutes for one billing period (the current one unless given)."""
     if period_start is None:
@@ -286,12 +301,15 @@ def grant_minutes(
 # --- hooks called by accounts and jobs ----------------------------------------------------------------------
 
 
-def on_tenant_created(tenant) -> None:
-    """Give a new tenant its subscription on the default plan (``BILLING_DEFAULT_PLAN``)."""
+def on_tenant_created(tenant: Tenant) -> None:
+    """Give a new tenant its subscription on the default plan (``BILLING_DEFAULT_PLAN``).
+
+    Called on ``accounts.signals.tenant_created`` (``billing.receivers``): accounts cannot call billing.
+    """
     subscription_for(tenant)
 
 
-def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -> ServiceError | None:
+def submission_refusal(tenant: Tenant, sub: Subscription, now: datetime | None = None) -> ServiceError | None:
     """Why this tenant may not submit work now (suspended, canceled, past due beyond grace), or None."""
     now = now or timezone.now()
     if not tenant.is_active:
@@ -315,7 +333,7 @@ def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -
     return None
 
 
-def _locked_usage(tenant, start: datetime, end: datetime) -> PeriodUsage:
+def _locked_usage(tenant: Tenant, start: datetime, end: datetime) -> PeriodUsage:
     """The period's usage row, created if needed, locked until the transaction ends.
 
     FOR NO KEY UPDATE (not FOR UPDATE) so inserting rows that reference it (reservations) is not blocked.
@@ -337,7 +355,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f}"
 
 
-def open_reservations(tenant) -> int:
+def open_reservations(tenant: Tenant) -> int:
     """Jobs of ``tenant`` holding a reservation now: its queued and running jobs, as billing knows them.
 
     Billing's own count (not the jobs table's): a reservation is made when a job is submitted and closed in
@@ -470,7 +488,7 @@ def release(job: BillableJob) -> bool:
 # --- reading usage ------------------------------------------------------------------------------------------
 
 
-def usage_summary(tenant, now: datetime | None = None) -> dict[str, Any]:
+def usage_summary(tenant: Tenant, now: datetime | None = None) -> dict[str, Any]:
     """The current period for ``GET /api/v1/usage`` and the dashboard: minutes used / reserved / included,
     usage per job kind, the subscription and the effective limits."""
     sub = subscription_for(tenant)
@@ -518,7 +536,7 @@ def usage_summary(tenant, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def usage_history(tenant, periods: int = 12) -> list[dict[str, Any]]:
+def usage_history(tenant: Tenant, periods: int = 12) -> list[dict[str, Any]]:
     """Used and reserved minutes for the tenant's last ``periods`` billing periods, newest first (charts)."""
     rows = PeriodUsage.objects.filter(tenant=tenant).order_by("-period_start")[:periods]
     return [
