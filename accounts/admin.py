@@ -1,23 +1,19 @@
 """Staff views of tenants, members and API keys.
 
-The tenant page is where support works: the plan, the subscription state and the quota overrides (billing's
-``Subscription``, inline), this period's usage, minute grants, members and keys, and the suspend / reactivate
-/ grant-minutes actions. Keys are revoked, never shown: only their prefix and hash exist.
+The tenant page is where support works: members and keys here, and the suspend / reactivate actions. Billing
+extends this page with the plan, the subscription state, the quota overrides, this period's usage, minute
+grants and the grant-minutes action (``billing.admin`` registers a subclass of ``TenantAdmin``): accounts sits
+below billing and does not import it. Keys are revoked, never shown: only their prefix and hash exist.
 """
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.utils.html import format_html
+from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import ApiKey, Membership, Tenant
-from billing import services as billing
-from billing.models import QuotaGrant, Subscription
 
 admin.site.site_header = "AudioSeal Studio staff"
 admin.site.site_title = "AudioSeal Studio staff"
@@ -45,93 +41,15 @@ class ApiKeyInline(admin.TabularInline):
         return False
 
 
-class SubscriptionInline(admin.StackedInline):
-    """Plan, state and the staff overrides of the plan's limits (empty = the plan's value)."""
-
-    model = Subscription
-    can_delete = False
-    extra = 0
-    max_num = 1
-    verbose_name = "plan and quota"
-    verbose_name_plural = "plan and quota"
-    fieldsets = [
-        (
-            None,
-            {"fields": ["plan", "status", "past_due_since", ("current_period_start", "current_period_end")]},
-        ),
-        (
-            "Quota overrides (empty: the plan's value)",
-            {
-                "fields": [
-                    "included_minutes_override",
-                    "overage_allowed_override",
-                    "max_file_bytes_override",
-                    "max_audio_seconds_override",
-                    "max_concurrent_jobs_override",
-                    "rate_limits_override",
-                    "retention_days_override",
-                ]
-            },
-        ),
-        (
-            "Stripe",
-            {
-                "classes": ["collapse"],
-                "fields": [
-                    "stripe_customer_id",
-                    "stripe_subscription_id",
-                    "stripe_status",
-                    "stripe_state_at",
-                ],
-            },
-        ),
-    ]
-    readonly_fields = ["stripe_status", "stripe_state_at"]
-
-
-class QuotaGrantInline(admin.TabularInline):
-    """Minutes granted by staff, newest first. Grants are made with the "Grant extra minutes" action, which
-    files them under the tenant's current billing period."""
-
-    model = QuotaGrant
-    fk_name = "tenant"
-    extra = 0
-    fields = ["period_start", "minutes", "reason", "granted_by", "created_at"]
-    readonly_fields = fields
-    can_delete = False
-    verbose_name_plural = "minute grants (add with the “Grant extra minutes” action)"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class GrantMinutesForm(forms.Form):
-    minutes = forms.IntegerField(
-        min_value=1, max_value=1_000_000, help_text="Extra audio minutes for this period."
-    )
-    reason = forms.CharField(
-        max_length=300, required=False, help_text="Shown to staff in the grant's history."
-    )
-
-
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "slug",
-        "plan",
-        "subscription_status",
-        "usage_this_period",
-        "is_active",
-        "created_at",
-    ]
-    list_filter = ["is_active", "subscription__plan", "subscription__status"]
-    list_select_related = ["subscription__plan"]
+    list_display = ["name", "slug", "is_active", "created_at"]
+    list_filter = ["is_active"]
     search_fields = ["name", "slug", "id", "memberships__user__email"]
-    readonly_fields = ["id", "created_at", "usage_this_period"]
-    fields = ["name", "slug", "is_active", "id", "created_at", "usage_this_period"]
-    inlines = [SubscriptionInline, QuotaGrantInline, MembershipInline, ApiKeyInline]
-    actions = ["suspend", "reactivate", "grant_minutes"]
+    readonly_fields = ["id", "created_at"]
+    fields = ["name", "slug", "is_active", "id", "created_at"]
+    inlines = [MembershipInline, ApiKeyInline]
+    actions = ["suspend", "reactivate"]
 
     def get_fields(self, request, obj=None):
         # Fields other issues add to Tenant (e.g. webhook settings) are shown after ours.
@@ -142,71 +60,35 @@ class TenantAdmin(admin.ModelAdmin):
         ]
         return [*self.fields, *extra]
 
-    @admin.display(description="plan", ordering="subscription__plan__name")
-    def plan(self, tenant: Tenant) -> str:
-        sub = getattr(tenant, "subscription", None)
-        return sub.plan.name if sub else "-"
-
-    @admin.display(description="subscription", ordering="subscription__status")
-    def subscription_status(self, tenant: Tenant) -> str:
-        sub = getattr(tenant, "subscription", None)
-        return sub.get_status_display() if sub else "-"
-
-    @admin.display(description="usage this period")
-    def usage_this_period(self, tenant: Tenant) -> str:
-        if tenant.pk is None:
-            return "-"
-        summary = billing.usage_summary(tenant)
-        minutes = summary["minutes"]
-        return format_html(
-            "{} used · {} reserved · <strong>{}</strong> included (incl. {} granted) · {} active jobs",
-            f"{minutes['used']:.1f}",
-            f"{minutes['reserved']:.1f}",
-            f"{minutes['included']:.1f}",
-            f"{minutes['granted']:.1f}",
-            summary["active_jobs"],
-        )
+    def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:
+        """Ticking "is active" on the page suspends or reactivates through ``accounts.services``, as the
+        actions do; the other fields are saved as usual."""
+        if not (change and "is_active" in form.changed_data):
+            super().save_model(request, obj, form, change)
+            return
+        wanted = obj.is_active
+        obj.is_active = form.initial["is_active"]  # save the other fields with the stored state
+        super().save_model(request, obj, form, change)
+        if wanted:
+            services.reactivate_tenant(obj)
+        else:
+            services.suspend_tenant(obj)
 
     @admin.action(description="Suspend (read-only: no new jobs)")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        count = queryset.update(is_active=False)
+        tenants = list(queryset)
+        for tenant in tenants:
+            services.suspend_tenant(tenant)
         messages.success(
-            request, f"Suspended {count} tenant(s): their jobs can be read, new ones are refused."
+            request, f"Suspended {len(tenants)} tenant(s): their jobs can be read, new ones are refused."
         )
 
     @admin.action(description="Reactivate")
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        count = queryset.update(is_active=True)
-        messages.success(request, f"Reactivated {count} tenant(s).")
-
-    @admin.action(description="Grant extra minutes for this period…")
-    def grant_minutes(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> HttpResponse | None:
-        """An intermediate page asks how many minutes and why, then grants them through billing."""
-        form = GrantMinutesForm(request.POST if "apply" in request.POST else None)
-        if form.is_valid():
-            for tenant in queryset:
-                billing.grant_minutes(
-                    tenant,
-                    form.cleaned_data["minutes"],
-                    reason=form.cleaned_data["reason"],
-                    granted_by=request.user,
-                )
-            messages.success(
-                request, f"Granted {form.cleaned_data['minutes']} minutes to {queryset.count()} tenant(s)."
-            )
-            return None
-        return render(
-            request,
-            "admin/accounts/tenant/grant_minutes.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Grant extra minutes",
-                "tenants": queryset,
-                "form": form,
-                "opts": self.model._meta,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            },
-        )
+        tenants = list(queryset)
+        for tenant in tenants:
+            services.reactivate_tenant(tenant)
+        messages.success(request, f"Reactivated {len(tenants)} tenant(s).")
 
 
 @admin.register(ApiKey)

@@ -1,5 +1,5 @@
-"""Dashboard account pages and authentication (mounted at the site root with jobs.dashboard.views, namespace
-``dashboard``; see ``audioseal_site/urls.py``)."""
+"""Dashboard account pages and authentication (mounted at the site root, namespace ``dashboard``, with the
+jobs, webhook settings and billing pages; see ``audioseal_site/urls.py``)."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
@@ -37,9 +37,4 @@ urlpatterns = [
     path("members/", views.MembersView.as_view(), name="members"),
     path("members/<int:pk>/role/", views.MemberRoleView.as_view(), name="member-role"),
     path("members/<int:pk>/remove/", views.MemberRemoveView.as_view(), name="member-remove"),
-    path("webhooks/", views.WebhooksView.as_view(), name="webhooks"),
-    path("webhooks/rotate-secret/", views.WebhookSecretRotateView.as_view(), name="webhook-secret-rotate"),
-    path("billing/", views.BillingView.as_view(), name="billing"),
-    path("billing/checkout/", views.BillingCheckoutView.as_view(), name="billing-checkout"),
-    path("billing/portal/", views.BillingPortalView.as_view(), name="billing-portal"),
 ]

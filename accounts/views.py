@@ -1,22 +1,21 @@
-"""The customer dashboard's account pages: sign-up, organisations, API keys, members, webhooks and billing.
+"""The customer dashboard's account pages: sign-up, organisations, API keys and members.
+
+The webhook settings pages are jobs' (``jobs.dashboard.webhooks``) and the billing pages billing's
+(``billing.dashboard``): accounts sits below both and imports neither; they build on ``DashboardMixin``.
 
 Every page acts for the session's current tenant (``accounts.scoping``), never for a tenant named in the
 URL or the form, so one organisation's rows cannot be reached from another's session: objects are looked
-up inside the current tenant and anything else is a 404. ``DashboardMixin`` is shared with the jobs pages.
+up inside the current tenant and anything else is a 404. ``DashboardMixin`` is shared with the jobs and billing pages.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from pathlib import Path
 from typing import Any
 
-from django import forms as djforms
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -26,6 +25,7 @@ from django.views.generic import FormView, TemplateView
 from accounts import forms, services
 from accounts.models import ApiKey, Membership
 from accounts.scoping import SESSION_TENANT_KEY, membership_for_session
+from core.errors import ServiceError
 
 FORBIDDEN_MANAGE = "Only owners and admins of {tenant} can manage API keys, members, webhooks and billing."
 
@@ -224,15 +224,13 @@ class MembersView(DashboardMixin, TemplateView):
         )
         owners = sum(1 for m in members if m.role == Membership.Role.OWNER)
         for member in members:
-            editable = forms.can_change(self.membership, member)
-            last_owner = member.role == Membership.Role.OWNER and owners == 1
+            editable = services.can_change(self.membership, member)
             rows.append({
                 "membership": member,
                 "editable": editable,
-                "removable": editable and not last_owner,
-                "role_form": forms.MemberRoleForm(
-                    initial={"role": member.role}, actor=self.membership, target=member
-                ) if editable else None,
+                "removable": services.can_remove(self.membership, member, owners=owners),
+                "role_form": forms.MemberRoleForm(initial={"role": member.role}, actor=self.membership)
+                if editable else None,
             })
         context["rows"] = rows
         if self.membership.can_manage:
@@ -245,9 +243,18 @@ class MembersView(DashboardMixin, TemplateView):
         form = forms.MemberAddForm(request.POST, actor=self.membership)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        membership, invited = form.save(request=request)
+        try:
+            added = services.add_member(self.membership, form.cleaned_data["email"], form.cleaned_data["role"])
+        except ServiceError as exc:
+            field = exc.details.get("field")
+            form.add_error(field if field in form.fields else None, exc.message)
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        membership = added.membership
         who = membership.user.email or membership.user.get_username()
-        if invited:
+        if added.created_user:
+            services.invite_member(
+                membership, inviter=request.user, domain=request.get_host(), use_https=request.is_secure()
+            )
             messages.success(request, f"{who} was invited: we emailed them a link to set their password.")
         else:
             messages.success(request, f"{who} was added as {membership.get_role_display().lower()}.")
@@ -268,13 +275,17 @@ class MemberRoleView(MemberTargetMixin, View):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         target = self.get_target()
-        form = forms.MemberRoleForm(request.POST, actor=self.membership, target=target)
-        if form.is_valid():
-            form.save()
-            role = target.get_role_display().lower()
-            messages.success(request, f"{target.user.get_username()} is now {role}.")
-        else:
-            messages.error(request, " ".join(form.non_field_errors()) or "That role cannot be granted.")
+        form = forms.MemberRoleForm(request.POST, actor=self.membership)
+        if not form.is_valid():
+            messages.error(request, "That role cannot be granted.")
+            return redirect("dashboard:members")
+        try:
+            services.change_role(self.membership, target, form.cleaned_data["role"])
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("dashboard:members")
+        role = target.get_role_display().lower()
+        messages.success(request, f"{target.user.get_username()} is now {role}.")
         return redirect("dashboard:members")
 
 
@@ -295,219 +306,14 @@ class MemberRemoveView(MemberTargetMixin, TemplateView):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         target = self.get_target()
-        form = forms.MemberRemoveForm(request.POST, actor=self.membership, target=target)
-        if not form.is_valid():
-            messages.error(request, " ".join(form.non_field_errors()))
-            return redirect("dashboard:members")
         name = target.user.get_username()
-        form.save()
+        try:
+            services.remove_member(self.membership, target)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("dashboard:members")
         messages.success(request, f"{name} was removed.")
         if target.user_id == request.user.id:
             request.session.pop(SESSION_TENANT_KEY, None)
             return redirect("dashboard:overview")
         return redirect("dashboard:members")
-
-
-# --- webhooks -----------------------------------------------------------------------------------------------
-
-WEBHOOKS_GUIDE = Path(__file__).resolve().parent.parent / "jobs" / "WEBHOOKS.md"
-
-
-@functools.cache
-def verification_recipe() -> str:
-    """The customer's verification function exactly as ``jobs/WEBHOOKS.md`` documents it (its Python block)."""
-    try:
-        found = re.search(r"```python\n(.*?)```", WEBHOOKS_GUIDE.read_text(encoding="utf-8"), re.S)
-    except OSError:
-        return ""
-    return found.group(1).strip() if found else ""
-
-
-def mask_secret(secret: str) -> str:
-    """``whsec_••••••••abcd``: enough to tell two secrets apart, useless to sign with."""
-    prefix, _, rest = secret.partition("_")
-    return f"{prefix}_{'•' * 8}{rest[-4:]}" if rest else "•" * 8
-
-
-class WebhookSettingsForm(djforms.Form):
-    """The tenant's default callback URL; the SSRF check is ``jobs.webhooks.delivery``' (the same as a job's)."""
-
-    url = djforms.CharField(
-        label="Default callback URL", required=False, max_length=2000,
-        widget=djforms.URLInput(attrs={"placeholder": "https://hooks.example.com/audioseal", "spellcheck": "false"}),
-        help_text="Used for jobs submitted without their own <code>callback_url</code>. Must be http(s) and "
-        "resolve only to public addresses. Leave empty to send no webhook for such jobs.",
-    )
-
-
-class WebhooksView(DashboardMixin, TemplateView):
-    """The tenant's default callback URL and its webhook signing secret (owners and admins only)."""
-
-    template_name = "dashboard/webhooks.html"
-    manage_required = True
-    nav = "webhooks"
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context.setdefault("form", WebhookSettingsForm(initial={"url": self.tenant.webhook_url}))
-        context.update(
-            webhook_url=self.tenant.webhook_url,
-            secret=self.tenant.webhook_secret,
-            masked_secret=mask_secret(self.tenant.webhook_secret),
-            recipe=verification_recipe(),
-        )
-        return context
-
-    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
-        response = super().render_to_response(context, **kwargs)
-        response["Cache-Control"] = "no-store"  # the page carries the signing secret
-        return response
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        from core.errors import ServiceError
-        from jobs.webhooks import endpoints as webhooks
-
-        form = WebhookSettingsForm(request.POST)
-        if not form.is_valid():
-            return self.render_to_response(self.get_context_data(form=form), status=400)
-        url = form.cleaned_data["url"]
-        try:
-            webhooks.set_default_callback_url(self.tenant, url)
-        except ServiceError as exc:
-            form.add_error("url", exc.message)
-            return self.render_to_response(self.get_context_data(form=form), status=400)
-        if url:
-            messages.success(request, f"Job webhooks of {self.tenant.name} now go to {url} by default.")
-        else:
-            messages.success(request, "The default callback URL was removed.")
-        return redirect("dashboard:webhooks")
-
-
-class WebhookSecretRotateView(DashboardMixin, TemplateView):
-    template_name = "dashboard/confirm.html"
-    manage_required = True
-    nav = "webhooks"
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return {
-            **super().get_context_data(**kwargs),
-            "title": "Rotate signing secret",
-            "question": f"Rotate the webhook signing secret of {self.tenant.name}?",
-            "consequence": "Webhooks are signed with the new secret at once: your receivers reject them until "
-            "you deploy the new secret there. This cannot be undone.",
-            "confirm_label": "Rotate secret",
-            "cancel_url": reverse("dashboard:webhooks"),
-        }
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        from jobs.webhooks import endpoints as webhooks
-
-        webhooks.rotate_secret(self.tenant)
-        messages.success(request, "The signing secret was rotated. Deploy the new secret to your receivers now.")
-        return redirect("dashboard:webhooks")
-
-
-# --- billing ------------------------------------------------------------------------------------------------
-
-STRIPE_OFF = (
-    "Online payments are not configured on this installation (no Stripe key), so plans cannot be bought or "
-    "managed here yet. Usage is still recorded; contact us to change plan."
-)
-
-
-def stripe_enabled() -> bool:
-    from billing import stripe_sync
-
-    return stripe_sync.enabled()
-
-
-class BillingView(DashboardMixin, TemplateView):
-    """Plan, usage and the Stripe buttons (disabled, with the reason, when Stripe is not configured)."""
-
-    template_name = "dashboard/billing.html"
-    manage_required = True
-    nav = "billing"
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from billing import services as billing
-
-        context = super().get_context_data(**kwargs)
-        summary = billing.usage_summary(self.tenant)
-        minutes = summary["minutes"]
-        enabled = stripe_enabled()
-        current = summary["plan"]["code"]
-        plans = []
-        for plan in billing.public_plans():
-            purchasable = bool(plan.stripe_price_id or plan.stripe_metered_price_id)
-            plans.append({
-                "plan": plan,
-                "current": plan.code == current,
-                "can_buy": enabled and purchasable and plan.code != current,
-                "why_not": "" if purchasable else "Not sold online: contact us.",
-            })
-        history = list(reversed(billing.usage_history(self.tenant, periods=6)))
-        context.update(
-            summary=summary,
-            minutes=minutes,
-            limits=summary["limits"],
-            plans=plans,
-            stripe_enabled=enabled,
-            stripe_off_reason=STRIPE_OFF,
-            usage_chart={
-                "used": minutes["used"], "reserved": minutes["reserved"], "included": minutes["included"]
-            },
-            history_chart={
-                "labels": [row["period_start"].strftime("%b %Y") for row in history],
-                "used": [round(row["used_minutes"], 2) for row in history],
-            },
-        )
-        return context
-
-
-class StripeRedirectMixin(DashboardMixin):
-    """POST-only endpoints that send an owner or admin to one of Stripe's hosted pages."""
-
-    http_method_names = ["post"]
-    manage_required = True
-    nav = "billing"
-
-    def stripe_url(self, request: HttpRequest) -> str:
-        raise NotImplementedError
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        from core.errors import ServiceError
-
-        if not stripe_enabled():
-            messages.error(request, STRIPE_OFF)
-            return redirect("dashboard:billing")
-        try:
-            url = self.stripe_url(request)
-        except ServiceError as exc:
-            messages.error(request, f"{exc.message} ({exc.code})")
-            return redirect("dashboard:billing")
-        # Stripe's hosted page is on another origin, which redirect()'s local-URL helpers do not expect.
-        return HttpResponseRedirect(url)
-
-
-class BillingCheckoutView(StripeRedirectMixin, View):
-    def stripe_url(self, request: HttpRequest) -> str:
-        from billing import services as billing
-
-        code = request.POST.get("plan", "")
-        plan = next((p for p in billing.public_plans() if p.code == code), None)
-        if plan is None:
-            from core.errors import ServiceError
-
-            raise ServiceError("PLAN_NOT_FOUND", "Choose one of the plans on this page.")
-        back = request.build_absolute_uri(reverse("dashboard:billing"))
-        return billing.checkout_url(
-            self.tenant, plan, success_url=back + "?checkout=success", cancel_url=back
-        )
-
-
-class BillingPortalView(StripeRedirectMixin, View):
-    def stripe_url(self, request: HttpRequest) -> str:
-        from billing import services as billing
-
-        back = request.build_absolute_uri(reverse("dashboard:billing"))
-        return billing.portal_url(self.tenant, return_url=back)

@@ -5,12 +5,22 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import urls as accounts_urls
 from audioseal_site import health, metrics, openapi  # noqa: F401 - openapi registers the API-key scheme
+from billing import dashboard as billing_dashboard
 from billing import views as billing_views
 from jobs.dashboard import views as jobs_dashboard
+from jobs.dashboard import webhooks as webhooks_dashboard
 
 api_v1 = ([path("", include("jobs.api.urls")), path("", include("billing.urls"))], "api")
-# The customer dashboard: account pages and jobs pages share one namespace, mounted at the root.
-dashboard = ([*accounts_urls.urlpatterns, *jobs_dashboard.urlpatterns], "dashboard")
+# The customer dashboard: account, jobs, webhook settings and billing pages share one namespace, at the root.
+dashboard = (
+    [
+        *accounts_urls.urlpatterns,
+        *jobs_dashboard.urlpatterns,
+        *webhooks_dashboard.urlpatterns,
+        *billing_dashboard.urlpatterns,
+    ],
+    "dashboard",
+)
 
 # Errors of /api/ paths that no DRF view rendered (unknown paths, crashes, DEBUG pages) become JSON in
 # audioseal_site.middleware.ApiJsonErrorsMiddleware; other paths keep Django's pages.

@@ -149,14 +149,14 @@ def make_tenant(slug: str) -> str:
     from billing import services as billing
 
     tenant = accounts.create_tenant(f"Bench {slug}", slug=slug)
-    sub = billing.subscription_for(tenant)
     unlimited = 10**9
-    sub.included_minutes_override = 10**8
-    sub.overage_allowed_override = True
-    sub.max_concurrent_jobs_override = 10**6
-    sub.max_audio_seconds_override = 3600.0
-    sub.rate_limits_override = {f: unlimited for f in ("watermark", "emotion", "media", "read", "default")}
-    sub.save()
+    billing.change_subscription(tenant, overrides={
+        "included_minutes": 10**8,
+        "overage_allowed": True,
+        "max_concurrent_jobs": 10**6,
+        "max_audio_seconds": 3600.0,
+        "rate_limits": {f: unlimited for f in ("watermark", "emotion", "media", "read", "default")},
+    })
     return accounts.issue_api_key(tenant, "bench").secret
 
 

@@ -147,7 +147,9 @@ class ReservationState(models.TextChoices):
 
 
 class Reservation(models.Model):
-    job = models.OneToOneField("jobs.Job", on_delete=models.CASCADE, related_name="reservation")
+    # The job's id, not a foreign key: billing sits below jobs and does not know the Job model
+    # (``billing.contracts.BillableJob`` is all it is told). One reservation per job.
+    job_id = models.UUIDField(unique=True, help_text="The job holding the seconds (jobs.Job id).")
     tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="reservations")
     period = models.ForeignKey(PeriodUsage, on_delete=models.PROTECT, related_name="reservations")
     seconds = models.BigIntegerField()
@@ -186,7 +188,8 @@ class UsageEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="usage_events")
-    job = models.ForeignKey("jobs.Job", on_delete=models.PROTECT, related_name="usage_events")
+    # The job's id, not a foreign key (see Reservation.job_id): the ledger outlives any job row.
+    job_id = models.UUIDField(db_index=True, help_text="The job the usage came from (jobs.Job id).")
     metric = models.CharField(max_length=40, default=METRIC_AUDIO_SECONDS)
     kind = models.CharField(max_length=32, help_text="The job kind the usage came from.")
     quantity = models.BigIntegerField(help_text="Whole seconds of audio (each job rounded up).")
@@ -199,7 +202,7 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["job", "metric"], name="one_usage_event_per_job_metric"),
+            models.UniqueConstraint(fields=["job_id", "metric"], name="one_usage_event_per_job_metric"),
             models.CheckConstraint(condition=models.Q(quantity__gte=0), name="usage_quantity_not_negative"),
         ]
         indexes = [models.Index(fields=["tenant", "period_start"], name="usage_tenant_period")]

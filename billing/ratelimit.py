@@ -27,6 +27,7 @@ import redis
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
+from core.errors import ServiceError
 from core.redis import client as redis_client
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def family_for(request, view) -> str:
 
 def identity_for(request) -> str | None:
     """Who is counted: the API key, or (dashboard session) the user within the tenant; None: anonymous."""
-    from accounts.models import ApiKey
+    from accounts.models import ApiKey  # not at the top: see PlanRateThrottle.allow_request
 
     auth = getattr(request, "auth", None)
     if isinstance(auth, ApiKey):
@@ -109,11 +110,10 @@ class PlanRateThrottle(BaseThrottle):
         identity = identity_for(request)
         if identity is None:
             return True
-        # Imported here: DRF imports this module while `rest_framework.views` (and so
-        # `audioseal_site.errors`) is still initialising; `core.errors` needs no DRF, but billing.services does.
+        # Imported here, not at the top: DRF imports this module (DEFAULT_THROTTLE_CLASSES) while
+        # `rest_framework.views` is still initialising, before the models of the apps may be imported.
         from accounts.scoping import tenant_for_request
         from billing.services import limits_for
-        from core.errors import ServiceError
 
         tenant = tenant_for_request(request)
         if tenant is None:

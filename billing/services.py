@@ -1,18 +1,24 @@
 """Billing operations that the API, the worker, the admin and the dashboard all call.
 
-The hooks the platform calls:
+The hooks the platform calls (``job`` is a ``billing.contracts.BillableJob``, built by jobs: billing does not
+know the Job model):
 
 - ``reserve(job)``: inside the job's creation transaction. Locks the tenant's ``PeriodUsage`` row, checks the
-  subscription, the concurrency limit and the minutes, and reserves the job's billable seconds. Raises
-  ``ServiceError`` (402 ``QUOTA_EXCEEDED`` / ``SUBSCRIPTION_INACTIVE``, 429 ``CONCURRENCY_LIMIT``, 403
-  ``TENANT_SUSPENDED``), which rolls the whole submission back.
+  subscription, the concurrency limit (the tenant's open reservations) and the minutes, and reserves the
+  job's billable seconds. Raises ``ServiceError`` (402 ``QUOTA_EXCEEDED`` / ``SUBSCRIPTION_INACTIVE``, 429
+  ``CONCURRENCY_LIMIT``, 403 ``TENANT_SUSPENDED``), which rolls the whole submission back.
 - ``on_job_final(job)``: inside every final transition. ``settle`` (succeeded: one ``UsageEvent``) or
   ``release`` (failed, canceled: nothing billed); both are idempotent.
-- ``on_tenant_created(tenant)``: gives the tenant its subscription on the default plan.
+- ``on_tenant_created(tenant)``: gives the tenant its subscription on the default plan (on accounts'
+  ``tenant_created`` signal).
 - ``limits_for(tenant)``: the tenant's effective limits (plan, staff overrides, capped by the settings'
   ceilings) for upload checks, rate limits and retention.
 
-For the dashboard: ``usage_summary``, ``usage_history``, ``public_plans``, ``checkout_url``, ``portal_url``.
+The one writer of a subscription: ``change_subscription`` (plan, state, period, overrides, Stripe ids); plan
+changes, the Stripe webhooks, the admin and the benchmark all go through it.
+
+For the dashboard: ``usage_summary``, ``usage_history``, ``public_plans``, ``checkout_url``, ``portal_url``
+(the Stripe calls themselves are ``billing.stripe_sync``'s, which does not import this module).
 For staff and tests: ``change_plan``, ``grant_minutes``.
 """
 
@@ -21,15 +27,19 @@ from __future__ import annotations
 import calendar
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
+from accounts.models import Tenant
+from billing import stripe_sync
+from billing.contracts import BillableJob
 from billing.models import (
     MeterSync,
     PeriodUsage,
@@ -44,7 +54,9 @@ from billing.models import (
 )
 from billing.seed import ensure_seed_plans
 from core.errors import ServiceError
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +96,7 @@ def default_plan() -> Plan:
 
 
 def calendar_month(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC calendar month containing ``now``: the first period of a subscription Stripe does not manage."""
     start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return start, _add_months(start, 1, 1)
 
@@ -95,7 +108,7 @@ def _add_months(moment: datetime, months: int, anchor_day: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def subscription_for(tenant, *, plan: Plan | None = None) -> Subscription:
+def subscription_for(tenant: Tenant, *, plan: Plan | None = None) -> Subscription:
     """The tenant's subscription, created on the default plan for tenants that predate billing."""
     sub = Subscription.objects.select_related("plan").filter(tenant=tenant).first()
     if sub is not None:
@@ -114,7 +127,7 @@ def effective_limits(sub: Subscription) -> Limits:
     """The plan's limits with the tenant's staff overrides, file size and duration capped by the settings."""
     plan = sub.plan
 
-    def pick(override, value):
+    def pick(override: Any, value: Any) -> Any:
         return value if override is None else override
 
     rate_limits = {**(plan.rate_limits or {}), **(sub.rate_limits_override or {})}
@@ -132,7 +145,7 @@ def effective_limits(sub: Subscription) -> Limits:
     )
 
 
-def limits_for(tenant) -> Limits:
+def limits_for(tenant: Tenant | None) -> Limits:
     """Effective limits for ``tenant``; with no tenant, the global settings (the ceilings) alone."""
     if tenant is None:
         return Limits(
@@ -161,7 +174,8 @@ def period_bounds(sub: Subscription, now: datetime | None = None) -> tuple[datet
     return start, end
 
 
-def granted_seconds(tenant, period_start: datetime) -> int:
+def granted_seconds(tenant: Tenant, period_start: datetime) -> int:
+    """Seconds staff granted the tenant for the period starting at ``period_start`` (on top of the plan)."""
     grants = QuotaGrant.objects.filter(tenant=tenant, period_start=period_start)
     minutes = grants.aggregate(m=Sum("minutes"))["m"]
     return int(minutes or 0) * 60
@@ -174,18 +188,107 @@ def billable_seconds(seconds: float | None) -> int:
     return max(1, math.ceil(round(float(seconds), 3)))
 
 
-def change_plan(tenant, plan: Plan | str, *, status: str = SubscriptionStatus.ACTIVE) -> Subscription:
-    """Put a tenant on a plan (staff action, tests). Stripe-managed tenants change plan through Stripe."""
-    if isinstance(plan, str):
-        plan = Plan.objects.get(code=plan)
-    sub = subscription_for(tenant)
-    Subscription.objects.filter(pk=sub.pk).update(plan=plan, status=status, updated_at=timezone.now())
-    sub.refresh_from_db()
+# --- the one writer of subscription state -------------------------------------------------------------------
+
+
+class _Unset:
+    """Marks a ``change_subscription`` argument as not given (``None`` is a value: "no date", "the plan's")."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+# The plan limits staff may override per tenant: ``<name>_override`` on Subscription; None = the plan's value.
+OVERRIDABLE_LIMITS = (
+    "included_minutes", "overage_allowed", "max_file_bytes", "max_audio_seconds", "max_concurrent_jobs",
+    "rate_limits", "retention_days",
+)
+
+
+@transaction.atomic
+def change_subscription(
+    target: Tenant | Subscription,
+    *,
+    plan: Plan | str = UNSET,
+    status: str = UNSET,
+    status_at: datetime | None = None,
+    past_due_since: datetime | None = UNSET,
+    period: tuple[datetime, datetime] = UNSET,
+    overrides: Mapping[str, Any] = UNSET,
+    stripe_customer_id: str = UNSET,
+    stripe_subscription_id: str = UNSET,
+    stripe_status: str = UNSET,
+    stripe_state_at: datetime | None = UNSET,
+) -> Subscription:
+    """Change a tenant's subscription: the only code that writes an existing ``Subscription`` row.
+
+    Plan changes, the Stripe webhook handlers, the Stripe customer, the admin and the benchmark all come here,
+    so the rules of the row hold whoever writes: the row is locked while it changes (a webhook and a staff
+    edit cannot interleave), only the given fields are written (arguments left out keep their value), and
+    ``past_due_since`` follows ``status``: a move to past due keeps the first date (or takes ``status_at``,
+    default now), any other status clears it, unless ``past_due_since`` is given explicitly.
+
+    ``overrides`` maps names of ``OVERRIDABLE_LIMITS`` to a value, or to None for the plan's value.
+    Returns the saved subscription (its plan loaded).
+    """
+    if isinstance(target, Subscription):
+        pk = target.pk
+    else:
+        pk = subscription_for(target).pk
+    sub = Subscription.objects.select_for_update(of=("self",)).select_related("plan").get(pk=pk)
+    changed: list[str] = []
+
+    def put(field_name: str, value: Any) -> None:
+        setattr(sub, field_name, value)
+        changed.append(field_name)
+
+    if plan is not UNSET:
+        put("plan", Plan.objects.get(code=plan) if isinstance(plan, str) else plan)
+    if status is not UNSET:
+        put("status", status)
+        if past_due_since is UNSET:
+            if status == SubscriptionStatus.PAST_DUE:
+                past_due_since = sub.past_due_since or status_at or timezone.now()
+            else:
+                past_due_since = None
+    if past_due_since is not UNSET:
+        put("past_due_since", past_due_since)
+    if period is not UNSET:
+        put("current_period_start", period[0])
+        put("current_period_end", period[1])
+    if overrides is not UNSET:
+        unknown = set(overrides) - set(OVERRIDABLE_LIMITS)
+        if unknown:
+            raise ValueError(f"not an overridable limit: {', '.join(sorted(unknown))}")
+        for name, value in overrides.items():
+            put(f"{name}_override", (value or {}) if name == "rate_limits" else value)
+    for name, value in (
+        ("stripe_customer_id", stripe_customer_id),
+        ("stripe_subscription_id", stripe_subscription_id),
+        ("stripe_status", stripe_status),
+        ("stripe_state_at", stripe_state_at),
+    ):
+        if value is not UNSET:
+            put(name, value)
+    if changed:
+        sub.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
     return sub
 
 
+def change_plan(tenant: Tenant, plan: Plan | str, *, status: str = SubscriptionStatus.ACTIVE) -> Subscription:
+    """Put a tenant on a plan (staff action, tests). Stripe-managed tenants change plan through Stripe."""
+    return change_subscription(tenant, plan=plan, status=status)
+
+
 def grant_minutes(
-    tenant, minutes: int, *, reason: str = "", granted_by=None, period_start: datetime | None = None
+    tenant: Tenant,
+    minutes: int,
+    *,
+    reason: str = "",
+    granted_by: AbstractBaseUser | None = None,
+    period_start: datetime | None = None,
 ) -> QuotaGrant:
     """Give a tenant extra minutes for one billing period (the current one unless given)."""
     if period_start is None:
@@ -198,12 +301,15 @@ def grant_minutes(
 # --- hooks called by accounts and jobs ----------------------------------------------------------------------
 
 
-def on_tenant_created(tenant) -> None:
-    """Give a new tenant its subscription on the default plan (``BILLING_DEFAULT_PLAN``)."""
+def on_tenant_created(tenant: Tenant) -> None:
+    """Give a new tenant its subscription on the default plan (``BILLING_DEFAULT_PLAN``).
+
+    Called on ``accounts.signals.tenant_created`` (``billing.receivers``): accounts cannot call billing.
+    """
     subscription_for(tenant)
 
 
-def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -> ServiceError | None:
+def submission_refusal(tenant: Tenant, sub: Subscription, now: datetime | None = None) -> ServiceError | None:
     """Why this tenant may not submit work now (suspended, canceled, past due beyond grace), or None."""
     now = now or timezone.now()
     if not tenant.is_active:
@@ -227,7 +333,7 @@ def submission_refusal(tenant, sub: Subscription, now: datetime | None = None) -
     return None
 
 
-def _locked_usage(tenant, start: datetime, end: datetime) -> PeriodUsage:
+def _locked_usage(tenant: Tenant, start: datetime, end: datetime) -> PeriodUsage:
     """The period's usage row, created if needed, locked until the transaction ends.
 
     FOR NO KEY UPDATE (not FOR UPDATE) so inserting rows that reference it (reservations) is not blocked.
@@ -249,14 +355,24 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f}"
 
 
+def open_reservations(tenant: Tenant) -> int:
+    """Jobs of ``tenant`` holding a reservation now: its queued and running jobs, as billing knows them.
+
+    Billing's own count (not the jobs table's): a reservation is made when a job is submitted and closed in
+    the job's final transition, in the same transactions as the job's status changes.
+    """
+    return Reservation.objects.filter(tenant=tenant, state=ReservationState.RESERVED).count()
+
+
 @transaction.atomic
-def reserve(job: Job) -> Reservation | None:
+def reserve(job: BillableJob) -> Reservation:
     """Reserve the job's billable seconds against its tenant's quota, or refuse the submission.
 
     Must run inside the transaction that inserts the job: the row lock taken here is held until that commits,
     so concurrent submissions of one tenant check and reserve one after another and the limits hold exactly.
     """
-    tenant = job.tenant
+    # Read fresh (not the caller's possibly older object): a suspension applies to the next submission.
+    tenant = Tenant.objects.get(pk=job.tenant_id)
     now = timezone.now()
     sub = subscription_for(tenant)
     refusal = submission_refusal(tenant, sub, now)
@@ -266,7 +382,8 @@ def reserve(job: Job) -> Reservation | None:
     start, end = period_bounds(sub, now)
     usage = _locked_usage(tenant, start, end)
 
-    active = Job.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).exclude(pk=job.pk).count()
+    # Counted under the period row's lock, so concurrent submissions see each other's reservations.
+    active = open_reservations(tenant)
     if active >= limits.max_concurrent_jobs:
         raise ServiceError(
             "CONCURRENCY_LIMIT",
@@ -297,32 +414,32 @@ def reserve(job: Job) -> Reservation | None:
             },
         )
     PeriodUsage.objects.filter(pk=usage.pk).update(reserved_seconds=F("reserved_seconds") + seconds)
-    return Reservation.objects.create(job=job, tenant=tenant, period=usage, seconds=seconds)
+    return Reservation.objects.create(job_id=job.job_id, tenant=tenant, period=usage, seconds=seconds)
 
 
-def on_job_final(job: Job) -> None:
+def on_job_final(job: BillableJob) -> None:
     """Settle (succeeded) or release (failed, canceled) the job's reservation, inside the final transition."""
-    if job.status == JobStatus.SUCCEEDED:
+    if job.succeeded:
         settle(job)
     else:
         release(job)
 
 
 @transaction.atomic
-def settle(job: Job) -> UsageEvent | None:
+def settle(job: BillableJob) -> UsageEvent | None:
     """Turn the job's reservation into one ``UsageEvent`` for the seconds it actually consumed.
 
     Idempotent: a settled or released reservation, or a job that already has its event, changes nothing.
     A succeeded job without a reservation (created before billing existed) is still billed, once.
     """
-    reservation = Reservation.objects.select_for_update().filter(job_id=job.pk).first()
+    reservation = Reservation.objects.select_for_update().filter(job_id=job.job_id).first()
     if reservation is not None and reservation.state != ReservationState.RESERVED:
         return None
     if reservation is None:
-        if UsageEvent.objects.filter(job_id=job.pk, metric=UsageEvent.METRIC_AUDIO_SECONDS).exists():
+        if UsageEvent.objects.filter(job_id=job.job_id, metric=UsageEvent.METRIC_AUDIO_SECONDS).exists():
             return None
-        sub = subscription_for(job.tenant)
-        usage = _locked_usage(job.tenant, *period_bounds(sub))
+        tenant = Tenant.objects.get(pk=job.tenant_id)
+        usage = _locked_usage(tenant, *period_bounds(subscription_for(tenant)))
     else:
         usage = PeriodUsage.objects.select_for_update(no_key=True).get(pk=reservation.period_id)
     quantity = billable_seconds(job.audio_seconds)
@@ -330,7 +447,7 @@ def settle(job: Job) -> UsageEvent | None:
         with transaction.atomic():
             event = UsageEvent.objects.create(
                 tenant_id=job.tenant_id,
-                job_id=job.pk,
+                job_id=job.job_id,
                 metric=UsageEvent.METRIC_AUDIO_SECONDS,
                 kind=job.kind,
                 quantity=quantity,
@@ -352,10 +469,10 @@ def settle(job: Job) -> UsageEvent | None:
 
 
 @transaction.atomic
-def release(job: Job) -> bool:
+def release(job: BillableJob) -> bool:
     """Free the job's reservation without billing it. Idempotent; False when there was nothing to release."""
     reservation = Reservation.objects.select_for_update().filter(
-        job_id=job.pk, state=ReservationState.RESERVED
+        job_id=job.job_id, state=ReservationState.RESERVED
     ).first()
     if reservation is None:
         return False
@@ -371,7 +488,7 @@ def release(job: Job) -> bool:
 # --- reading usage ------------------------------------------------------------------------------------------
 
 
-def usage_summary(tenant, now: datetime | None = None) -> dict[str, Any]:
+def usage_summary(tenant: Tenant, now: datetime | None = None) -> dict[str, Any]:
     """The current period for ``GET /api/v1/usage`` and the dashboard: minutes used / reserved / included,
     usage per job kind, the subscription and the effective limits."""
     sub = subscription_for(tenant)
@@ -414,12 +531,12 @@ def usage_summary(tenant, now: datetime | None = None) -> dict[str, Any]:
             }
             for row in by_kind
         ],
-        "active_jobs": Job.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).count(),
+        "active_jobs": open_reservations(tenant),
         "limits": limits.as_dict(),
     }
 
 
-def usage_history(tenant, periods: int = 12) -> list[dict[str, Any]]:
+def usage_history(tenant: Tenant, periods: int = 12) -> list[dict[str, Any]]:
     """Used and reserved minutes for the tenant's last ``periods`` billing periods, newest first (charts)."""
     rows = PeriodUsage.objects.filter(tenant=tenant).order_by("-period_start")[:periods]
     return [
@@ -442,18 +559,51 @@ def public_plans() -> list[Plan]:
 # --- Stripe entry points for the dashboard ------------------------------------------------------------------
 
 
-def checkout_url(tenant, plan: Plan | str, *, success_url: str, cancel_url: str) -> str:
-    """A Stripe Checkout page where the tenant subscribes to ``plan``. Raises ServiceError BILLING_UNAVAILABLE
-    without ``STRIPE_API_KEY``, PLAN_NOT_PURCHASABLE for a plan without a Stripe price."""
-    from billing import stripe_sync
+def stripe_customer(tenant: Tenant) -> str:
+    """The tenant's Stripe customer id, creating the customer once and recording it on the subscription.
 
+    The row is locked while we check and record, so two first checkouts at once record one customer (and
+    Stripe's idempotency key makes them get the same one anyway).
+    """
+    stripe_sync.require_enabled()
+    sub = subscription_for(tenant)
+    if sub.stripe_customer_id:
+        return sub.stripe_customer_id
+    customer = stripe_sync.create_customer(tenant)
+    with transaction.atomic():
+        sub = Subscription.objects.select_for_update(of=("self",)).get(pk=sub.pk)
+        if not sub.stripe_customer_id:
+            sub = change_subscription(sub, stripe_customer_id=customer)
+    return sub.stripe_customer_id
+
+
+def checkout_url(tenant: Tenant, plan: Plan | str, *, success_url: str, cancel_url: str) -> str:
+    """A Stripe Checkout page where the tenant subscribes to ``plan``.
+
+    Raises ServiceError BILLING_UNAVAILABLE without ``STRIPE_API_KEY``, PLAN_NOT_PURCHASABLE for a plan
+    without a Stripe price, ALREADY_SUBSCRIBED for a tenant with a live Stripe subscription (Checkout cannot
+    modify one: such tenants change plan in the Billing Portal).
+    """
     if isinstance(plan, str):
         plan = Plan.objects.get(code=plan)
-    return stripe_sync.create_checkout_session(tenant, plan, success_url=success_url, cancel_url=cancel_url)
+    stripe_sync.require_enabled()
+    if not (plan.stripe_price_id or plan.stripe_metered_price_id):
+        raise ServiceError(
+            "PLAN_NOT_PURCHASABLE", f"The {plan.name} plan has no Stripe price.", {"plan": plan.code}
+        )
+    sub = subscription_for(tenant)
+    if sub.stripe_subscription_id and sub.status != SubscriptionStatus.CANCELED:
+        raise ServiceError(
+            "ALREADY_SUBSCRIBED",
+            "This account already has a subscription: change plan in the billing portal.",
+            {"plan": sub.plan.code, "status": sub.status},
+        )
+    return stripe_sync.create_checkout_session(
+        tenant, plan, customer=stripe_customer(tenant), success_url=success_url, cancel_url=cancel_url
+    )
 
 
-def portal_url(tenant, *, return_url: str) -> str:
+def portal_url(tenant: Tenant, *, return_url: str) -> str:
     """A Stripe Billing Portal page (payment methods, invoices, plan changes, cancellation)."""
-    from billing import stripe_sync
-
-    return stripe_sync.create_portal_session(tenant, return_url=return_url)
+    stripe_sync.require_enabled()
+    return stripe_sync.create_portal_session(customer=stripe_customer(tenant), return_url=return_url)

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import MeterSync, Plan, Subscription, SubscriptionStatus, SyncState
+from billing.models import MeterSync, Plan, Subscription, SyncState
 from core.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def client() -> stripe.StripeClient:
     )
 
 
-def _require_enabled() -> None:
+def require_enabled() -> None:
+    """Raise ``BILLING_UNAVAILABLE`` (503) when no ``STRIPE_API_KEY`` is configured."""
     if not enabled():
         raise ServiceError(
             "BILLING_UNAVAILABLE",
@@ -66,16 +67,15 @@ def _provider_error(exc: stripe.StripeError) -> ServiceError:
 
 
 # --- customers, Checkout, Billing Portal --------------------------------------------------------------------
+# Stripe calls only: which tenant may check out, and recording the customer on the subscription, are
+# ``billing.services``' (checkout_url, portal_url, stripe_customer), which calls these. This module does not
+# import billing.services, so the two are not a circle.
 
 
-def ensure_customer(tenant) -> str:
-    """The tenant's Stripe customer id, creating the customer once (idempotency key per tenant)."""
-    from billing.services import subscription_for
-
-    _require_enabled()
-    sub = subscription_for(tenant)
-    if sub.stripe_customer_id:
-        return sub.stripe_customer_id
+def create_customer(tenant) -> str:
+    """Create the tenant's Stripe customer; returns its id. The idempotency key is per tenant, so a retry or a
+    second concurrent call gets the same customer back instead of a duplicate."""
+    require_enabled()
     owner = tenant.memberships.filter(role="owner").select_related("user").order_by("created_at").first()
     params: dict[str, Any] = {
         "name": tenant.name,
@@ -88,32 +88,12 @@ def ensure_customer(tenant) -> str:
         customer = client().v1.customers.create(params, options)
     except stripe.StripeError as exc:
         raise _provider_error(exc) from exc
-    Subscription.objects.filter(pk=sub.pk, stripe_customer_id="").update(stripe_customer_id=customer.id)
-    sub.refresh_from_db()
-    return sub.stripe_customer_id
+    return customer.id
 
 
-def create_checkout_session(tenant, plan: Plan, *, success_url: str, cancel_url: str) -> str:
-    """A Checkout Session (mode subscription) for ``plan``; returns the page's URL.
-
-    A tenant that already has a live Stripe subscription changes plan in the Billing Portal instead
-    (Checkout cannot modify a subscription): ``ALREADY_SUBSCRIBED``.
-    """
-    from billing.services import subscription_for
-
-    _require_enabled()
-    if not (plan.stripe_price_id or plan.stripe_metered_price_id):
-        raise ServiceError(
-            "PLAN_NOT_PURCHASABLE", f"The {plan.name} plan has no Stripe price.", {"plan": plan.code}
-        )
-    sub = subscription_for(tenant)
-    if sub.stripe_subscription_id and sub.status != SubscriptionStatus.CANCELED:
-        raise ServiceError(
-            "ALREADY_SUBSCRIBED",
-            "This account already has a subscription: change plan in the billing portal.",
-            {"plan": sub.plan.code, "status": sub.status},
-        )
-    customer = ensure_customer(tenant)
+def create_checkout_session(tenant, plan: Plan, *, customer: str, success_url: str, cancel_url: str) -> str:
+    """A Checkout Session (mode subscription) of ``customer`` for ``plan``; returns the page's URL."""
+    require_enabled()
     line_items: list[dict[str, Any]] = []
     if plan.stripe_price_id:
         line_items.append({"price": plan.stripe_price_id, "quantity": 1})
@@ -136,9 +116,9 @@ def create_checkout_session(tenant, plan: Plan, *, success_url: str, cancel_url:
     return session.url
 
 
-def create_portal_session(tenant, *, return_url: str) -> str:
-    _require_enabled()
-    customer = ensure_customer(tenant)
+def create_portal_session(*, customer: str, return_url: str) -> str:
+    """A Billing Portal session of ``customer``; returns the page's URL."""
+    require_enabled()
     try:
         session = client().v1.billing_portal.sessions.create({"customer": customer, "return_url": return_url})
     except stripe.StripeError as exc:

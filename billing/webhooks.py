@@ -32,6 +32,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from billing import services
 from billing.models import Plan, StripeEvent, Subscription, SubscriptionStatus
 from core.errors import error_body
 
@@ -108,10 +109,12 @@ def _locked_subscription(customer: str | None, metadata: dict[str, Any] | None) 
         tenant_id = uuid.UUID(str((metadata or {}).get("tenant_id")))
     except ValueError:
         return None
-    sub = queryset.filter(tenant_id=tenant_id).first()
-    if sub is not None and customer and not sub.stripe_customer_id:
-        sub.stripe_customer_id = customer
-    return sub
+    return queryset.filter(tenant_id=tenant_id).first()
+
+
+def _customer_to_record(sub: Subscription, customer: str | None) -> dict[str, Any]:
+    """A subscription found by ``metadata.tenant_id`` learns its Stripe customer when the event is applied."""
+    return {"stripe_customer_id": customer} if customer and not sub.stripe_customer_id else {}
 
 
 def _is_stale(sub: Subscription, created: datetime) -> bool:
@@ -145,14 +148,6 @@ def _period(obj: dict[str, Any]) -> tuple[datetime, datetime] | None:
     return datetime.fromtimestamp(int(start), UTC), datetime.fromtimestamp(int(end), UTC)
 
 
-def _set_status(sub: Subscription, status: str, created: datetime) -> None:
-    if status == SubscriptionStatus.PAST_DUE:
-        sub.past_due_since = sub.past_due_since or created
-    else:
-        sub.past_due_since = None
-    sub.status = status
-
-
 def on_subscription(obj: dict[str, Any], created: datetime, *, deleted: bool = False) -> tuple[str, Any]:
     sub = _locked_subscription(obj.get("customer"), obj.get("metadata"))
     if sub is None:
@@ -167,17 +162,21 @@ def on_subscription(obj: dict[str, Any], created: datetime, *, deleted: bool = F
     status = STATUS_MAP.get(stripe_status)
     if status is None:
         return "ignored", sub.tenant_id
-    _set_status(sub, status, created)
-    sub.stripe_status = stripe_status
-    sub.stripe_subscription_id = obj.get("id") or sub.stripe_subscription_id
+    changes: dict[str, Any] = {
+        "status": status,
+        "status_at": created,  # past due since the event, not since it arrived
+        "stripe_status": stripe_status,
+        "stripe_subscription_id": obj.get("id") or sub.stripe_subscription_id,
+        "stripe_state_at": created,
+        **_customer_to_record(sub, obj.get("customer")),
+    }
     plan = _plan_for(obj)
     if plan is not None:
-        sub.plan = plan
+        changes["plan"] = plan
     period = _period(obj)
     if period is not None:
-        sub.current_period_start, sub.current_period_end = period
-    sub.stripe_state_at = created
-    sub.save()
+        changes["period"] = period
+    services.change_subscription(sub, **changes)
     return "processed", sub.tenant_id
 
 
@@ -200,15 +199,13 @@ def _on_invoice(obj: dict[str, Any], created: datetime, *, paid: bool) -> tuple[
         return "stale", sub.tenant_id
     if sub.status == SubscriptionStatus.CANCELED:
         return "ignored", sub.tenant_id
+    changes: dict[str, Any] = {"stripe_state_at": created, **_customer_to_record(sub, obj.get("customer"))}
     if paid:
         if sub.status == SubscriptionStatus.PAST_DUE:
-            _set_status(sub, SubscriptionStatus.ACTIVE, created)
-            sub.stripe_status = "active"
+            changes.update(status=SubscriptionStatus.ACTIVE, status_at=created, stripe_status="active")
     else:
-        _set_status(sub, SubscriptionStatus.PAST_DUE, created)
-        sub.stripe_status = "past_due"
-    sub.stripe_state_at = created
-    sub.save()
+        changes.update(status=SubscriptionStatus.PAST_DUE, status_at=created, stripe_status="past_due")
+    services.change_subscription(sub, **changes)
     return "processed", sub.tenant_id
 
 

@@ -31,11 +31,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
+from billing import services as billing_services
+from billing.contracts import BillableJob
 from core.errors import ServiceError, from_media_error
 from jobs import notify
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.webhooks import endpoints, outbox
+from media_ops.errors import MediaError
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +99,9 @@ def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None =
 
 def probe_upload(kind: str, upload: UploadedFile, field_name: str, tenant: Any = None) -> dict[str, Any]:
     """Validate one upload (size, real format, duration) against the tenant's plan limits; raises ServiceError."""
-    from billing.services import limits_for
-    from media_ops.errors import MediaError
-
     if upload.size == 0:
         raise ServiceError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
-    limits = limits_for(tenant)
+    limits = billing_services.limits_for(tenant)
     check_upload_size(upload, field_name, limits.max_file_bytes)
     path, is_temp = _upload_path(upload)
     try:
@@ -169,9 +169,7 @@ def submit(sub: Submission) -> Job:
                     extra[name] = {"file": saved, **infos[name]}
             job.extra_inputs = extra
             job.save(force_insert=True)
-            from billing import services as billing_services
-
-            billing_services.reserve(job)
+            billing_services.reserve(billable_job(job))
             transaction.on_commit(lambda: enqueue(job))
     except BaseException:
         for name in stored:
@@ -235,6 +233,17 @@ def _delete_file(name: str) -> None:
         logger.exception("could not delete %s", name)
 
 
+def billable_job(job: Job) -> BillableJob:
+    """What billing is told about ``job`` (billing sits below jobs and does not know the Job model)."""
+    return BillableJob(
+        job_id=job.pk,
+        tenant_id=job.tenant_id,
+        kind=job.kind,
+        audio_seconds=job.audio_seconds,
+        succeeded=job.status == JobStatus.SUCCEEDED,
+    )
+
+
 # --- the state machine --------------------------------------------------------------------------------------
 
 
@@ -254,9 +263,7 @@ def _transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **
         for name, value in values.items():
             setattr(job, name, value)
         if to in FINAL_STATUSES:
-            from billing import services as billing_services
-
-            billing_services.on_job_final(job)
+            billing_services.on_job_final(billable_job(job))
             outbox.on_job_final(job)  # the delivery row commits with the final status (an outbox)
         transaction.on_commit(lambda: notify.publish(job.id, to, job.progress))
     return True

@@ -165,7 +165,7 @@ def test_secret_is_masked_and_revealable_for_managers(people, who):
 
 
 def masked(secret: str) -> str:
-    from accounts.views import mask_secret
+    from jobs.dashboard.webhooks import mask_secret
 
     masked = mask_secret(secret)
     assert masked.startswith("whsec_") and masked.endswith(secret[-4:]) and secret not in masked

@@ -52,13 +52,14 @@ def on_plan(make_plan):
 def reserved_job(db):
     """A queued job row holding a reservation, made the way ``jobs.services.submit`` makes it."""
     from jobs.models import Job
+    from jobs.services import billable_job
 
     def make(tenant, seconds: float = 5.0, kind: str = "watermark_embed") -> Job:
         with transaction.atomic():
             job = Job.objects.create(
                 tenant=tenant, kind=kind, audio_seconds=seconds, input={"duration_seconds": seconds}
             )
-            services.reserve(job)
+            services.reserve(billable_job(job))
         return job
 
     return make

@@ -3,6 +3,10 @@ period; tenant plan and overrides are edited on the subscription."""
 
 from __future__ import annotations
 
+import re
+from html import unescape
+from typing import Any
+
 import pytest
 from django.urls import reverse
 
@@ -51,3 +55,57 @@ def test_grant_defaults_to_the_current_period(staff_client, tenant):
     start, _ = services.period_bounds(services.subscription_for(tenant))
     assert grant.period_start == start and grant.granted_by.username == "billing-staff"
     assert services.usage_summary(tenant)["minutes"]["included"] == 90.0
+
+
+def _form_data(html: str) -> dict[str, Any]:
+    """What a browser would post back from the admin change form as rendered (inputs, selects, textareas)."""
+    form = re.search(r'<form[^>]*id="tenant_form".*?</form>', html, re.S).group(0)
+    data: dict[str, Any] = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        attrs = dict(re.findall(r'(\w[\w-]*)="([^"]*)"', tag))
+        name, kind = attrs.get("name"), attrs.get("type", "text")
+        if not name or kind in ("submit", "button", "file"):
+            continue
+        if kind == "checkbox":
+            if "checked" in tag:
+                data[name] = attrs.get("value", "on")
+            continue
+        data[name] = unescape(attrs.get("value", ""))
+    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', body)
+        data[name] = unescape(chosen.group(1)) if chosen else ""
+    for name, body in re.findall(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', form, re.S):
+        data[name] = unescape(body.strip())
+    return data
+
+
+def test_tenant_page_edits_plan_and_quota_through_the_service(staff_client, tenant, monkeypatch):
+    """The tenant page's plan-and-quota inline is written by services.change_subscription, and ticking
+    "is active" goes through accounts.services like the suspend action."""
+    from accounts import services as accounts_services
+
+    calls: list[dict[str, Any]] = []
+    real = services.change_subscription
+    monkeypatch.setattr(services, "change_subscription", lambda target, **kw: calls.append(kw) or real(target, **kw))
+    suspended: list[Any] = []
+    monkeypatch.setattr(
+        accounts_services, "suspend_tenant", lambda t: suspended.append(t) or accounts_services._set_active(t, False)
+    )
+
+    url = reverse("admin:accounts_tenant_change", args=[tenant.pk])
+    data = _form_data(staff_client.get(url).content.decode())
+    pro = Plan.objects.get(code="pro")
+    data.update({"subscription-0-plan": str(pro.pk), "subscription-0-max_concurrent_jobs_override": "4"})
+    data.pop("is_active", None)  # unticked: suspend
+    response = staff_client.post(url, {**data, "_save": "Save"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+
+    assert calls == [{"plan": pro, "overrides": {"max_concurrent_jobs": 4}}]
+    limits = services.limits_for(tenant)
+    assert limits.plan_code == "pro" and limits.max_concurrent_jobs == 4
+    tenant.refresh_from_db()
+    assert not tenant.is_active and [t.pk for t in suspended] == [tenant.pk]
+    from django.contrib.admin.models import LogEntry
+
+    message = LogEntry.objects.get().get_change_message()
+    assert "Changed Is active" in message and "Max concurrent jobs override for subscription" in message, message

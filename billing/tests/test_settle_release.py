@@ -9,6 +9,7 @@ from billing import services
 from billing.models import MeterSync, PeriodUsage, Reservation, ReservationState, SyncState, UsageEvent
 from jobs import services as jobs_services
 from jobs.models import Job, JobStatus
+from jobs.services import billable_job
 from jobs.tests.helpers import assert_error, tone_wav_bytes, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,8 +50,8 @@ def test_succeeded_job_is_settled_into_one_usage_event(api_client, tenant, redis
     assert _usage(tenant) == (0, 3)
 
     # The settle step again (a retried transition, a reconciler, a second hook call): nothing changes.
-    assert services.settle(job) is None
-    services.on_job_final(job)
+    assert services.settle(billable_job(job)) is None
+    services.on_job_final(billable_job(job))
     assert jobs_services.succeed(job, result={}) is False
     assert UsageEvent.objects.count() == 1 and MeterSync.objects.count() == 1
     assert _usage(tenant) == (0, 3)
@@ -77,12 +78,12 @@ def test_failed_or_canceled_job_is_not_billed_and_frees_its_reservation(tenant, 
         assert jobs_services.cancel(job)
 
     assert UsageEvent.objects.count() == 0
-    assert Reservation.objects.get(job=job).state == ReservationState.RELEASED
-    assert Reservation.objects.get(job=other).state == ReservationState.RESERVED
+    assert Reservation.objects.get(job_id=job.pk).state == ReservationState.RELEASED
+    assert Reservation.objects.get(job_id=other.pk).state == ReservationState.RESERVED
     assert _usage(tenant) == (2, 0)
     # Releasing again, or a late settle of the released job, changes nothing.
-    assert services.release(job) is False
-    assert services.settle(job) is None
+    assert services.release(billable_job(job)) is False
+    assert services.settle(billable_job(job)) is None
     assert UsageEvent.objects.count() == 0 and _usage(tenant) == (2, 0)
 
 
@@ -102,7 +103,7 @@ def test_job_without_reservation_is_still_billed_once(tenant):
     """Jobs created before billing existed (no reservation) are billed once when they succeed."""
     job = Job.objects.create(tenant=tenant, kind="emotion", audio_seconds=3.2, status=JobStatus.RUNNING)
     assert jobs_services.succeed(job, result={})
-    assert services.settle(job) is None
+    assert services.settle(billable_job(job)) is None
     assert UsageEvent.objects.get().quantity == 4
     assert PeriodUsage.objects.get(tenant=tenant).used_seconds == 4
 

@@ -110,6 +110,23 @@ def test_staff_overrides_beat_the_plan(tenant, api_client, redis_clean):
     assert api_client.get("/api/v1/usage")["X-RateLimit-Limit"] == "7"
 
 
+def test_concurrency_counts_the_tenants_open_reservations(tenant, on_plan, reserved_job):
+    """Queued + running jobs are billing's own open reservations: the final transition frees the slot."""
+    from core.errors import ServiceError
+    from jobs import services as jobs_services
+
+    on_plan(tenant, max_concurrent_jobs=1)
+    first = reserved_job(tenant, 1.0)
+    with pytest.raises(ServiceError) as refused:
+        reserved_job(tenant, 1.0)
+    assert refused.value.code == "CONCURRENCY_LIMIT" and refused.value.details["current"] == 1
+    assert services.usage_summary(tenant)["active_jobs"] == 1
+    assert jobs_services.cancel(first)
+    assert services.usage_summary(tenant)["active_jobs"] == 0
+    reserved_job(tenant, 1.0)
+    assert Job.objects.filter(tenant=tenant).count() == 2
+
+
 def test_suspended_tenant_reads_but_cannot_submit(tenant, api_client, _isolated_media, redis_clean):
     tenant.is_active = False
     tenant.save()

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.views.generic import TemplateView
 
 from accounts.views import DashboardMixin
+from billing.services import limits_for, usage_summary
 from jobs.api import serializers
 from jobs.kinds import KINDS
 from jobs.models import ACTIVE_STATUSES, Job, JobKind, JobStatus
@@ -31,8 +32,6 @@ MEDIA_TYPE_MESSAGE = "Not a readable audio or video file."
 
 def upload_limit_bytes(tenant) -> int:
     """The per-file limit the API enforces for this tenant: its plan's, capped by the global ceiling."""
-    from billing.services import limits_for
-
     return int(limits_for(tenant).max_file_bytes)
 
 
@@ -62,8 +61,6 @@ def job_kinds(tenant) -> list[dict[str, Any]]:
 def usage_overview(tenant) -> dict[str, Any]:
     """Minutes used this billing period against the plan (``billing.services.usage_summary``), for the
     overview's chart: the same numbers ``GET /api/v1/usage`` returns."""
-    from billing.services import usage_summary
-
     summary = usage_summary(tenant)
     minutes = summary["minutes"]
     return {

@@ -85,7 +85,7 @@ def test_cached_jobs_are_billed_when_configured(api_client, run_worker, settings
     second = _submit_and_run(api_client, run_worker, DETECT)
     assert second["result"]["cached"] is True
     job = Job.objects.get(pk=second["id"])
-    assert UsageEvent.objects.get(job=job).quantity == math.ceil(job.input["duration_seconds"])
+    assert UsageEvent.objects.get(job_id=job.pk).quantity == math.ceil(job.input["duration_seconds"])
 
 
 def test_the_cache_is_per_tenant(api_client, other_client, run_worker, model_calls):

@@ -10,6 +10,7 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from accounts.tests.test_dashboard import People, make_people
+from billing.models import Reservation
 from jobs.models import Job, JobKind, JobStatus
 from jobs.tests.helpers import FIXTURES
 from jobs.tests.test_dashboard import make_job
@@ -85,6 +86,6 @@ def test_retry_failed_resubmits_the_stored_input(people):
     assert new.status == JobStatus.QUEUED and new.kind == failed.kind and new.tenant == people.tenant
     assert new.input["filename"] == "speech.wav" and new.input["duration_seconds"] > 1
     assert default_storage.exists(new.input_file) and new.input_file != failed.input_file
-    assert hasattr(new, "reservation")  # the retry holds its own quota reservation
+    assert Reservation.objects.filter(job_id=new.pk).exists()  # the retry holds its own quota reservation
     failed.refresh_from_db()
     assert failed.status == JobStatus.FAILED  # the original stays as it was

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing import services as billing_services
+from billing.models import Reservation, ReservationState
 from jobs import services
 from jobs.kinds import KINDS
 from jobs.models import FINAL_STATUSES, Job, JobStatus
@@ -204,18 +207,11 @@ def reconcile_failed_registry(report: Report) -> None:
 
 def close_reservations(report: Report) -> None:
     """Settle/release reservations that final jobs still hold (billing.on_job_final is idempotent)."""
-    try:
-        from billing.models import Reservation, ReservationState
-    except ImportError:  # pragma: no cover - billing without reservations
-        return
-    from django.db import transaction
-
-    from billing import services as billing_services
-
-    held = Reservation.objects.filter(state=ReservationState.RESERVED, job__status__in=FINAL_STATUSES)
-    for job in Job.objects.filter(pk__in=held.values("job_id")).iterator(chunk_size=BATCH):
+    held = Reservation.objects.filter(state=ReservationState.RESERVED).values("job_id")
+    final = Job.objects.filter(pk__in=held, status__in=FINAL_STATUSES)
+    for job in final.iterator(chunk_size=BATCH):
         with transaction.atomic():
-            billing_services.on_job_final(job)
+            billing_services.on_job_final(services.billable_job(job))
         logger.warning("job %s was %s but still held its reservation: closed", job.id, job.status)
         report.reservations_closed.append(str(job.id))
 

@@ -26,6 +26,8 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from accounts.models import Tenant
+from billing import services as billing_services
 from jobs.models import FINAL_STATUSES, Job
 
 logger = logging.getLogger(__name__)
@@ -44,10 +46,7 @@ def retention_days_for(tenant: Any) -> int:
     files the moment a job finishes would break every client that downloads after polling.
     """
     try:
-        from billing import services as billing_services
-
-        limits_for = getattr(billing_services, "limits_for", None)
-        days = int(limits_for(tenant).retention_days) if limits_for is not None else 0
+        days = int(billing_services.limits_for(tenant).retention_days)
     except Exception:  # noqa: BLE001 - billing trouble must not stop retention; the setting is safe
         logger.exception("could not read the retention of tenant %s; using RETENTION_DAYS", tenant.pk)
         days = 0
@@ -63,8 +62,6 @@ def job_files(job: Job) -> list[str]:
 
 def expire_files(now: datetime | None = None, batch_size: int = 500) -> RetentionReport:
     """Delete the files of final jobs past their tenant's retention; mark the rows ``files_expired_at``."""
-    from accounts.models import Tenant
-
     now = now or timezone.now()
     report = RetentionReport()
     candidates = Job.objects.filter(status__in=FINAL_STATUSES, files_expired_at__isnull=True)
