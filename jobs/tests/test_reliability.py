@@ -306,6 +306,17 @@ def test_reconciler_closes_a_reservation_a_final_job_still_holds(api_client, ten
     assert reconcile.run_once().reservations_closed == []
 
 
+def test_reconciler_releases_the_reservation_of_a_deleted_job(api_client, tenant, redis_clean):
+    """Billing keeps the job's id, not a foreign key: a queued job deleted by staff must not hold its seconds
+    and a concurrency slot forever."""
+    job_id = submit(api_client)
+    assert open_reservations() == 1 and reserved_seconds(tenant) > 0
+    Job.objects.filter(pk=job_id).delete()
+    assert reconcile.run_once().reservations_closed == [job_id]
+    assert open_reservations() == 0 and reserved_seconds(tenant) == 0
+    assert reconcile.run_once().reservations_closed == []
+
+
 def test_manage_py_reconcile(api_client, redis_clean, settings):
     from io import StringIO
 

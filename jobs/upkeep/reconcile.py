@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing import services as billing_services
+from billing.contracts import BillableJob
 from billing.models import Reservation, ReservationState
 from jobs import services
 from jobs.kinds import KINDS
@@ -206,14 +207,23 @@ def reconcile_failed_registry(report: Report) -> None:
 
 
 def close_reservations(report: Report) -> None:
-    """Settle/release reservations that final jobs still hold (billing.on_job_final is idempotent)."""
-    held = Reservation.objects.filter(state=ReservationState.RESERVED).values("job_id")
-    final = Job.objects.filter(pk__in=held, status__in=FINAL_STATUSES)
+    """Settle/release reservations that final jobs still hold (billing.on_job_final is idempotent), and
+    release those whose job row is gone (deleted by staff or with its tenant's data): billing keeps the job's
+    id, not a foreign key, so a deleted job would otherwise hold its seconds and a concurrency slot forever."""
+    held = Reservation.objects.filter(state=ReservationState.RESERVED)
+    final = Job.objects.filter(pk__in=held.values("job_id"), status__in=FINAL_STATUSES)
     for job in final.iterator(chunk_size=BATCH):
         with transaction.atomic():
             billing_services.on_job_final(services.billable_job(job))
         logger.warning("job %s was %s but still held its reservation: closed", job.id, job.status)
         report.reservations_closed.append(str(job.id))
+    orphans = held.exclude(job_id__in=Job.objects.values("pk")).values_list("job_id", "tenant_id")
+    for job_id, tenant_id in orphans.iterator(chunk_size=BATCH):
+        with transaction.atomic():
+            gone = BillableJob(job_id=job_id, tenant_id=tenant_id, kind="", audio_seconds=None)
+            if billing_services.release(gone):
+                logger.warning("job %s no longer exists but held a reservation: released", job_id)
+                report.reservations_closed.append(str(job_id))
 
 
 # --- the pass -----------------------------------------------------------------------------------------------
