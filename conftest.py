@@ -15,8 +15,9 @@ os.environ.setdefault("MODEL_THREADS", "1")
 
 import pytest  # noqa: E402
 
-from accounts.tests.factories import *  # noqa: E402,F401,F403
-from jobs.tests.helpers import *  # noqa: E402,F401,F403
+# The shared fixtures (tenants, API clients, people, Redis, workers); plain helpers are imported explicitly
+# from `testing.*` by the tests that use them.
+pytest_plugins = ["testing.fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.models import ApiKey
-from accounts.tests.factories import client_for, expired
-from jobs.tests.helpers import assert_error
+from testing.assertions import assert_error
+from testing.factories import client_for, expired
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,6 @@ password reset, tenant switching, API keys shown once, member management rules).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,53 +19,6 @@ pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct-horse-battery-42"
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-@dataclass
-class People:
-    """Acme with an owner, an admin and a member; Globex with its own owner; a staff user in neither."""
-
-    tenant: Tenant
-    other_tenant: Tenant
-    users: dict[str, Any]
-
-    def client(self, who: str) -> Client:
-        client = Client()
-        if who != "anonymous":
-            client.force_login(self.users[who], backend=MODEL_BACKEND)
-        return client
-
-    def membership(self, who: str, tenant: Tenant | None = None) -> Membership:
-        return Membership.objects.get(user=self.users[who], tenant=tenant or self.tenant)
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """The production hasher costs ~0.5 s per password; these tests create several users each."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def make_people() -> People:
-    """The cast of every dashboard permission test (also used by jobs/tests/test_dashboard.py)."""
-    User = get_user_model()
-
-    def user(name: str, **extra: Any):
-        return User.objects.create_user(
-            username=f"{name}@example.com", email=f"{name}@example.com", password=PASSWORD, **extra
-        )
-
-    users = {name: user(name) for name in ("owner", "admin", "member", "outsider")}
-    users["staff"] = user("staff", is_staff=True, is_superuser=True)
-    tenant = services.create_tenant("Acme", owner=users["owner"])
-    Membership.objects.create(user=users["admin"], tenant=tenant, role=Membership.Role.ADMIN)
-    Membership.objects.create(user=users["member"], tenant=tenant, role=Membership.Role.MEMBER)
-    other = services.create_tenant("Globex", owner=users["outsider"])
-    return People(tenant=tenant, other_tenant=other, users=users)
-
-
-@pytest.fixture
-def people(db, fast_passwords) -> People:
-    return make_people()
 
 
 ROLES = ["anonymous", "staff", "member", "admin", "owner"]

@@ -9,15 +9,8 @@ from django.urls import reverse
 
 from accounts import services
 from accounts.models import ApiKey
-from accounts.tests.test_dashboard import People, make_people
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(db, settings) -> People:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return make_people()
 
 
 def test_tenant_list_and_page_show_plan_usage_members_and_keys(people):

@@ -5,15 +5,15 @@ for jobs submitted without their own ``callback_url``."""
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 from django.urls import reverse
 
 from accounts.models import Tenant
-from accounts.tests.test_dashboard import People, make_people
 from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
 from jobs.webhooks import endpoints, outbox
+from testing.dns import fake_dns
+from testing.factories import People
 
 pytestmark = pytest.mark.django_db
 
@@ -26,23 +26,10 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture
-def people(db) -> People:
-    return make_people()
-
-
 @pytest.fixture(autouse=True)
-def fake_dns(monkeypatch):
+def _test_host_names(monkeypatch):
     """No DNS here: answer for the test host names (as jobs/tests/test_webhooks.py does), refuse the rest."""
-    answers = {"hooks.customer.example": "93.184.216.34", "internal.example": "10.1.2.3"}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host in answers:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    fake_dns(monkeypatch, {"hooks.customer.example": "93.184.216.34", "internal.example": "10.1.2.3"})
 
 
 def page(people: People, who: str) -> str:

@@ -6,16 +6,9 @@ from __future__ import annotations
 import pytest
 
 from accounts import services
-from accounts.tests.test_dashboard import People, make_people
 from core.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(db, settings) -> People:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return make_people()
 
 
 def refused(call, *args) -> ServiceError:

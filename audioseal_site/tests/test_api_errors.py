@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 from rest_framework.test import APIClient
 
-from jobs.tests.helpers import assert_error
+from testing.assertions import assert_error
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,9 @@ import signal
 
 import pytest
 
-from audioseal_site.tests.servers import RedisServer, wait_until
 from jobs.worker.presence import WorkerHeartbeat, live_workers
+from testing.assertions import wait_until
+from testing.servers import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

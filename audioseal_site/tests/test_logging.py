@@ -11,7 +11,7 @@ import pytest
 
 from core import log
 from core.log import ContextFilter, JsonFormatter
-from jobs.tests.helpers import upload
+from testing.uploads import upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,8 +13,9 @@ from django.conf import settings as django_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from audioseal_site.embedded import _free_port
-from audioseal_site.tests.servers import wait_until
-from jobs.tests.helpers import upload, worker_env
+from testing.assertions import wait_until
+from testing.uploads import upload
+from testing.workers import worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,9 +18,9 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from audioseal_site.tests.servers import MotoS3Server
 from jobs.models import Job, JobStatus
-from jobs.tests.helpers import assert_error
+from testing.assertions import assert_error
+from testing.servers import MotoS3Server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from billing import services
 from billing.models import Plan
-from billing.tests.fake_stripe import FakeStripe, serve
+from testing.fake_stripe import FakeStripe, serve
 
 _codes = itertools.count(1)
 

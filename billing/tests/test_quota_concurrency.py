@@ -9,10 +9,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections
 
-from accounts.tests.factories import client_for
 from billing.models import PeriodUsage, Reservation, ReservationState
 from jobs.models import Job
-from jobs.tests.helpers import stored_files, tone_wav_bytes
+from testing.factories import client_for
+from testing.uploads import stored_files, tone_wav_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

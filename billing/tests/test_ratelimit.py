@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from accounts import services as accounts_services
-from accounts.tests.factories import client_for
-from jobs.tests.helpers import assert_error
+from testing.assertions import assert_error
+from testing.factories import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,8 @@ from billing.models import MeterSync, PeriodUsage, Reservation, ReservationState
 from jobs import services as jobs_services
 from jobs.models import Job, JobStatus
 from jobs.services import billable_job
-from jobs.tests.helpers import assert_error, tone_wav_bytes, upload
+from testing.assertions import assert_error
+from testing.uploads import tone_wav_bytes, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from billing import services, stripe_sync
 from billing.models import MeterSync, Plan, Subscription, SyncState, UsageEvent
-from billing.tests.fake_stripe import METER_EVENTS
 from core.errors import ServiceError
+from testing.fake_stripe import METER_EVENTS
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,8 @@ from django.core.management import call_command
 from billing import periodic, services
 from billing.models import Plan, Subscription
 from jobs.models import Job
-from jobs.tests.helpers import assert_error, stored_files, tone_wav_bytes, upload
+from testing.assertions import assert_error
+from testing.uploads import stored_files, tone_wav_bytes, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -171,7 +172,7 @@ def test_run_scheduler_process_enqueues_the_periodic_tasks(redis_clean, _isolate
 
     from django.conf import settings
 
-    from jobs.tests.helpers import worker_env
+    from testing.workers import worker_env
 
     queue = django_rq.get_queue("maintenance")
     proc = subprocess.Popen(

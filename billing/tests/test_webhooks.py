@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from billing import services
 from billing.models import Plan, StripeEvent, Subscription, SubscriptionStatus
-from jobs.tests.helpers import assert_error, tone_wav_bytes, upload
+from testing.assertions import assert_error
+from testing.uploads import tone_wav_bytes, upload
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,8 @@ import pytest
 from django.core.files.storage import default_storage
 
 from jobs.models import Job
-from jobs.tests.helpers import upload
 from media_ops import audio, watermark
-from media_ops.tests import FIXTURES
+from testing.uploads import FIXTURES, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

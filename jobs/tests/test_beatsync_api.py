@@ -7,8 +7,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from jobs.models import Job
-from jobs.tests.helpers import assert_error, stored_files
-from media_ops.tests import media_factory
+from testing import media as media_factory
+from testing.assertions import assert_error
+from testing.uploads import stored_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

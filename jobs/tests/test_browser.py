@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from accounts import services
 from accounts.models import Membership
-from jobs.tests.helpers import FIXTURES
+from testing.uploads import FIXTURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

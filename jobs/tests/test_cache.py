@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from billing.models import PeriodUsage, UsageEvent
 from jobs.models import Job, ResultCache
-from jobs.tests.helpers import upload
 from jobs.worker import cache
+from testing.uploads import upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,18 +15,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.tests.factories import client_for
-from accounts.tests.test_dashboard import MODEL_BACKEND, ROLES, People, expected, make_people
+from accounts.tests.test_dashboard import ROLES, expected
 from jobs.models import Job, JobKind, JobStatus
-from jobs.tests.helpers import FIXTURES, assert_error, upload
+from testing.assertions import assert_error
+from testing.factories import MODEL_BACKEND, client_for
+from testing.uploads import FIXTURES, upload
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(db, settings) -> People:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation
-    return make_people()
 
 
 def make_job(

@@ -9,19 +9,12 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from accounts.tests.test_dashboard import People, make_people
 from billing.models import Reservation
 from jobs.models import Job, JobKind, JobStatus
-from jobs.tests.helpers import FIXTURES
 from jobs.tests.test_dashboard import make_job
+from testing.uploads import FIXTURES
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(db, settings) -> People:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return make_people()
 
 
 def test_filters_and_search(people):

@@ -8,8 +8,9 @@ import io
 import numpy as np
 import pytest
 
-from jobs.tests.helpers import assert_error, upload
 from media_ops.emotion import LABELS
+from testing.assertions import assert_error
+from testing.uploads import upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

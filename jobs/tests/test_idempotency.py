@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 
 from jobs.models import Job
-from jobs.tests.helpers import assert_error, upload
-from jobs.tests.reliability_helpers import open_reservations, reservations_for
+from testing.assertions import assert_error
+from testing.uploads import upload
+from testing.workers import open_reservations, reservations_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,7 +106,7 @@ def test_a_refused_request_does_not_burn_the_key(api_client, redis_clean):
 
 def test_five_concurrent_identical_posts_make_one_job_and_one_reservation(api_key, redis_clean):
     """Real concurrency: five threads, five database connections, one unique constraint."""
-    from accounts.tests.factories import client_for
+    from testing.factories import client_for
 
     key = str(uuid.uuid4())
     barrier = threading.Barrier(5)

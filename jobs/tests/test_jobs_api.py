@@ -8,7 +8,8 @@ import pytest
 
 from jobs import services
 from jobs.models import Job, JobStatus
-from jobs.tests.helpers import assert_error, upload
+from testing.assertions import assert_error
+from testing.uploads import upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

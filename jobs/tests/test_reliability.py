@@ -17,18 +17,12 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import FINAL_STATUSES, Job, JobStatus
-from jobs.tests.helpers import upload
-from jobs.tests.reliability_helpers import (
-    WorkerProcesses,
-    open_reservations,
-    reservations_for,
-    reserved_seconds,
-    usage_events_for,
-    wait_until,
-)
 from jobs.upkeep import reconcile
 from jobs.worker.handlers import Outcome
 from media_ops.errors import MediaError
+from testing.assertions import wait_until
+from testing.uploads import upload
+from testing.workers import WorkerProcesses, open_reservations, reservations_for, reserved_seconds, usage_events_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,9 +15,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from jobs.models import Job, JobKind, JobStatus
-from jobs.tests.helpers import assert_error, stored_files
 from jobs.upkeep.retention import expire_files, retention_days_for
 from jobs.worker.workdirs import clean_stale_uploads, clean_stale_workdirs
+from testing.assertions import assert_error
+from testing.uploads import stored_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from jobs.models import Job
-from jobs.tests.helpers import BAD_AUDIO_CASES, assert_error, bad_audio_upload, stored_files, upload
+from testing.assertions import assert_error
+from testing.uploads import BAD_AUDIO_CASES, bad_audio_upload, stored_files, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +60,7 @@ def test_web_process_never_imports_torch_or_funasr():
         "django.setup();"
         "from django.urls import get_resolver; get_resolver().url_patterns;"
         "import jobs.api.views, jobs.services, jobs.api.serializers, audioseal_site.urls;"
-        "from jobs.kinds import probe_audio; from media_ops.tests import FIXTURES;"
+        "from jobs.kinds import probe_audio; from testing.uploads import FIXTURES;"
         "probe_audio(FIXTURES / 'speech.m4a', 60);"
         "print(sorted(m for m in ('torch', 'funasr', 'audioseal') if m in sys.modules))"
     )

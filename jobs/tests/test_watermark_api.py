@@ -10,9 +10,10 @@ import pytest
 import soundfile as sf
 
 from jobs.models import Job, JobStatus
-from jobs.tests.helpers import FIXTURES, assert_error, stored_files, upload
 from media_ops import audio
 from media_ops.watermark import snr_db
+from testing.assertions import assert_error
+from testing.uploads import FIXTURES, stored_files, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

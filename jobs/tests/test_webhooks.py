@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
 from jobs import services
 from jobs.models import Job, JobStatus, WebhookDelivery
-from jobs.tests.helpers import assert_error, upload
-from jobs.tests.reliability_helpers import Receiver
 from jobs.upkeep import reconcile
 from jobs.webhooks import endpoints, signing
+from testing.assertions import assert_error
+from testing.dns import fake_dns
+from testing.uploads import upload
+from testing.workers import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -149,15 +150,6 @@ def test_gives_up_after_the_retry_window(api_client, run_worker, allow_loopback)
     assert delivery.status == "failed" and delivery.last_status_code == 503
 
 
-def _fake_dns(monkeypatch, answers: dict[str, str]) -> None:
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host in answers:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +183,7 @@ def _fake_dns(monkeypatch, answers: dict[str, str]) -> None:
 def test_unsafe_callback_urls_are_refused_at_submission(
     api_client, redis_clean, monkeypatch, _isolated_media, url
 ):
-    _fake_dns(monkeypatch, {"internal.example": "10.1.2.3"})
+    fake_dns(monkeypatch, {"internal.example": "10.1.2.3"})
     body = assert_error(submit(api_client, url), 400, "INVALID_CALLBACK_URL")
     assert body["error"]["details"]["field"] == "callback_url"
     assert not Job.objects.exists()
@@ -199,7 +191,7 @@ def test_unsafe_callback_urls_are_refused_at_submission(
 
 
 def test_public_callback_url_is_accepted(api_client, redis_clean, monkeypatch):
-    _fake_dns(monkeypatch, {"hooks.customer.example": "93.184.216.34"})
+    fake_dns(monkeypatch, {"hooks.customer.example": "93.184.216.34"})
     response = submit(api_client, "https://hooks.customer.example/audioseal?x=1")
     assert response.status_code == 202, response.json()
     assert Job.objects.get().callback_url == "https://hooks.customer.example/audioseal?x=1"
@@ -218,9 +210,9 @@ def test_address_is_checked_again_at_delivery(api_client, run_worker, monkeypatc
     settings.WEBHOOK_RETRY_BASE_SECONDS = 0
     with Receiver([200]) as receiver:
         port = receiver.server.server_address[1]
-        _fake_dns(monkeypatch, {"rebind.example": "93.184.216.34"})
+        fake_dns(monkeypatch, {"rebind.example": "93.184.216.34"})
         job_id = submit(api_client, f"http://rebind.example:{port}/hook").json()["id"]
-        _fake_dns(monkeypatch, {"rebind.example": "127.0.0.1"})
+        fake_dns(monkeypatch, {"rebind.example": "127.0.0.1"})
         job = finish(job_id)
         run_worker(["webhooks"])
     assert receiver.requests == []

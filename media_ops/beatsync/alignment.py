@@ -56,7 +56,7 @@ FINE_BAND_HZ = (100.0, 7000.0)
 
 # Acceptance (see align): the best candidate's GCC-PHAT peak must stand MIN_FINE_SNR standard deviations
 # above the GCC and MIN_FINE_RATIO times above the runner-up candidate (or FINE_NULL_SNR, the typical
-# height of a no-match peak). Measured on the synthetic tracks of media_ops/tests/media_factory.py: the
+# height of a no-match peak). Measured on the synthetic tracks of testing/media.py: the
 # right offset scores >= ~20 even with noise 10 dB louder than the music; wrong beats and unrelated tracks
 # at the same tempo and with the same drum sounds score <= ~12.
 MIN_FINE_SNR = 15.0

@@ -1,3 +1,0 @@
-from pathlib import Path
-
-FIXTURES = Path(__file__).parent / "fixtures"

@@ -29,7 +29,7 @@ from media_ops.errors import (
     PROCESSING_FAILED,
     MediaError,
 )
-from media_ops.tests import FIXTURES
+from testing.uploads import FIXTURES
 
 SPEECH_SECONDS = 3.854  # the first sentence, in every container
 

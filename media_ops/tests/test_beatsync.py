@@ -1,6 +1,6 @@
 """Beat-sync engine: probing, alignment accuracy and honesty, rendering, silence trimming, the whole job.
 
-Fixtures are synthesised once per module (media_factory); ground truth comes from the analytic music, not
+Fixtures are synthesised once per module (testing.media); ground truth comes from the analytic music, not
 from the engine's own decoder, so a consistent bias in the engine (e.g. codec delay) would show up.
 """
 
@@ -25,7 +25,7 @@ from media_ops.errors import (
     NO_AUDIO_TRACK,
     MediaError,
 )
-from media_ops.tests import media_factory as mf
+from testing import media as mf
 
 RATE = 16000
 FPS = 25

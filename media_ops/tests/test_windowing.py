@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from media_ops import audio, watermark
-from media_ops.tests import FIXTURES
 from media_ops.watermark import MODEL_RATE, WatermarkModels
+from testing.uploads import FIXTURES
 
 DEMO = Path(__file__).resolve().parent.parent / "demo_models" / "audioseal"
 pytestmark = pytest.mark.skipif(

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-from jobs.tests.helpers import wait_until, worker_env  # noqa: F401 - wait_until re-exported
-
 
 class WorkerProcesses:
     """Real ``manage.py run_worker`` subprocesses against the test database, Redis and media directory.
@@ -116,3 +114,23 @@ class Receiver:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def worker_env(media_root: Path) -> dict[str, str]:
+    """Environment for a worker subprocess that must use this test session's database, Redis and media."""
+    import os
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
+        REDIS_URL=settings.REDIS_URL,
+        MEDIA_ROOT=str(media_root),
+        VAR_DIR=str(settings.VAR_DIR),
+        EMBEDDED_SERVICES="false",
+        MODEL_THREADS="1",
+    )
+    return env

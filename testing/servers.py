@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from audioseal_site.embedded import _free_port, _ping
-from jobs.tests.helpers import wait_until
+from testing.assertions import wait_until
 
 
 class RedisServer:

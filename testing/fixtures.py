@@ -1,0 +1,127 @@
+"""The pytest fixtures every app's tests share (a plugin: the root ``conftest.py`` names it in
+``pytest_plugins``). Plain helpers live beside them in ``testing/``: import those explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import services
+from testing.factories import People, client_for, make_people
+from testing.workers import worker_env
+
+# --- tenants, keys and people ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_tenant(db):
+    counter = {"n": 0}
+
+    def make(name: str | None = None, **kwargs):
+        counter["n"] += 1
+        return services.create_tenant(name or f"Tenant {counter['n']}", **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant):
+    return make_tenant("Acme")
+
+
+@pytest.fixture
+def api_key(tenant):
+    return services.issue_api_key(tenant, "test")
+
+
+@pytest.fixture
+def api_client(api_key) -> APIClient:
+    return client_for(api_key.secret)
+
+
+@pytest.fixture
+def other_tenant(make_tenant):
+    return make_tenant("Globex")
+
+
+@pytest.fixture
+def other_client(other_tenant) -> APIClient:
+    return client_for(services.issue_api_key(other_tenant, "other").secret)
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    """The production hasher costs ~0.5 s per password; the dashboard tests create several users each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def people(db, fast_passwords) -> People:
+    """Acme (owner, admin, member), Globex (its owner) and a staff user: see ``testing.factories.People``."""
+    return make_people()
+
+
+# --- Redis and workers -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_clean(settings):
+    """A clean Redis for tests that enqueue: queues, registries and rate-limit counters start empty."""
+    import django_rq
+
+    connection = django_rq.get_connection("watermark")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def run_worker(redis_clean):
+    """Run the real worker code (PoolWorker, real Redis) in-process until the queues are empty."""
+    from jobs.worker.rq_worker import build_worker, default_queues
+
+    def run(queues: list[str] | None = None) -> None:
+        worker = build_worker(queues or default_queues())
+        worker.work(burst=True, logging_level="WARNING")
+
+    return run
+
+
+@pytest.fixture
+def worker_process(redis_clean, _isolated_media, tmp_path):
+    """Start real ``manage.py run_worker`` processes; they are stopped (SIGTERM, then SIGKILL) at teardown.
+
+    Each worker's output goes to ``tmp_path/worker-<n>.log`` (a pipe nobody reads would block a chatty worker).
+    """
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    procs: list[subprocess.Popen] = []
+    logs = []
+
+    def start(*args: str) -> subprocess.Popen:
+        logs.append(open(tmp_path / f"worker-{len(procs)}.log", "wb"))  # noqa: SIM115 - closed at teardown
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_worker", *args],
+            env=worker_env(_isolated_media),
+            stdout=logs[-1],
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    for log in logs:
+        log.close()
