@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -39,6 +39,11 @@ from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.webhooks import endpoints, outbox
 from media_ops.errors import MediaError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from accounts.models import ApiKey, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +67,12 @@ class JobCanceled(Exception):
 class Submission:
     """A validated request to create a job, independent of how it arrived (API, dashboard, admin)."""
 
-    tenant: Any
+    tenant: Tenant
     kind: str
     files: Mapping[str, UploadedFile]
     params: dict[str, Any] = field(default_factory=dict)
-    api_key: Any = None
-    user: Any = None
+    api_key: ApiKey | None = None
+    user: AbstractBaseUser | AnonymousUser | None = None
     idempotency_key: str = ""
     callback_url: str = ""
     request_fingerprint: str = ""  # see jobs.idempotency: compared when the idempotency key is replayed
@@ -97,7 +102,7 @@ def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None =
         )
 
 
-def probe_upload(kind: str, upload: UploadedFile, field_name: str, tenant: Any = None) -> dict[str, Any]:
+def probe_upload(kind: str, upload: UploadedFile, field_name: str, tenant: Tenant | None = None) -> dict[str, Any]:
     """Validate one upload (size, real format, duration) against the tenant's plan limits; raises ServiceError."""
     if upload.size == 0:
         raise ServiceError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
