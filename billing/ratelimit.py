@@ -92,7 +92,9 @@ def family_for(request, view) -> str:
 
 def identity_for(request) -> str | None:
     """Who is counted: the API key, or (dashboard session) the user within the tenant; None: anonymous."""
-    from accounts.models import ApiKey  # not at the top: see PlanRateThrottle.allow_request
+    # Imported here, not at the top: DRF imports this module (DEFAULT_THROTTLE_CLASSES) while
+    # `rest_framework.views` is still initialising, before the models of the apps may be imported.
+    from accounts.models import ApiKey
 
     auth = getattr(request, "auth", None)
     if isinstance(auth, ApiKey):
@@ -103,6 +105,19 @@ def identity_for(request) -> str | None:
     return None
 
 
+def standing_for_request(request):
+    """The tenant's billing ``Standing`` for this request, read once and kept on the request: the throttle,
+    the upload checks and the quota reservation of one submission all use the same reading."""
+    from accounts.scoping import tenant_for_request  # not at the top: see PlanRateThrottle.allow_request
+    from billing.services import standing_for
+
+    django_request = getattr(request, "_request", request)
+    if not hasattr(django_request, "billing_standing"):
+        tenant = tenant_for_request(request)
+        django_request.billing_standing = standing_for(tenant) if tenant is not None else None
+    return django_request.billing_standing
+
+
 class PlanRateThrottle(BaseThrottle):
     """DRF throttle (``DEFAULT_THROTTLE_CLASSES``): the plan's limit for the view's family, per key."""
 
@@ -110,20 +125,15 @@ class PlanRateThrottle(BaseThrottle):
         identity = identity_for(request)
         if identity is None:
             return True
-        # Imported here, not at the top: DRF imports this module (DEFAULT_THROTTLE_CLASSES) while
-        # `rest_framework.views` is still initialising, before the models of the apps may be imported.
-        from accounts.scoping import tenant_for_request
-        from billing.services import limits_for
-
-        tenant = tenant_for_request(request)
-        if tenant is None:
+        standing = standing_for_request(request)
+        if standing is None:
             return True
         family = family_for(request, view)
-        limit = limits_for(tenant).rate_limit(family)
+        limit = standing.limits.rate_limit(family)
         if limit is None:
             return True
         try:
-            state = hit(f"{tenant.pk}:{identity}", family, limit)
+            state = hit(f"{standing.tenant_id}:{identity}", family, limit)
         except redis.RedisError:
             logger.warning("rate limiting skipped: Redis unavailable", exc_info=True)
             return True

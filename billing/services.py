@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
@@ -158,6 +158,27 @@ def limits_for(tenant: Tenant | None) -> Limits:
             retention_days=0,
         )
     return effective_limits(subscription_for(tenant))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What billing decided about a tenant at one moment: its limits, whether it may submit at all, and the
+    billing period now. Read once per request (``billing.ratelimit.standing_for_request``) and handed to
+    ``reserve``, so a submission reads the subscription once, not three times."""
+
+    tenant_id: Any
+    limits: Limits
+    refusal: ServiceError | None
+    period_start: datetime
+    period_end: datetime
+
+
+def standing_for(tenant: Tenant, now: datetime | None = None) -> Standing:
+    """The tenant's ``Standing`` now (one query: the subscription with its plan)."""
+    now = now or timezone.now()
+    sub = subscription_for(tenant)
+    start, end = period_bounds(sub, now)
+    return Standing(tenant.pk, effective_limits(sub), submission_refusal(tenant, sub, now), start, end)
 
 
 def period_bounds(sub: Subscription, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -333,22 +354,22 @@ def submission_refusal(tenant: Tenant, sub: Subscription, now: datetime | None =
     return None
 
 
-def _locked_usage(tenant: Tenant, start: datetime, end: datetime) -> PeriodUsage:
+def _locked_usage(tenant_id: Any, start: datetime, end: datetime) -> PeriodUsage:
     """The period's usage row, created if needed, locked until the transaction ends.
 
     FOR NO KEY UPDATE (not FOR UPDATE) so inserting rows that reference it (reservations) is not blocked.
     """
     queryset = PeriodUsage.objects.select_for_update(no_key=True)
     try:
-        return queryset.get(tenant=tenant, period_start=start)
+        return queryset.get(tenant_id=tenant_id, period_start=start)
     except PeriodUsage.DoesNotExist:
         pass
     try:
         with transaction.atomic():
-            PeriodUsage.objects.create(tenant=tenant, period_start=start, period_end=end)
+            PeriodUsage.objects.create(tenant_id=tenant_id, period_start=start, period_end=end)
     except IntegrityError:  # another submission created it first; the lock below waits for it
         pass
-    return queryset.get(tenant=tenant, period_start=start)
+    return queryset.get(tenant_id=tenant_id, period_start=start)
 
 
 def _minutes(seconds: float) -> str:
@@ -364,27 +385,59 @@ def open_reservations(tenant: Tenant) -> int:
     return Reservation.objects.filter(tenant=tenant, state=ReservationState.RESERVED).count()
 
 
-@transaction.atomic
-def reserve(job: BillableJob) -> Reservation:
+# Counting the tenant's open reservations, summing its grants, taking the seconds and recording the
+# reservation, in ONE statement that runs after the period row's lock was taken (so its snapshot sees every
+# reservation committed before: concurrent submissions of a tenant check one after another).
+_RESERVE_SQL = """
+WITH active AS (
+        SELECT count(*) AS n FROM billing_reservation WHERE tenant_id = %(tenant)s AND state = %(reserved)s),
+    granted AS (
+        SELECT coalesce(sum(minutes), 0) * 60 AS seconds FROM billing_quotagrant
+        WHERE tenant_id = %(tenant)s AND period_start = %(period_start)s),
+    verdict AS (
+        SELECT active.n AS active, granted.seconds AS granted,
+               active.n < %(max_concurrent)s AS concurrency_ok,
+               (%(overage)s OR %(committed)s + %(seconds)s <= %(included)s + granted.seconds) AS quota_ok
+        FROM active, granted),
+    bump AS (
+        UPDATE billing_periodusage SET reserved_seconds = reserved_seconds + %(seconds)s
+        WHERE id = %(usage)s AND (SELECT concurrency_ok AND quota_ok FROM verdict) RETURNING id),
+    made AS (
+        INSERT INTO billing_reservation (job_id, tenant_id, period_id, seconds, state, created_at)
+        SELECT %(job)s, %(tenant)s, bump.id, %(seconds)s, %(reserved)s, %(now)s FROM bump RETURNING id)
+SELECT verdict.active, verdict.granted, verdict.concurrency_ok, (SELECT id FROM made) FROM verdict
+"""
+
+
+@transaction.atomic(savepoint=False)  # inside the submission's transaction: no savepoint round trips
+def reserve(job: BillableJob, standing: Standing | None = None) -> Reservation:
     """Reserve the job's billable seconds against its tenant's quota, or refuse the submission.
 
     Must run inside the transaction that inserts the job: the row lock taken here is held until that commits,
     so concurrent submissions of one tenant check and reserve one after another and the limits hold exactly.
+    ``standing`` is what the request already read (``standing_for``); without it the tenant is read fresh.
+    Two statements in the common case: lock the period row, then check and reserve (``_RESERVE_SQL``).
     """
-    # Read fresh (not the caller's possibly older object): a suspension applies to the next submission.
-    tenant = Tenant.objects.get(pk=job.tenant_id)
     now = timezone.now()
-    sub = subscription_for(tenant)
-    refusal = submission_refusal(tenant, sub, now)
-    if refusal is not None:
-        raise refusal
-    limits = effective_limits(sub)
-    start, end = period_bounds(sub, now)
-    usage = _locked_usage(tenant, start, end)
-
-    # Counted under the period row's lock, so concurrent submissions see each other's reservations.
-    active = open_reservations(tenant)
-    if active >= limits.max_concurrent_jobs:
+    if standing is None:
+        standing = standing_for(Tenant.objects.get(pk=job.tenant_id), now)
+    if standing.refusal is not None:
+        raise standing.refusal
+    limits, start, end = standing.limits, standing.period_start, standing.period_end
+    usage = _locked_usage(job.tenant_id, start, end)
+    seconds = billable_seconds(job.audio_seconds)
+    with connection.cursor() as cursor:
+        cursor.execute(_RESERVE_SQL, {
+            "tenant": job.tenant_id, "reserved": ReservationState.RESERVED, "period_start": start,
+            "max_concurrent": limits.max_concurrent_jobs, "overage": limits.overage_allowed,
+            "committed": usage.used_seconds + usage.reserved_seconds, "seconds": seconds,
+            "included": limits.included_minutes * 60, "usage": usage.pk, "job": job.job_id, "now": now,
+        })
+        active, granted, concurrency_ok, reservation_id = cursor.fetchone()
+    if reservation_id is not None:
+        return Reservation(pk=reservation_id, job_id=job.job_id, tenant_id=job.tenant_id, period=usage,
+                           seconds=seconds, state=ReservationState.RESERVED, created_at=now)
+    if not concurrency_ok:
         raise ServiceError(
             "CONCURRENCY_LIMIT",
             f"The plan allows {limits.max_concurrent_jobs} queued or running jobs at once and {active} are "
@@ -392,29 +445,24 @@ def reserve(job: BillableJob) -> Reservation:
             {"limit": limits.max_concurrent_jobs, "current": active, "plan": limits.plan_code},
             headers={"Retry-After": str(settings.BILLING_CONCURRENCY_RETRY_AFTER)},
         )
-
-    seconds = billable_seconds(job.audio_seconds)
-    allowance = limits.included_minutes * 60 + granted_seconds(tenant, start)
+    allowance = limits.included_minutes * 60 + int(granted)
     committed = usage.used_seconds + usage.reserved_seconds
-    if not limits.overage_allowed and committed + seconds > allowance:
-        raise ServiceError(
-            "QUOTA_EXCEEDED",
-            f"This job needs {_minutes(seconds)} audio minutes but only "
-            f"{_minutes(max(0, allowance - committed))} of the {_minutes(allowance)} included this period "
-            f"are left ({_minutes(usage.used_seconds)} used, {_minutes(usage.reserved_seconds)} reserved by "
-            f"running jobs). The quota renews on {end:%Y-%m-%d}; upgrade the plan for more.",
-            {
-                "limit_seconds": allowance,
-                "used_seconds": usage.used_seconds,
-                "reserved_seconds": usage.reserved_seconds,
-                "requested_seconds": seconds,
-                "period_start": start.isoformat(),
-                "period_end": end.isoformat(),
-                "plan": limits.plan_code,
-            },
-        )
-    PeriodUsage.objects.filter(pk=usage.pk).update(reserved_seconds=F("reserved_seconds") + seconds)
-    return Reservation.objects.create(job_id=job.job_id, tenant=tenant, period=usage, seconds=seconds)
+    raise ServiceError(
+        "QUOTA_EXCEEDED",
+        f"This job needs {_minutes(seconds)} audio minutes but only "
+        f"{_minutes(max(0, allowance - committed))} of the {_minutes(allowance)} included this period "
+        f"are left ({_minutes(usage.used_seconds)} used, {_minutes(usage.reserved_seconds)} reserved by "
+        f"running jobs). The quota renews on {end:%Y-%m-%d}; upgrade the plan for more.",
+        {
+            "limit_seconds": allowance,
+            "used_seconds": usage.used_seconds,
+            "reserved_seconds": usage.reserved_seconds,
+            "requested_seconds": seconds,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+            "plan": limits.plan_code,
+        },
+    )
 
 
 def on_job_final(job: BillableJob) -> None:
@@ -439,7 +487,7 @@ def settle(job: BillableJob) -> UsageEvent | None:
         if UsageEvent.objects.filter(job_id=job.job_id, metric=UsageEvent.METRIC_AUDIO_SECONDS).exists():
             return None
         tenant = Tenant.objects.get(pk=job.tenant_id)
-        usage = _locked_usage(tenant, *period_bounds(subscription_for(tenant)))
+        usage = _locked_usage(tenant.pk, *period_bounds(subscription_for(tenant)))
     else:
         usage = PeriodUsage.objects.select_for_update(no_key=True).get(pk=reservation.period_id)
     quantity = billable_seconds(job.audio_seconds)

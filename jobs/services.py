@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
@@ -33,10 +34,12 @@ from django.utils.text import get_valid_filename
 
 from billing import services as billing_services
 from billing.contracts import BillableJob
+from billing.services import Limits, Standing
 from core.errors import ServiceError, from_media_error
 from jobs import notify
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobStatus
+from jobs.queues import get_queue
 from jobs.webhooks import endpoints, outbox
 from media_ops.errors import MediaError
 
@@ -76,6 +79,7 @@ class Submission:
     idempotency_key: str = ""
     callback_url: str = ""
     request_fingerprint: str = ""  # see jobs.idempotency: compared when the idempotency key is replayed
+    standing: Standing | None = None  # billing's reading of the tenant, when the request already made it
 
 
 def _upload_path(upload: UploadedFile) -> tuple[str, bool]:
@@ -102,11 +106,13 @@ def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None =
         )
 
 
-def probe_upload(kind: str, upload: UploadedFile, field_name: str, tenant: Tenant | None = None) -> dict[str, Any]:
+def probe_upload(
+    kind: str, upload: UploadedFile, field_name: str, tenant: Tenant | None = None, *, limits: Limits | None = None
+) -> dict[str, Any]:
     """Validate one upload (size, real format, duration) against the tenant's plan limits; raises ServiceError."""
     if upload.size == 0:
         raise ServiceError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
-    limits = billing_services.limits_for(tenant)
+    limits = limits if limits is not None else billing_services.limits_for(tenant)
     check_upload_size(upload, field_name, limits.max_file_bytes)
     path, is_temp = _upload_path(upload)
     try:
@@ -140,7 +146,11 @@ def submit(sub: Submission) -> Job:
     missing = [name for name in kind_spec.input_names if name not in sub.files]
     if missing:
         raise ServiceError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
-    infos = {name: probe_upload(sub.kind, sub.files[name], name, sub.tenant) for name in kind_spec.input_names}
+    standing = sub.standing or billing_services.standing_for(sub.tenant)
+    infos = {
+        name: probe_upload(sub.kind, sub.files[name], name, sub.tenant, limits=standing.limits)
+        for name in kind_spec.input_names
+    }
 
     stored: list[str] = []
     try:
@@ -159,7 +169,9 @@ def submit(sub: Submission) -> Job:
                 request_fingerprint=sub.request_fingerprint,
                 callback_url=sub.callback_url,
                 progress_message="Queued",
+                enqueued_at=timezone.now(),
             )
+            job.rq_job_id = _new_rq_job_id(job)  # in the row from the start: pushed to RQ after the commit
             extra: dict[str, Any] = {}
             for name in kind_spec.input_names:
                 upload = sub.files[name]
@@ -174,8 +186,8 @@ def submit(sub: Submission) -> Job:
                     extra[name] = {"file": saved, **infos[name]}
             job.extra_inputs = extra
             job.save(force_insert=True)
-            billing_services.reserve(billable_job(job))
-            transaction.on_commit(lambda: enqueue(job))
+            billing_services.reserve(billable_job(job), standing)
+            transaction.on_commit(lambda: _push_after_commit(job))
     except BaseException:
         for name in stored:
             _delete_file(name)
@@ -199,6 +211,30 @@ def retry_delay(attempts: int) -> float:
     return min(base * (2 ** max(0, attempts - 1)), float(settings.JOB_RETRY_BACKOFF_MAX_SECONDS))
 
 
+def _new_rq_job_id(job: Job) -> str:
+    return f"job-{job.id}-{job.attempts}-{secrets.token_hex(4)}"
+
+
+def _push(job: Job) -> None:
+    """Put the RQ job the row names on the job's queue (the row already says which RQ job may run it)."""
+    get_queue(spec(job.kind).queue).enqueue(
+        "jobs.worker.runner.run_job",
+        str(job.id),
+        job_id=job.rq_job_id,
+        job_timeout=timeout_for(job.kind),
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+    )
+
+
+def _push_after_commit(job: Job) -> None:
+    """A new job's first enqueue: if Redis is down the row stays queued and the reconciler enqueues it."""
+    try:
+        _push(job)
+    except redis.RedisError:
+        logger.warning("could not enqueue job %s; the reconciler will", job.id, exc_info=True)
+
+
 def enqueue(job: Job, *, claim: Mapping[str, Any] | None = None) -> bool:
     """Put the job on its model family's RQ queue under a fresh RQ job id. Safe to call again (re-enqueue).
 
@@ -206,26 +242,16 @@ def enqueue(job: Job, *, claim: Mapping[str, Any] | None = None) -> bool:
     (``start`` checks it), so a stale duplicate left in Redis can never run the job twice, and the write is
     also the claim that makes concurrent reconcilers enqueue a job once: it only happens while the job is
     queued and matches ``claim`` (extra filters, e.g. the RQ id the caller saw). Returns whether it enqueued.
+    (A new job gets its RQ id in the row it is inserted with: ``submit`` needs no claim.)
     """
-    import django_rq
-
-    kind_spec = spec(job.kind)
-    rq_job_id = f"job-{job.id}-{job.attempts}-{secrets.token_hex(4)}"
+    rq_job_id = _new_rq_job_id(job)
     claimed = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, **(claim or {})).update(
         rq_job_id=rq_job_id, enqueued_at=timezone.now(), retry_at=None
     )
     if not claimed:
         return False
-    queue = django_rq.get_queue(kind_spec.queue)
-    queue.enqueue(
-        "jobs.worker.runner.run_job",
-        str(job.id),
-        job_id=rq_job_id,
-        job_timeout=timeout_for(job.kind),
-        result_ttl=3600,
-        failure_ttl=7 * 24 * 3600,
-    )
     job.rq_job_id = rq_job_id
+    _push(job)
     return True
 
 

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.scoping import tenant_for_request
+from billing.ratelimit import standing_for_request
 from core.errors import ServiceError
 from jobs import idempotency, notify, services
 from jobs.api import serializers
@@ -131,6 +132,7 @@ class JobCreateView(APIView):
                 idempotency_key=key,
                 request_fingerprint=idempotency.request_fingerprint(self.kind, request) if key else "",
                 callback_url=(data.get("callback_url") or "").strip(),
+                standing=standing_for_request(request),  # read once per request (the throttle did)
             )
         )
         job = wait_for(job, wait)

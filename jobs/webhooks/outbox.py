@@ -22,6 +22,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
 from jobs.models import Job, WebhookDelivery
+from jobs.queues import get_queue
 
 logger = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
@@ -60,7 +61,7 @@ def _rq_id(delivery: WebhookDelivery) -> str:
 def dispatch(delivery: WebhookDelivery) -> bool:
     """Put the delivery on the webhook queue; a Redis failure only delays it (the reconciler retries)."""
     try:
-        django_rq.get_queue(settings.WEBHOOK_QUEUE).enqueue(
+        get_queue(settings.WEBHOOK_QUEUE).enqueue(
             "jobs.webhooks.delivery.deliver", str(delivery.pk), job_id=_rq_id(delivery),
             job_timeout=int(settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30), result_ttl=600, failure_ttl=24 * 3600,
         )

@@ -27,13 +27,13 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-import django_rq
 from redis import RedisError
 from rq.job import Job as RQJob
 
 from jobs import services
 from jobs.kinds import spec
 from jobs.models import Job, JobKind, JobStatus
+from jobs.queues import get_queue
 from jobs.worker import cache as result_cache
 from jobs.worker import handlers, heartbeat
 from jobs.worker.execution import build_context, record_outcome, settle_error
@@ -61,7 +61,7 @@ def claim_companions(leader: Job, worker_name: str, limit: int) -> list[Job]:
     job hash is left behind in Redis."""
     claimed = services.start_batch(leader.kind, worker_name, limit, exclude=[leader.pk])
     if claimed:
-        queue = django_rq.get_queue(spec(leader.kind).queue)
+        queue = get_queue(spec(leader.kind).queue)
         try:
             with queue.connection.pipeline(transaction=False) as pipe:
                 for job in claimed:
