@@ -203,6 +203,12 @@ JOB_QUEUES = {"watermark": "watermark", "emotion": "emotion", "media": "media"}
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=900)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 MAX_AUDIO_SECONDS = env.float("MAX_AUDIO_SECONDS", default=30 * 60)
+# Beat-sync video ceilings (plans may lower them; refused at upload with VIDEO_TOO_LARGE/FRAME_RATE_TOO_HIGH):
+# pixels per frame (width x height), frames per second, pixels per second (width x height x fps). Decoding and
+# re-encoding cost grows with the pixel rate: an 8K MJPEG clip took 28.5 s and 1.5 GB of worker memory.
+MAX_VIDEO_PIXELS = env.int("MAX_VIDEO_PIXELS", default=3840 * 2160)
+MAX_VIDEO_FPS = env.float("MAX_VIDEO_FPS", default=120.0)
+MAX_VIDEO_PIXEL_RATE = env.int("MAX_VIDEO_PIXEL_RATE", default=3840 * 2160 * 60)
 MAX_WAIT_SECONDS = 30
 
 
