@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "axes",  # sign-in lockout (audioseal_site/login_lockout.py)
     "accounts",
     "billing",
     "jobs",
@@ -63,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "billing.ratelimit.RateLimitHeadersMiddleware",  # X-RateLimit-* on API responses (billing issue)
+    "axes.middleware.AxesMiddleware",  # a locked-out sign-in gets the lockout page (last, as axes asks)
 ]
 
 ROOT_URLCONF = "audioseal_site.urls"
@@ -360,16 +362,29 @@ RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 RETENTION_INTERVAL_SECONDS = env.int("RETENTION_INTERVAL_SECONDS", default=3600)
 # Temporary upload files older than this are removed at web start (left behind by a crashed process).
 STALE_UPLOAD_SECONDS = env.int("STALE_UPLOAD_SECONDS", default=6 * 3600)
-# Failed sign-ins (dashboard and admin) per username and per client IP before refusing for the window.
+# Failed sign-ins (dashboard and admin) per username and per client IP within the window lock sign-in until
+# a window after the failure that locked (django-axes; audioseal_site/login_lockout.py).
 LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=30)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
 # Proxies in front of the web processes that append to X-Forwarded-For (the ingress): used for client IPs.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
 AUTHENTICATION_BACKENDS = [
-    "audioseal_site.login_throttle.LoginThrottleBackend",  # refuses while throttled, then falls through
+    "audioseal_site.login_lockout.LockoutBackend",  # refuses while locked out, then falls through
     "django.contrib.auth.backends.ModelBackend",
 ]
+# django-axes, driven by the three LOGIN_* settings above (read at each sign-in, so tests may change them).
+AXES_HANDLER = "audioseal_site.login_lockout.LockoutHandler"  # PostgreSQL; a limit per username and per IP
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_FAILURE_LIMIT = "audioseal_site.login_lockout.failure_limit"
+AXES_COOLOFF_TIME = "audioseal_site.login_lockout.cool_off"
+AXES_RESET_ON_SUCCESS = True  # a successful sign-in forgets the username's failures
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # hammering a locked account does not extend the lock
+AXES_USERNAME_CALLABLE = "audioseal_site.login_lockout.username"
+AXES_CLIENT_IP_CALLABLE = "audioseal_site.login_lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "audioseal_site.login_lockout.lockout_response"  # 429, says when it unlocks
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in
+AXES_VERBOSE = False
 # The admin lives at /<ADMIN_URL> (e.g. "ops-3f9a/"); a non-default path keeps it out of drive-by scans.
 ADMIN_URL = env("ADMIN_URL", default="admin/").strip("/") + "/"
 
