@@ -80,26 +80,18 @@ def check_video_limits(info: MediaInfo, limits: VideoLimits) -> None:
         "max_pixels_per_second": limits.max_pixels_per_second,
     }
     size = f"{info.width}×{info.height}"
-    if limits.max_pixels_per_frame is not None and pixels > limits.max_pixels_per_frame:
-        raise MediaError(
-            VIDEO_TOO_LARGE,
-            f"The video's frames are {size} ({pixels:,} pixels); the limit is "
-            f"{limits.max_pixels_per_frame:,} pixels per frame.",
-            {**details, "limit": "pixels_per_frame"},
-        )
-    if limits.max_fps is not None and fps > limits.max_fps:
-        raise MediaError(
-            FRAME_RATE_TOO_HIGH,
-            f"The video runs at {fps:g} frames per second; the limit is {limits.max_fps:g}.",
-            {**details, "limit": "fps"},
-        )
-    if limits.max_pixels_per_second is not None and rate > limits.max_pixels_per_second:
-        raise MediaError(
-            VIDEO_TOO_LARGE,
-            f"The video is {size} at {fps:g} frames per second ({rate:,} pixels per second); the limit is "
-            f"{limits.max_pixels_per_second:,} pixels per second.",
-            {**details, "limit": "pixels_per_second"},
-        )
+    checks = (  # (limit name, value, limit, code, message), in the order they are reported
+        ("pixels_per_frame", pixels, limits.max_pixels_per_frame, VIDEO_TOO_LARGE,
+         f"The video's frames are {size} ({pixels:,} pixels); the limit is {{limit:,}} pixels per frame."),
+        ("fps", fps, limits.max_fps, FRAME_RATE_TOO_HIGH,
+         f"The video runs at {fps:g} frames per second; the limit is {{limit:g}}."),
+        ("pixels_per_second", rate, limits.max_pixels_per_second, VIDEO_TOO_LARGE,
+         f"The video is {size} at {fps:g} frames per second ({rate:,} pixels per second); the limit is "
+         "{limit:,} pixels per second."),
+    )
+    for name, value, limit, code, message in checks:
+        if limit is not None and value > limit:
+            raise MediaError(code, message.format(limit=limit), {**details, "limit": name})
 
 
 def probe_media(
