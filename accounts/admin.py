@@ -8,12 +8,14 @@ below billing and does not import it. Keys are revoked, never shown: only their 
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import ApiKey, Membership, Tenant
+from core.urlguard import UnsafeURL, check_url
 
 admin.site.site_header = "AudioSeal Studio staff"
 admin.site.site_title = "AudioSeal Studio staff"
@@ -41,8 +43,27 @@ class ApiKeyInline(admin.TabularInline):
         return False
 
 
+class TenantAdminForm(forms.ModelForm):
+    """The tenant page's form: a changed default webhook URL passes the SSRF guard customers get on the
+    dashboard (``core.urlguard.check_url``, as ``jobs.webhooks.endpoints`` uses it); a refusal is a form error."""
+
+    class Meta:
+        model = Tenant
+        fields = ["webhook_url"]  # the admin passes the page's fields (``get_fields``) itself
+
+    def clean_webhook_url(self) -> str:
+        url = (self.cleaned_data.get("webhook_url") or "").strip()
+        if url and url != (self.initial.get("webhook_url") or ""):
+            try:
+                check_url(url)
+            except UnsafeURL as exc:
+                raise forms.ValidationError(str(exc), code="INVALID_CALLBACK_URL") from exc
+        return url
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantAdminForm
     list_display = ["name", "slug", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug", "id", "memberships__user__email"]

@@ -29,7 +29,7 @@ class Tenant(models.Model):
     webhook_url = models.CharField(
         max_length=2000, blank=True, default="",
         help_text="Default callback URL for job webhooks (a job's own callback_url wins). "
-        "Set it through jobs.webhooks.set_default_callback_url, which refuses private addresses.",
+        "Checked by the SSRF guard wherever it is set (dashboard, admin): private addresses are refused.",
     )
     webhook_secret = models.CharField(
         max_length=100, default=new_webhook_secret, help_text="Signs job webhooks (see jobs/WEBHOOKS.md)."

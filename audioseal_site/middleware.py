@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from audioseal_site import metrics
@@ -140,4 +141,21 @@ class ApiJsonErrorsMiddleware:
         for header in ("Allow", "Retry-After", "WWW-Authenticate"):
             if header in original:
                 response[header] = original[header]
+        return response
+
+
+class ThirdPartyPagesCSPMiddleware:
+    """The one relaxation of the Content-Security-Policy: the RQ dashboard (django-rq's staff pages, under
+    ``<ADMIN_URL>django-rq/`` and ``<ADMIN_URL>django_rq/``) writes inline ``<script>``/``<style>`` we do not
+    control, so its pages, and only they, allow inline scripts and styles (staff-only pages behind the admin
+    login). It sits after ``CSPMiddleware`` so it marks the response before that middleware writes the
+    header."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path.startswith((f"/{settings.ADMIN_URL}django-rq/", f"/{settings.ADMIN_URL}django_rq/")):
+            response._csp_update = {"script-src": ["'unsafe-inline'"], "style-src": ["'unsafe-inline'"]}
         return response

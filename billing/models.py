@@ -2,7 +2,8 @@
 
 Money-relevant facts live in PostgreSQL, never only in Redis:
 
-- ``Plan``: what a tenant may do (included minutes, overage, file/duration/concurrency/rate limits, retention)
+- ``Plan``: what a tenant may do (included minutes, overage, file/duration/video/concurrency/rate limits,
+  retention)
   and which Stripe prices it maps to. Seeded (Free, Pro, Enterprise) by a data migration; staff edit them.
 - ``Subscription``: one per tenant: its plan, its subscription state, its current billing period, its Stripe
   ids and staff overrides of the plan's limits.
@@ -43,6 +44,17 @@ class Plan(models.Model):
     max_file_bytes = models.BigIntegerField(help_text="Largest upload (capped by MAX_UPLOAD_BYTES).")
     max_audio_seconds = models.FloatField(
         help_text="Longest input audio (capped by the MAX_AUDIO_SECONDS setting)."
+    )
+    max_video_pixels = models.PositiveIntegerField(
+        default=1920 * 1080,
+        help_text="Largest beat-sync video frame, width × height in pixels (capped by MAX_VIDEO_PIXELS).",
+    )
+    max_video_fps = models.FloatField(
+        default=60, help_text="Highest beat-sync video frame rate (capped by MAX_VIDEO_FPS)."
+    )
+    max_video_pixel_rate = models.BigIntegerField(
+        default=1920 * 1080 * 60,
+        help_text="Most beat-sync video pixels per second, width × height × fps (capped by MAX_VIDEO_PIXEL_RATE).",
     )
     max_concurrent_jobs = models.PositiveIntegerField(help_text="Queued + running jobs at once.")
     rate_limits = models.JSONField(
@@ -103,6 +115,9 @@ class Subscription(models.Model):
     overage_allowed_override = models.BooleanField(null=True, blank=True)
     max_file_bytes_override = models.BigIntegerField(null=True, blank=True)
     max_audio_seconds_override = models.FloatField(null=True, blank=True)
+    max_video_pixels_override = models.PositiveIntegerField(null=True, blank=True)
+    max_video_fps_override = models.FloatField(null=True, blank=True)
+    max_video_pixel_rate_override = models.BigIntegerField(null=True, blank=True)
     max_concurrent_jobs_override = models.PositiveIntegerField(null=True, blank=True)
     rate_limits_override = models.JSONField(
         default=dict, blank=True, help_text="Merged over the plan's rate limits, e.g. {\"watermark\": 500}."

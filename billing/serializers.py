@@ -50,6 +50,9 @@ class LimitsSerializer(serializers.Serializer):
     overage_allowed = serializers.BooleanField()
     max_file_bytes = serializers.IntegerField()
     max_audio_seconds = serializers.FloatField()
+    max_video_pixels = serializers.IntegerField(help_text="Largest beat-sync video frame: width × height.")
+    max_video_fps = serializers.FloatField(help_text="Highest beat-sync video frame rate.")
+    max_video_pixel_rate = serializers.IntegerField(help_text="Most beat-sync video pixels per second.")
     max_concurrent_jobs = serializers.IntegerField()
     retention_days = serializers.IntegerField()
     rate_limits = serializers.DictField(

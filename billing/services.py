@@ -65,13 +65,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Limits:
-    """What a tenant may do right now. File size and duration are already capped by the global ceilings."""
+    """What a tenant may do right now. File size, duration and the video limits are already capped by the
+    global ceilings."""
 
     plan_code: str
     included_minutes: int
     overage_allowed: bool
     max_file_bytes: int
     max_audio_seconds: float
+    max_video_pixels: int
+    max_video_fps: float
+    max_video_pixel_rate: int
     max_concurrent_jobs: int
     retention_days: int
     rate_limits: dict[str, int] = field(default_factory=dict)
@@ -124,7 +128,7 @@ def subscription_for(tenant: Tenant, *, plan: Plan | None = None) -> Subscriptio
 
 
 def effective_limits(sub: Subscription) -> Limits:
-    """The plan's limits with the tenant's staff overrides, file size and duration capped by the settings."""
+    """The plan's limits with the tenant's staff overrides, file size, duration and video capped by the settings."""
     plan = sub.plan
 
     def pick(override: Any, value: Any) -> Any:
@@ -138,6 +142,11 @@ def effective_limits(sub: Subscription) -> Limits:
         max_file_bytes=min(pick(sub.max_file_bytes_override, plan.max_file_bytes), settings.MAX_UPLOAD_BYTES),
         max_audio_seconds=min(
             pick(sub.max_audio_seconds_override, plan.max_audio_seconds), settings.MAX_AUDIO_SECONDS
+        ),
+        max_video_pixels=min(pick(sub.max_video_pixels_override, plan.max_video_pixels), settings.MAX_VIDEO_PIXELS),
+        max_video_fps=min(pick(sub.max_video_fps_override, plan.max_video_fps), settings.MAX_VIDEO_FPS),
+        max_video_pixel_rate=min(
+            pick(sub.max_video_pixel_rate_override, plan.max_video_pixel_rate), settings.MAX_VIDEO_PIXEL_RATE
         ),
         max_concurrent_jobs=pick(sub.max_concurrent_jobs_override, plan.max_concurrent_jobs),
         retention_days=pick(sub.retention_days_override, plan.retention_days),
@@ -154,6 +163,9 @@ def limits_for(tenant: Tenant | None) -> Limits:
             overage_allowed=False,
             max_file_bytes=settings.MAX_UPLOAD_BYTES,
             max_audio_seconds=settings.MAX_AUDIO_SECONDS,
+            max_video_pixels=settings.MAX_VIDEO_PIXELS,
+            max_video_fps=settings.MAX_VIDEO_FPS,
+            max_video_pixel_rate=settings.MAX_VIDEO_PIXEL_RATE,
             max_concurrent_jobs=0,
             retention_days=0,
         )
@@ -223,8 +235,8 @@ UNSET: Any = _Unset()
 
 # The plan limits staff may override per tenant: ``<name>_override`` on Subscription; None = the plan's value.
 OVERRIDABLE_LIMITS = (
-    "included_minutes", "overage_allowed", "max_file_bytes", "max_audio_seconds", "max_concurrent_jobs",
-    "rate_limits", "retention_days",
+    "included_minutes", "overage_allowed", "max_file_bytes", "max_audio_seconds", "max_video_pixels",
+    "max_video_fps", "max_video_pixel_rate", "max_concurrent_jobs", "rate_limits", "retention_days",
 )
 
 

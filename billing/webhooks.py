@@ -9,9 +9,11 @@ Documented responses of ``POST /billing/stripe/webhook``:
   event type we do not handle, a customer we do not know, or an event older than the last one applied).
 - ``200 … "status": "duplicate"``: this event id was processed before; nothing is done again. (2xx so
   Stripe stops redelivering it.)
-- ``400 INVALID_SIGNATURE``: missing or wrong ``Stripe-Signature``, or a timestamp outside
-  ``STRIPE_WEBHOOK_TOLERANCE_SECONDS`` (a replay of an old delivery); nothing is recorded.
-- ``400 INVALID_PAYLOAD``: signed but not a Stripe event.
+- ``400 INVALID_SIGNATURE``: missing or wrong ``Stripe-Signature``, or a timestamp more than
+  ``STRIPE_WEBHOOK_TOLERANCE_SECONDS`` in the past (a replay of an old delivery) or in the future (Stripe's
+  library only checks the past; we check both); nothing is recorded.
+- ``400 INVALID_PAYLOAD``: signed but not a Stripe event object (JSON that is not an object, or lacks a
+  string ``id``/``type``, an integer ``created`` or an object ``data.object``); nothing is recorded.
 - ``503 SERVICE_UNAVAILABLE``: no ``STRIPE_WEBHOOK_SECRET`` configured.
 - ``500``: applying the event failed; nothing was recorded, so Stripe's redelivery applies it later.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -57,21 +60,62 @@ def handle(payload: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
         return 503, error_body(
             "SERVICE_UNAVAILABLE", "Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)."
         )
+    tolerance = settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
     try:
-        stripe.Webhook.construct_event(
-            payload, signature, secret, tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
-        )
+        # Signature, and a timestamp not older than the tolerance (Stripe's check looks only into the past).
+        stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance)
     except stripe.SignatureVerificationError as exc:
         logger.warning("Stripe webhook refused: %s", exc.user_message)
         return 400, error_body(
             "INVALID_SIGNATURE", f"Stripe signature verification failed: {exc.user_message}"
         )
-    except ValueError:
+    except ValueError:  # not UTF-8
         return 400, error_body("INVALID_PAYLOAD", "The body is not a JSON Stripe event.")
-    data = json.loads(payload)
-    if not isinstance(data, dict) or not all(k in data for k in ("id", "type", "created", "data")):
+    ahead = _seconds_ahead(signature)
+    if tolerance and ahead > tolerance:
+        logger.warning("Stripe webhook refused: signature timestamp %.0f s in the future", ahead)
+        return 400, error_body(
+            "INVALID_SIGNATURE",
+            f"Stripe signature verification failed: the timestamp is {ahead:.0f} s in the future "
+            f"(tolerance {tolerance} s).",
+        )
+    data = _event_or_none(payload)
+    if data is None:
         return 400, error_body("INVALID_PAYLOAD", "The body is not a Stripe event.")
     return 200, {"received": True, "status": process_event(data)}
+
+
+def _seconds_ahead(signature: str) -> float:
+    """How far the (already verified) ``t=`` timestamp of a ``Stripe-Signature`` header is ahead of our clock;
+    the first ``t=`` counts, as in Stripe's own parser."""
+    for item in signature.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            return int(value) - time.time()
+    return 0.0  # pragma: no cover - verify_header refused a header without a timestamp
+
+
+def _event_or_none(payload: bytes) -> dict[str, Any] | None:
+    """The decoded event when the body has an event's shape (string ``id`` and ``type``, integer ``created``
+    in range, ``data.object`` an object), else None: what the handlers rely on is checked here, once."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("object", "event") != "event":
+        return None
+    created = data.get("created")
+    if not (isinstance(data.get("id"), str) and data["id"] and isinstance(data.get("type"), str)):
+        return None
+    if not isinstance(created, int) or isinstance(created, bool):
+        return None
+    try:
+        datetime.fromtimestamp(created, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    if not isinstance(data.get("data"), dict) or not isinstance(data["data"].get("object"), dict):
+        return None
+    return data
 
 
 def process_event(event: dict[str, Any]) -> str:

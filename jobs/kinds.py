@@ -15,13 +15,19 @@ from media_ops import audio, beatsync
 from media_ops.errors import INVALID_FORMAT, NO_AUDIO_TRACK, MediaError
 
 
-def probe_audio(path, max_duration_seconds: float, field: str = "file") -> dict[str, Any]:
+def probe_audio(
+    path, max_duration_seconds: float, field: str = "file", video_limits: beatsync.VideoLimits | None = None
+) -> dict[str, Any]:
+    """Probe an audio upload (``video_limits`` does not apply to audio)."""
     return audio.probe(path, max_duration_seconds=max_duration_seconds).to_dict()
 
 
-def probe_media(path, max_duration_seconds: float, field: str = "video") -> dict[str, Any]:
-    """Probe a beat-sync upload; the video must have picture and sound, the music sound."""
-    info = beatsync.probe_media(path, max_duration_seconds=max_duration_seconds)
+def probe_media(
+    path, max_duration_seconds: float, field: str = "video", video_limits: beatsync.VideoLimits | None = None
+) -> dict[str, Any]:
+    """Probe a beat-sync upload; the video must have picture and sound, the music sound, and its picture must
+    be within ``video_limits`` (frame size, frame rate, pixel rate)."""
+    info = beatsync.probe_media(path, max_duration_seconds=max_duration_seconds, video_limits=video_limits)
     if field == "video" and not info.has_video:
         raise MediaError(INVALID_FORMAT, "The video file has no video stream.", {"field": field})
     if not info.has_audio:

@@ -41,6 +41,7 @@ from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.queues import get_queue
 from jobs.webhooks import endpoints, outbox
+from media_ops import beatsync
 from media_ops.errors import MediaError
 
 if TYPE_CHECKING:
@@ -106,17 +107,29 @@ def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None =
         )
 
 
+def video_limits(limits: Limits) -> beatsync.VideoLimits:
+    """The plan's (or, from ``limits_for(None)``, the global) video limits in media_ops' terms."""
+    return beatsync.VideoLimits(
+        max_pixels_per_frame=limits.max_video_pixels,
+        max_fps=limits.max_video_fps,
+        max_pixels_per_second=limits.max_video_pixel_rate,
+    )
+
+
 def probe_upload(
     kind: str, upload: UploadedFile, field_name: str, tenant: Tenant | None = None, *, limits: Limits | None = None
 ) -> dict[str, Any]:
-    """Validate one upload (size, real format, duration) against the tenant's plan limits; raises ServiceError."""
+    """Validate one upload (size, real format, duration, video frame size and rate) against the tenant's plan
+    limits; raises ServiceError."""
     if upload.size == 0:
         raise ServiceError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
     limits = limits if limits is not None else billing_services.limits_for(tenant)
     check_upload_size(upload, field_name, limits.max_file_bytes)
     path, is_temp = _upload_path(upload)
     try:
-        info = spec(kind).probe(path, max_duration_seconds=limits.max_audio_seconds, field=field_name)
+        info = spec(kind).probe(
+            path, max_duration_seconds=limits.max_audio_seconds, field=field_name, video_limits=video_limits(limits)
+        )
     except MediaError as exc:
         error = from_media_error(exc)
         error.details.setdefault("field", field_name)

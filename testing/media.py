@@ -324,3 +324,37 @@ def make_text_file(path: Path) -> Path:
     """Not media at all, whatever the name says."""
     Path(path).write_text("this is not a video, just a text file with a misleading name\n" * 20)
     return Path(path)
+
+
+def make_plain_video(
+    path: Path, *, size: tuple[int, int], fps: int, frames: int, codec: str = "mjpeg", with_audio: bool = True
+) -> Path:
+    """A few flat grey frames of any size with a short quiet AAC track (``.mp4`` or ``.mov``).
+
+    No per-pixel work in Python, so even an 8K (7680×4320) clip is written in well under a second: for the
+    tests of the frame-size and frame-rate limits, where only the headers matter.
+    """
+    path = Path(path)
+    fmt = {".mp4": "mp4", ".mov": "mov"}[path.suffix.lower()]
+    width, height = size
+    pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+    with av.open(str(path), "w", format=fmt) as out:
+        vstream = out.add_stream(codec, rate=fps)
+        vstream.width, vstream.height, vstream.pix_fmt = width, height, pix_fmt
+        astream = None
+        if with_audio:
+            astream = out.add_stream("aac", rate=RECORDING_RATE, layout="mono")
+            astream.codec_context.options = dict(_FAST_ENCODING["aac"])
+        frame = av.VideoFrame(width, height, pix_fmt)
+        for plane in frame.planes:
+            plane.update(bytes([128]) * plane.buffer_size)
+        for i in range(frames):
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            out.mux(vstream.encode(frame))
+        out.mux(vstream.encode(None))
+        if astream is not None:
+            t = np.arange(int(round(frames / fps * RECORDING_RATE))) / RECORDING_RATE
+            tone = (0.1 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)[None, :]
+            _encode_audio(out, astream, tone, RECORDING_RATE, "mono", "fltp")
+    return path

@@ -81,8 +81,8 @@ def succeeded_job(reserved_job):
 
 @pytest.fixture
 def staff_client(db, client):
-    """A signed-in superuser (``ModelBackend`` named explicitly: the first configured backend, the login
-    throttle, authenticates nobody, so a plain ``force_login`` session would not stick)."""
+    """A signed-in superuser (``ModelBackend`` named explicitly: the first configured backend, the sign-in
+    lockout, authenticates nobody)."""
     from accounts.services import get_or_create_user
 
     user = get_or_create_user("billing-staff", email="staff@example.com", password="x-Secret-123", staff=True)

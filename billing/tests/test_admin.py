@@ -109,3 +109,31 @@ def test_tenant_page_edits_plan_and_quota_through_the_service(staff_client, tena
 
     message = LogEntry.objects.get().get_change_message()
     assert "Changed Is active" in message and "Max concurrent jobs override for subscription" in message, message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8000/hook", "http://10.1.2.3/hook", "http://169.254.169.254/latest/meta-data/",
+     "http://[::ffff:10.0.0.1]/hook", "ftp://93.184.216.34/hook"],
+)
+def test_tenant_page_refuses_a_private_webhook_url(staff_client, tenant, url):
+    """Staff get the SSRF guard customers get on the dashboard: the refusal is a form error, nothing saved."""
+    change = reverse("admin:accounts_tenant_change", args=[tenant.pk])
+    data = _form_data(staff_client.get(change).content.decode())
+    assert "webhook_url" in data
+    response = staff_client.post(change, {**data, "webhook_url": url, "_save": "Save"})
+    assert response.status_code == 200, response.status_code
+    errors = response.context["adminform"].form.errors
+    assert "webhook_url" in errors and errors["webhook_url"][0], errors
+    assert "errorlist" in response.content.decode()
+    tenant.refresh_from_db()
+    assert tenant.webhook_url == ""
+
+
+def test_tenant_page_saves_a_public_webhook_url(staff_client, tenant):
+    change = reverse("admin:accounts_tenant_change", args=[tenant.pk])
+    data = _form_data(staff_client.get(change).content.decode())
+    response = staff_client.post(change, {**data, "webhook_url": "http://93.184.216.34/hook", "_save": "Save"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    tenant.refresh_from_db()
+    assert tenant.webhook_url == "http://93.184.216.34/hook"

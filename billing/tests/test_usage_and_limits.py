@@ -101,6 +101,22 @@ def test_plan_duration_limit_replaces_the_global_one(tenant, api_client, on_plan
     assert Job.objects.count() == 0 and stored_files(_isolated_media) == []
 
 
+def test_seeded_video_limits_overrides_and_ceilings(tenant, api_client, settings):
+    """Beat-sync picture limits: Free 1080p, Pro and Enterprise 4K, 60 fps, pixel rate = the product."""
+    plans = {p.code: p for p in Plan.objects.filter(code__in=["free", "pro", "enterprise"])}
+    assert (plans["free"].max_video_pixels, plans["free"].max_video_fps) == (1920 * 1080, 60)
+    assert plans["free"].max_video_pixel_rate == 1920 * 1080 * 60
+    for code in ("pro", "enterprise"):
+        assert (plans[code].max_video_pixels, plans[code].max_video_pixel_rate) == (3840 * 2160, 3840 * 2160 * 60)
+    limits = api_client.get("/api/v1/usage").json()["limits"]
+    assert (limits["max_video_pixels"], limits["max_video_fps"]) == (1920 * 1080, 60)
+    assert limits["max_video_pixel_rate"] == 1920 * 1080 * 60
+    services.change_subscription(tenant, overrides={"max_video_pixels": 3840 * 2160, "max_video_fps": 240})
+    settings.MAX_VIDEO_FPS = 120
+    limits = services.limits_for(tenant)
+    assert (limits.max_video_pixels, limits.max_video_fps) == (3840 * 2160, 120)  # the setting caps the override
+
+
 def test_staff_overrides_beat_the_plan(tenant, api_client, redis_clean):
     Subscription.objects.filter(tenant=tenant).update(
         max_concurrent_jobs_override=1, rate_limits_override={"read": 7}

@@ -114,6 +114,54 @@ def test_stale_timestamp_does_nothing(client, customer, settings):
     assert not StripeEvent.objects.exists()
 
 
+def test_timestamp_in_the_future_does_nothing(client, customer, settings):
+    """Stripe's library only refuses old timestamps; one dated past the tolerance ahead is refused too (a
+    delivery signed for later would otherwise stay replayable until then)."""
+    evt = event("customer.subscription.deleted", subscription_obj("canceled"))
+    ahead = int(time.time()) + settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS + 60
+    body = assert_error(deliver(client, evt, timestamp=ahead), 400, "INVALID_SIGNATURE")
+    assert "future" in body["error"]["message"]
+    far = int(time.time()) + 10 * 365 * 86400
+    assert_error(deliver(client, evt, timestamp=far), 400, "INVALID_SIGNATURE")
+    assert Subscription.objects.get(pk=customer.pk).status == SubscriptionStatus.ACTIVE
+    assert not StripeEvent.objects.exists()
+    # A clock a little ahead of ours is within the tolerance.
+    skewed = int(time.time()) + settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS // 2
+    assert deliver(client, evt, timestamp=skewed).json()["status"] == "processed"
+
+
+NOT_EVENTS = {
+    "list": [],
+    "string": "evt_1",
+    "number": 42,
+    "null": None,
+    "created_not_a_number": {"id": "evt_a", "type": "invoice.paid", "created": "yesterday",
+                             "data": {"object": invoice_obj()}},
+    "created_out_of_range": {"id": "evt_b", "type": "invoice.paid", "created": 10**20,
+                             "data": {"object": invoice_obj()}},
+    "created_bool": {"id": "evt_c", "type": "invoice.paid", "created": True, "data": {"object": invoice_obj()}},
+    "no_object": {"id": "evt_d", "type": "invoice.paid", "created": 1_790_000_000, "data": {}},
+    "data_not_a_dict": {"id": "evt_e", "type": "invoice.paid", "created": 1_790_000_000, "data": ["x"]},
+    "object_not_a_dict": {"id": "evt_f", "type": "invoice.paid", "created": 1_790_000_000,
+                          "data": {"object": "in_1"}},
+    "id_not_a_string": {"id": 7, "type": "invoice.paid", "created": 1_790_000_000,
+                        "data": {"object": invoice_obj()}},
+    "type_not_a_string": {"id": "evt_g", "type": ["invoice.paid"], "created": 1_790_000_000,
+                          "data": {"object": invoice_obj()}},
+    "not_an_event_object": {"id": "cus_1", "object": "customer", "type": "invoice.paid",
+                            "created": 1_790_000_000, "data": {"object": invoice_obj()}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_EVENTS))
+def test_signed_payload_that_is_not_an_event_is_400_json(client, customer, case):
+    response = deliver(client, NOT_EVENTS[case])
+    assert response["Content-Type"].startswith("application/json")
+    assert_error(response, 400, "INVALID_PAYLOAD")
+    assert not StripeEvent.objects.exists()
+    assert Subscription.objects.get(pk=customer.pk).status == SubscriptionStatus.ACTIVE
+
+
 def test_replayed_event_id_is_processed_once(client, customer):
     first = event("invoice.payment_failed", invoice_obj(), id_="evt_replayed")
     assert deliver(client, first).json()["status"] == "processed"

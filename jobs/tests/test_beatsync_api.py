@@ -77,3 +77,79 @@ def test_oversize_and_missing_music(api_client, _isolated_media, media, settings
     assert_error(api_client.post(ALIGN, {"video": _file(media["video"]), "music": _file(media["music"])},
                                  format="multipart"), 413, "FILE_TOO_LARGE")
     assert Job.objects.count() == 0 and stored_files(_isolated_media) == []
+
+
+# --- frame size, frame rate and pixel rate limits (refused at upload, before anything is stored) ----------
+
+FREE_PIXELS, PRO_PIXELS = 1920 * 1080, 3840 * 2160
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    """Short clips whose headers are what matters: 8K MJPEG (2 frames), 4K, 120 fps."""
+    root = tmp_path_factory.mktemp("beatsync-frames")
+    return {
+        "8k": media_factory.make_plain_video(root / "8k.mp4", size=(7680, 4320), fps=25, frames=2),
+        "4k": media_factory.make_plain_video(root / "4k.mp4", size=(3840, 2160), fps=30, frames=2),
+        "120fps": media_factory.make_plain_video(root / "fast.mp4", size=(320, 240), fps=120, frames=24),
+    }
+
+
+def _align(client, video, media):
+    return client.post(ALIGN, {"video": _file(video), "music": _file(media["music"])}, format="multipart")
+
+
+def _nothing_kept(media_root):
+    from billing.models import Reservation
+
+    assert Job.objects.count() == 0 and Reservation.objects.count() == 0 and stored_files(media_root) == []
+
+
+def test_an_8k_video_is_refused_at_upload(api_client, _isolated_media, media, frames):
+    body = assert_error(_align(api_client, frames["8k"], media), 422, "VIDEO_TOO_LARGE")
+    details = body["error"]["details"]
+    assert details["field"] == "video" and details["limit"] == "pixels_per_frame"
+    assert (details["width"], details["height"], details["fps"]) == (7680, 4320, 25.0)
+    assert details["max_pixels_per_frame"] == FREE_PIXELS and details["max_fps"] == 60
+    assert details["max_pixels_per_second"] == FREE_PIXELS * 60
+    assert "7680×4320" in body["error"]["message"]
+    _nothing_kept(_isolated_media)
+
+
+def test_a_120_fps_video_is_refused_at_upload(api_client, _isolated_media, media, frames):
+    body = assert_error(_align(api_client, frames["120fps"], media), 422, "FRAME_RATE_TOO_HIGH")
+    details = body["error"]["details"]
+    assert details["limit"] == "fps" and details["fps"] == 120.0 and details["max_fps"] == 60
+    assert "120" in body["error"]["message"]
+    _nothing_kept(_isolated_media)
+
+
+def test_frame_limits_follow_the_plan_and_the_settings_cap_them(
+    tenant, api_client, _isolated_media, media, frames, settings, redis_clean
+):
+    from billing import services as billing_services
+
+    assert_error(_align(api_client, frames["4k"], media), 422, "VIDEO_TOO_LARGE")  # Free: 1080p
+    billing_services.change_plan(tenant, "pro")
+    assert _align(api_client, frames["4k"], media).status_code == 202  # Pro: 4K
+    Job.objects.all().delete()
+    settings.MAX_VIDEO_PIXELS = FREE_PIXELS  # the global ceiling caps every plan
+    body = assert_error(_align(api_client, frames["4k"], media), 422, "VIDEO_TOO_LARGE")
+    assert body["error"]["details"]["max_pixels_per_frame"] == FREE_PIXELS
+
+
+def test_frame_rate_and_pixel_rate_overrides(tenant, api_client, _isolated_media, media, frames, settings,
+                                             redis_clean):
+    from billing import services as billing_services
+
+    billing_services.change_subscription(tenant, overrides={"max_video_fps": 120})
+    assert _align(api_client, frames["120fps"], media).status_code == 202
+    Job.objects.all().delete()
+    billing_services.change_subscription(tenant, overrides={"max_video_pixel_rate": 320 * 240 * 100})
+    body = assert_error(_align(api_client, frames["120fps"], media), 422, "VIDEO_TOO_LARGE")
+    details = body["error"]["details"]
+    assert details["limit"] == "pixels_per_second" and details["pixels_per_second"] == 320 * 240 * 120
+    assert details["max_pixels_per_second"] == 320 * 240 * 100
+    settings.MAX_VIDEO_FPS = 60
+    billing_services.change_subscription(tenant, overrides={"max_video_pixel_rate": None})
+    assert_error(_align(api_client, frames["120fps"], media), 422, "FRAME_RATE_TOO_HIGH")

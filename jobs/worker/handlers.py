@@ -173,6 +173,13 @@ def beatsync_align(ctx: JobContext) -> Outcome:
         out_path,
         trim_silence=bool(ctx.params.get("trim_silence")),
         progress=ctx.progress,
+        # The upload was checked against the tenant's plan; the global ceilings hold again here, so a job
+        # accepted before they were lowered (or submitted by other means) cannot decode an oversized picture.
+        video_limits=beatsync.VideoLimits(
+            max_pixels_per_frame=settings.MAX_VIDEO_PIXELS,
+            max_fps=settings.MAX_VIDEO_FPS,
+            max_pixels_per_second=settings.MAX_VIDEO_PIXEL_RATE,
+        ),
     )
     if not out_path.exists():  # pragma: no cover - the engine raises instead
         raise MediaError("PROCESSING_FAILED", "Rendering produced no output.")

@@ -16,7 +16,8 @@ encoder delay, which FFmpeg strips).
 
 Layers, each a module (callers import the names below from the package, not from the modules):
 
-* ``probing``: ``probe_media`` and ``MediaInfo``, the upload-time check of a video or music file;
+* ``probing``: ``probe_media``, ``MediaInfo`` and ``VideoLimits``, the upload-time check of a video or music
+  file;
 * ``streams``: opening containers and decoding their audio, placed on the video timeline;
 * ``alignment``: ``align`` and ``AlignResult``, where the music sits in the video (how it decides, and its
   limits, are described there);
@@ -42,7 +43,7 @@ from media_ops.beatsync.alignment import MIN_OVERLAP_SECONDS as MIN_OVERLAP_SECO
 from media_ops.beatsync.alignment import PEAK_EXCLUSION_SECONDS as PEAK_EXCLUSION_SECONDS
 from media_ops.beatsync.alignment import AlignResult, align
 from media_ops.beatsync.pipeline import run
-from media_ops.beatsync.probing import ACCEPTED_CONTAINERS, MediaInfo, probe_media
+from media_ops.beatsync.probing import ACCEPTED_CONTAINERS, MediaInfo, VideoLimits, probe_media
 from media_ops.beatsync.progress import Progress as Progress
 from media_ops.beatsync.rendering import MP4_COPYABLE_VIDEO_CODECS as MP4_COPYABLE_VIDEO_CODECS
 from media_ops.beatsync.rendering import OUTPUT_AUDIO_RATES as OUTPUT_AUDIO_RATES
@@ -57,6 +58,7 @@ __all__ = [
     "AlignResult",
     "MediaInfo",
     "RenderInfo",
+    "VideoLimits",
     "align",
     "probe_media",
     "render",

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from media_ops.beatsync.alignment import align
-from media_ops.beatsync.probing import probe_media
+from media_ops.beatsync.probing import VideoLimits, probe_media
 from media_ops.beatsync.progress import Progress, _reporter, _scaled
 from media_ops.beatsync.rendering import render
 from media_ops.errors import INVALID_FORMAT, NO_AUDIO_TRACK, MediaError
@@ -25,15 +25,19 @@ def run(
     progress: Progress | None = None,
     max_bytes: int | None = None,
     max_duration_seconds: float | None = None,
+    video_limits: VideoLimits | None = None,
 ) -> dict[str, Any]:
     """The whole beat-sync job: probe, align, render. Returns a JSON-safe summary.
 
     ``progress(percent, message)`` is called at each stage (probing 0, decoding/aligning 5-60,
-    rendering 60-99, done 100). MediaErrors from any stage propagate unchanged.
+    rendering 60-99, done 100). MediaErrors from any stage propagate unchanged. ``video_limits`` refuses
+    a picture too large to decode before any decoding (the upload check already applied the tenant's).
     """
     report = _reporter(progress)
     report(0, "probing the uploads")
-    video_info = probe_media(video_path, max_bytes=max_bytes, max_duration_seconds=max_duration_seconds)
+    video_info = probe_media(
+        video_path, max_bytes=max_bytes, max_duration_seconds=max_duration_seconds, video_limits=video_limits
+    )
     music_info = probe_media(music_path, max_bytes=max_bytes, max_duration_seconds=max_duration_seconds)
     if not video_info.has_video:
         raise MediaError(INVALID_FORMAT, "The video file has no video stream.", {"role": "video"})

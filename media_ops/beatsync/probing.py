@@ -1,7 +1,9 @@
 """Upload-time checks of a video or music file: ``probe_media`` and ``MediaInfo``.
 
 Why this module exists: an upload must be accepted or refused in the web process, from its headers alone
-(its bytes, not its name), before any job decodes it; this is that check, with the size and duration limits.
+(its bytes, not its name), before any job decodes it; this is that check, with the size and duration limits
+and the video limits (``VideoLimits``: pixels per frame, frames and pixels per second), which bound what
+decoding and re-encoding the picture can cost a worker.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from typing import Any
 import av
 
 from media_ops.beatsync.streams import _codec_name, _main_video_stream, _open_input
-from media_ops.errors import AUDIO_TOO_LONG, EMPTY_FILE, FILE_TOO_LARGE, INVALID_FORMAT, PROCESSING_FAILED, MediaError
+from media_ops.errors import (
+    AUDIO_TOO_LONG,
+    EMPTY_FILE,
+    FILE_TOO_LARGE,
+    FRAME_RATE_TOO_HIGH,
+    INVALID_FORMAT,
+    PROCESSING_FAILED,
+    VIDEO_TOO_LARGE,
+    MediaError,
+)
 
 ACCEPTED_CONTAINERS: frozenset[str] = frozenset({"MP4", "MOV", "M4A", "MP3", "WAV", "FLAC"})
 
@@ -40,17 +51,62 @@ class MediaInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class VideoLimits:
+    """The largest picture a job may decode: pixels per frame (width × height), frames per second, and
+    pixels per second (width × height × fps). None: no limit."""
+
+    max_pixels_per_frame: int | None = None
+    max_fps: float | None = None
+    max_pixels_per_second: int | None = None
+
+
+def check_video_limits(info: MediaInfo, limits: VideoLimits) -> None:
+    """Raise VIDEO_TOO_LARGE (frame size or pixel rate) or FRAME_RATE_TOO_HIGH when ``info``'s video stream
+    is over ``limits``. The details always carry the video's size and rate and every limit."""
+    if not info.has_video or not info.width or not info.height:
+        return
+    pixels = info.width * info.height
+    fps = info.fps or 0.0
+    rate = round(pixels * fps)
+    details: dict[str, Any] = {
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "pixels_per_frame": pixels,
+        "pixels_per_second": rate,
+        "max_pixels_per_frame": limits.max_pixels_per_frame,
+        "max_fps": limits.max_fps,
+        "max_pixels_per_second": limits.max_pixels_per_second,
+    }
+    size = f"{info.width}×{info.height}"
+    checks = (  # (limit name, value, limit, code, message), in the order they are reported
+        ("pixels_per_frame", pixels, limits.max_pixels_per_frame, VIDEO_TOO_LARGE,
+         f"The video's frames are {size} ({pixels:,} pixels); the limit is {{limit:,}} pixels per frame."),
+        ("fps", fps, limits.max_fps, FRAME_RATE_TOO_HIGH,
+         f"The video runs at {fps:g} frames per second; the limit is {{limit:g}}."),
+        ("pixels_per_second", rate, limits.max_pixels_per_second, VIDEO_TOO_LARGE,
+         f"The video is {size} at {fps:g} frames per second ({rate:,} pixels per second); the limit is "
+         "{limit:,} pixels per second."),
+    )
+    for name, value, limit, code, message in checks:
+        if limit is not None and value > limit:
+            raise MediaError(code, message.format(limit=limit), {**details, "limit": name})
+
+
 def probe_media(
     path: str | os.PathLike[str],
     *,
     max_bytes: int | None = None,
     max_duration_seconds: float | None = None,
+    video_limits: VideoLimits | None = None,
 ) -> MediaInfo:
-    """Identify an upload from its bytes (not its name) and enforce the size and duration limits.
+    """Identify an upload from its bytes (not its name) and enforce the size, duration and video limits.
 
     Reads headers only (FFmpeg's stream probing), so it is cheap enough to run at upload time. Raises
     MediaError: EMPTY_FILE, FILE_TOO_LARGE, INVALID_FORMAT (not media, or a container we don't accept),
-    AUDIO_TOO_LONG (media longer than ``max_duration_seconds``).
+    AUDIO_TOO_LONG (media longer than ``max_duration_seconds``), VIDEO_TOO_LARGE / FRAME_RATE_TOO_HIGH
+    (see ``check_video_limits``).
     """
     path = os.fspath(path)
     try:
@@ -97,6 +153,8 @@ def probe_media(
             "The media is too long.",
             {"duration_seconds": round(duration, 3), "max_duration_seconds": max_duration_seconds},
         )
+    if video_limits is not None:
+        check_video_limits(info, video_limits)
     return info
 
 

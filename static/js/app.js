@@ -502,7 +502,16 @@
     });
   }
 
+  /** Progress bars are rendered with aria-valuenow only (no style="" attributes: the Content-Security-Policy
+   * refuses them); their width is set here, through the CSSOM, which the policy allows. */
+  function initProgressBars(root) {
+    root.querySelectorAll(".progress[aria-valuenow] > span").forEach((span) => {
+      span.style.width = Number(span.parentElement.getAttribute("aria-valuenow") || 0) + "%";
+    });
+  }
+
   function initPage(root) {
+    initProgressBars(root);
     initAutosubmit(root);
     initCopy(root);
     initCharts(root);
