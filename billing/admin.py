@@ -21,7 +21,7 @@ from django.utils.html import format_html
 
 from accounts.admin import TenantAdmin
 from accounts.models import Tenant
-from billing import services, stripe_sync
+from billing import selectors, services, stripe_sync
 from billing.models import (
     MeterSync,
     PeriodUsage,
@@ -119,7 +119,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def usage_now(self, obj: Subscription) -> str:
         if obj.pk is None:
             return "-"
-        minutes = services.usage_summary(obj.tenant)["minutes"]
+        minutes = selectors.usage_summary(obj.tenant)["minutes"]
         grant_url = reverse("admin:billing_quotagrant_add") + f"?tenant={obj.tenant_id}"
         return format_html(
             "{} used, {} reserved of {} included minutes ({} granted). <a href=\"{}\">Grant extra minutes</a>",
@@ -149,7 +149,7 @@ class QuotaGrantAdmin(admin.ModelAdmin):
         if not change:
             obj.granted_by = request.user
         if obj.period_start is None:
-            obj.period_start, _ = services.period_bounds(services.subscription_for(obj.tenant))
+            obj.period_start, _ = selectors.period_bounds(selectors.subscription_for(obj.tenant))
         super().save_model(request, obj, form, change)
 
 
@@ -367,7 +367,7 @@ class BillingTenantAdmin(TenantAdmin):
     def usage_this_period(self, tenant: Tenant) -> str:
         if tenant.pk is None:
             return "-"
-        summary = services.usage_summary(tenant)
+        summary = selectors.usage_summary(tenant)
         minutes = summary["minutes"]
         return format_html(
             "{} used · {} reserved · <strong>{}</strong> included (incl. {} granted) · {} active jobs",

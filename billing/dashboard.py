@@ -17,7 +17,7 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from accounts.views import DashboardMixin
-from billing import services, stripe_sync
+from billing import selectors, services, stripe_sync
 from core.errors import ServiceError
 
 STRIPE_OFF = (
@@ -35,12 +35,12 @@ class BillingView(DashboardMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        summary = services.usage_summary(self.tenant)
+        summary = selectors.usage_summary(self.tenant)
         minutes = summary["minutes"]
         enabled = stripe_sync.enabled()
         current = summary["plan"]["code"]
         plans = []
-        for plan in services.public_plans():
+        for plan in selectors.public_plans():
             purchasable = bool(plan.stripe_price_id or plan.stripe_metered_price_id)
             plans.append({
                 "plan": plan,
@@ -48,7 +48,7 @@ class BillingView(DashboardMixin, TemplateView):
                 "can_buy": enabled and purchasable and plan.code != current,
                 "why_not": "" if purchasable else "Not sold online: contact us.",
             })
-        history = list(reversed(services.usage_history(self.tenant, periods=6)))
+        history = list(reversed(selectors.usage_history(self.tenant, periods=6)))
         context.update(
             summary=summary,
             minutes=minutes,
@@ -93,7 +93,7 @@ class StripeRedirectMixin(DashboardMixin):
 class BillingCheckoutView(StripeRedirectMixin, View):
     def stripe_url(self, request: HttpRequest) -> str:
         code = request.POST.get("plan", "")
-        plan = next((p for p in services.public_plans() if p.code == code), None)
+        plan = next((p for p in selectors.public_plans() if p.code == code), None)
         if plan is None:
             raise ServiceError("PLAN_NOT_FOUND", "Choose one of the plans on this page.")
         back = request.build_absolute_uri(reverse("dashboard:billing"))

@@ -109,7 +109,7 @@ def standing_for_request(request):
     """The tenant's billing ``Standing`` for this request, read once and kept on the request: the throttle,
     the upload checks and the quota reservation of one submission all use the same reading."""
     from accounts.scoping import tenant_for_request  # not at the top: see PlanRateThrottle.allow_request
-    from billing.services import standing_for
+    from billing.selectors import standing_for
 
     django_request = getattr(request, "_request", request)
     if not hasattr(django_request, "billing_standing"):

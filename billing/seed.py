@@ -1,6 +1,6 @@
 """The plans every installation starts with (Free, Pro, Enterprise).
 
-Used by the data migration and by ``billing.services.default_plan`` (which re-creates them when a test flush
+Used by the data migration and by ``billing.selectors.default_plan`` (which re-creates them when a test flush
 or an operator emptied the table), so both always agree. Staff edit the rows afterwards; re-seeding never
 overwrites an existing plan.
 """

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.scoping import tenant_for_request
-from billing import services, webhooks
+from billing import selectors, webhooks
 from billing.serializers import UsageSerializer
 
 
@@ -25,7 +25,7 @@ class UsageView(APIView):
         "job kind, the subscription state and the plan's limits.",
     )
     def get(self, request: Request) -> Response:
-        return Response(UsageSerializer(services.usage_summary(tenant_for_request(request))).data)
+        return Response(UsageSerializer(selectors.usage_summary(tenant_for_request(request))).data)
 
 
 @csrf_exempt

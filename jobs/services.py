@@ -32,9 +32,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
+from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.contracts import BillableJob
-from billing.services import Limits, Standing
+from billing.selectors import Limits, Standing
 from core.errors import ServiceError, from_media_error
 from jobs import notify
 from jobs.kinds import spec
@@ -97,7 +98,7 @@ def _upload_path(upload: UploadedFile) -> tuple[str, bool]:
 
 
 def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None = None) -> None:
-    """``limit``: the tenant's plan limit (``billing.services.limits_for``); default the global ceiling."""
+    """``limit``: the tenant's plan limit (``billing.selectors.limits_for``); default the global ceiling."""
     limit = settings.MAX_UPLOAD_BYTES if limit is None else limit
     if upload.size > limit:
         raise ServiceError(
@@ -123,7 +124,7 @@ def probe_upload(
     limits; raises ServiceError."""
     if upload.size == 0:
         raise ServiceError("EMPTY_FILE", f"`{field_name}` is empty.", {"field": field_name})
-    limits = limits if limits is not None else billing_services.limits_for(tenant)
+    limits = limits if limits is not None else billing_selectors.limits_for(tenant)
     check_upload_size(upload, field_name, limits.max_file_bytes)
     path, is_temp = _upload_path(upload)
     try:
@@ -159,7 +160,7 @@ def submit(sub: Submission) -> Job:
     missing = [name for name in kind_spec.input_names if name not in sub.files]
     if missing:
         raise ServiceError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
-    standing = sub.standing or billing_services.standing_for(sub.tenant)
+    standing = sub.standing or billing_selectors.standing_for(sub.tenant)
     infos = {
         name: probe_upload(sub.kind, sub.files[name], name, sub.tenant, limits=standing.limits)
         for name in kind_spec.input_names

@@ -161,7 +161,7 @@ def test_staff_sees_admin_link_customers_do_not(people):
 
 
 def test_signup_creates_user_tenant_on_free_plan_and_logs_in(db):
-    from billing.services import usage_summary
+    from billing.selectors import usage_summary
 
     client = Client()
     response = client.post(

@@ -41,7 +41,7 @@ def test_suspend_and_reactivate(people):
 
 
 def test_grant_minutes_action_asks_then_grants(people):
-    from billing.services import usage_summary
+    from billing.selectors import usage_summary
 
     staff = people.client("staff")
     url = reverse("admin:accounts_tenant_changelist")

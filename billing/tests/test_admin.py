@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from billing import selectors as billing_selectors
 from billing import services
 from billing.models import MeterSync, PeriodUsage, Plan, QuotaGrant, Reservation, StripeEvent, Subscription
 
@@ -25,7 +26,7 @@ def test_changelists_render(staff_client, succeeded_job, tenant, model):
 
 def test_subscription_page_shows_usage_and_edits_plan_and_overrides(staff_client, tenant, succeeded_job):
     succeeded_job(tenant, 120.0)
-    sub = services.subscription_for(tenant)
+    sub = billing_selectors.subscription_for(tenant)
     url = reverse("admin:billing_subscription_change", args=[sub.pk])
     page = staff_client.get(url).content.decode()
     assert "2.0 used" in page and "Grant extra minutes" in page
@@ -42,7 +43,7 @@ def test_subscription_page_shows_usage_and_edits_plan_and_overrides(staff_client
     }
     response = staff_client.post(url, form)
     assert response.status_code == 302, response.content.decode()[:3000]
-    limits = services.limits_for(tenant)
+    limits = billing_selectors.limits_for(tenant)
     assert limits.plan_code == "pro" and limits.max_concurrent_jobs == 3
 
 
@@ -52,9 +53,9 @@ def test_grant_defaults_to_the_current_period(staff_client, tenant):
     response = staff_client.post(add, {"tenant": str(tenant.pk), "minutes": 30, "reason": "outage credit"})
     assert response.status_code == 302, response.content.decode()[:3000]
     grant = QuotaGrant.objects.get()
-    start, _ = services.period_bounds(services.subscription_for(tenant))
+    start, _ = billing_selectors.period_bounds(billing_selectors.subscription_for(tenant))
     assert grant.period_start == start and grant.granted_by.username == "billing-staff"
-    assert services.usage_summary(tenant)["minutes"]["included"] == 90.0
+    assert billing_selectors.usage_summary(tenant)["minutes"]["included"] == 90.0
 
 
 def _form_data(html: str) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def test_tenant_page_edits_plan_and_quota_through_the_service(staff_client, tena
     assert response.status_code == 302, response.content.decode()[:3000]
 
     assert calls == [{"plan": pro, "overrides": {"max_concurrent_jobs": 4}}]
-    limits = services.limits_for(tenant)
+    limits = billing_selectors.limits_for(tenant)
     assert limits.plan_code == "pro" and limits.max_concurrent_jobs == 4
     tenant.refresh_from_db()
     assert not tenant.is_active and [t.pk for t in suspended] == [tenant.pk]

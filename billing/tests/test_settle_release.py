@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from billing import selectors as billing_selectors
 from billing import services
 from billing.models import MeterSync, PeriodUsage, Reservation, ReservationState, SyncState, UsageEvent
 from jobs import services as jobs_services
@@ -121,5 +122,5 @@ def test_end_to_end_through_the_real_worker(api_client, tenant, run_worker):
     job = api_client.get(f"/api/v1/jobs/{response.json()['id']}").json()
     assert job["status"] == "succeeded", job
     event = UsageEvent.objects.get()
-    assert event.quantity == services.billable_seconds(duration) and event.kind == "watermark_detect"
+    assert event.quantity == billing_selectors.billable_seconds(duration) and event.kind == "watermark_detect"
     assert _usage(tenant) == (0, event.quantity)

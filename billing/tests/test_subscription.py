@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from billing import selectors as billing_selectors
 from billing import services
 from billing.models import SubscriptionStatus
 
@@ -28,7 +29,7 @@ def test_past_due_keeps_its_first_date_and_other_states_clear_it(tenant):
 
 
 def test_only_the_given_fields_change(tenant):
-    before = services.subscription_for(tenant)
+    before = billing_selectors.subscription_for(tenant)
     sub = services.change_subscription(tenant, overrides={"max_concurrent_jobs": 2, "rate_limits": None})
     assert sub.max_concurrent_jobs_override == 2 and sub.rate_limits_override == {}
     assert (sub.plan_id, sub.status, sub.current_period_start) == (
@@ -38,7 +39,7 @@ def test_only_the_given_fields_change(tenant):
     sub = services.change_subscription(sub, plan="pro", period=(T1, T2))
     assert (sub.plan.code, sub.current_period_start, sub.current_period_end) == ("pro", T1, T2)
     assert sub.max_concurrent_jobs_override == 2
-    assert services.limits_for(tenant).max_concurrent_jobs == 2
+    assert billing_selectors.limits_for(tenant).max_concurrent_jobs == 2
 
 
 def test_unknown_override_is_refused(tenant):

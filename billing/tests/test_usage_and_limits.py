@@ -8,7 +8,7 @@ import django_rq
 import pytest
 from django.core.management import call_command
 
-from billing import periodic, services
+from billing import periodic, selectors, services
 from billing.models import Plan, Subscription
 from jobs.models import Job
 from testing.assertions import assert_error
@@ -33,7 +33,7 @@ def test_new_tenants_start_on_the_seeded_free_plan(tenant):
 def test_plans_are_reseeded_when_missing(make_tenant):
     Plan.objects.all().delete()
     tenant = make_tenant("Fresh")
-    assert services.subscription_for(tenant).plan.code == "free"
+    assert selectors.subscription_for(tenant).plan.code == "free"
     assert Plan.objects.count() == 3
 
 
@@ -113,7 +113,7 @@ def test_seeded_video_limits_overrides_and_ceilings(tenant, api_client, settings
     assert limits["max_video_pixel_rate"] == 1920 * 1080 * 60
     services.change_subscription(tenant, overrides={"max_video_pixels": 3840 * 2160, "max_video_fps": 240})
     settings.MAX_VIDEO_FPS = 120
-    limits = services.limits_for(tenant)
+    limits = selectors.limits_for(tenant)
     assert (limits.max_video_pixels, limits.max_video_fps) == (3840 * 2160, 120)  # the setting caps the override
 
 
@@ -137,9 +137,9 @@ def test_concurrency_counts_the_tenants_open_reservations(tenant, on_plan, reser
     with pytest.raises(ServiceError) as refused:
         reserved_job(tenant, 1.0)
     assert refused.value.code == "CONCURRENCY_LIMIT" and refused.value.details["current"] == 1
-    assert services.usage_summary(tenant)["active_jobs"] == 1
+    assert selectors.usage_summary(tenant)["active_jobs"] == 1
     assert jobs_services.cancel(first)
-    assert services.usage_summary(tenant)["active_jobs"] == 0
+    assert selectors.usage_summary(tenant)["active_jobs"] == 0
     reserved_job(tenant, 1.0)
     assert Job.objects.filter(tenant=tenant).count() == 2
 
@@ -153,13 +153,13 @@ def test_suspended_tenant_reads_but_cannot_submit(tenant, api_client, _isolated_
 
 
 def test_period_rolls_forward_month_by_month(tenant):
-    sub = services.subscription_for(tenant)
+    sub = selectors.subscription_for(tenant)
     sub.current_period_start = datetime(2026, 1, 31, tzinfo=UTC)
     sub.current_period_end = datetime(2026, 2, 28, tzinfo=UTC)
-    assert services.period_bounds(sub, datetime(2026, 2, 10, tzinfo=UTC)) == (
+    assert selectors.period_bounds(sub, datetime(2026, 2, 10, tzinfo=UTC)) == (
         datetime(2026, 1, 31, tzinfo=UTC), datetime(2026, 2, 28, tzinfo=UTC)
     )
-    assert services.period_bounds(sub, datetime(2026, 4, 2, tzinfo=UTC)) == (
+    assert selectors.period_bounds(sub, datetime(2026, 4, 2, tzinfo=UTC)) == (
         datetime(2026, 3, 31, tzinfo=UTC), datetime(2026, 4, 30, tzinfo=UTC)
     )
 

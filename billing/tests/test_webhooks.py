@@ -11,7 +11,7 @@ import pytest
 import stripe
 from django.utils import timezone
 
-from billing import services
+from billing import selectors as billing_selectors
 from billing.models import Plan, StripeEvent, Subscription, SubscriptionStatus
 from testing.assertions import assert_error
 from testing.uploads import tone_wav_bytes, upload
@@ -31,7 +31,7 @@ def _webhook_secret(settings):
 
 @pytest.fixture
 def customer(tenant) -> Subscription:
-    sub = services.subscription_for(tenant)
+    sub = billing_selectors.subscription_for(tenant)
     Subscription.objects.filter(pk=sub.pk).update(stripe_customer_id="cus_acme")
     Plan.objects.filter(code="pro").update(
         stripe_price_id="price_pro", stripe_metered_price_id="price_pro_meter"

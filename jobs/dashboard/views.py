@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.views.generic import TemplateView
 
 from accounts.views import DashboardMixin
-from billing.services import limits_for, usage_summary
+from billing.selectors import limits_for, usage_summary
 from jobs.api import serializers
 from jobs.kinds import KINDS
 from jobs.models import ACTIVE_STATUSES, Job, JobKind, JobStatus
@@ -59,7 +59,7 @@ def job_kinds(tenant) -> list[dict[str, Any]]:
 
 
 def usage_overview(tenant) -> dict[str, Any]:
-    """Minutes used this billing period against the plan (``billing.services.usage_summary``), for the
+    """Minutes used this billing period against the plan (``billing.selectors.usage_summary``), for the
     overview's chart: the same numbers ``GET /api/v1/usage`` returns."""
     summary = usage_summary(tenant)
     minutes = summary["minutes"]

@@ -229,7 +229,7 @@ def test_active_detail_offers_cancel_and_live_progress(people):
 
 
 def test_new_job_page_carries_the_api_limits(people):
-    from billing.services import limits_for
+    from billing.selectors import limits_for
 
     response = people.client("member").get(reverse("dashboard:job-new"))
     html = response.content.decode()

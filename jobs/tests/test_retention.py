@@ -66,14 +66,14 @@ def test_expired_files_are_deleted_and_the_rows_stay(api_client, tenant, _isolat
 
 
 def test_the_plan_decides_retention(make_tenant, settings):
-    from billing import services as billing_services
+    from billing import selectors as billing_selectors
 
     short, default = make_tenant("Short"), make_tenant("Default")
-    sub = billing_services.subscription_for(short)
+    sub = billing_selectors.subscription_for(short)
     sub.retention_days_override = 2
     sub.save()
     assert retention_days_for(short) == 2
-    assert retention_days_for(default) == billing_services.limits_for(default).retention_days > 3
+    assert retention_days_for(default) == billing_selectors.limits_for(default).retention_days > 3
     a = make_job(short, days_old=3)
     b = make_job(default, days_old=3)
     expire_files()

@@ -27,7 +27,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from accounts.models import Tenant
-from billing import services as billing_services
+from billing import selectors as billing_selectors
 from jobs.models import FINAL_STATUSES, Job
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def retention_days_for(tenant: Any) -> int:
     files the moment a job finishes would break every client that downloads after polling.
     """
     try:
-        days = int(billing_services.limits_for(tenant).retention_days)
+        days = int(billing_selectors.limits_for(tenant).retention_days)
     except Exception:  # noqa: BLE001 - billing trouble must not stop retention; the setting is safe
         logger.exception("could not read the retention of tenant %s; using RETENTION_DAYS", tenant.pk)
         days = 0
