@@ -244,7 +244,7 @@ class EmotionModel:
 
     def warm(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Dummy passes (quiet noise) so the first job does not pay for lazy set-up: one alone (1 s), and one
-        padded batch of each size above 1 (lengths from 1 s down), the shapes batched jobs will use."""
+        padded batch of each size above 1 (lengths from 1 s down to 0.5 s), the shapes batched jobs will use."""
         rng = np.random.default_rng(0)
 
         def quiet(n: int) -> np.ndarray:
@@ -252,7 +252,7 @@ class EmotionModel:
 
         self.analyze(quiet(SAMPLE_RATE))
         for size in sorted({int(s) for s in batch_sizes if int(s) > 1}):
-            clips = [quiet(SAMPLE_RATE * (size - i) // size) for i in range(size)]
+            clips = [quiet(SAMPLE_RATE // 2 + SAMPLE_RATE * (size - i) // (2 * size)) for i in range(size)]
             self.analyze_batch([(clip, "utterance", False) for clip in clips], max_batch=size)
 
     def _head_probs(self, feats: Any) -> np.ndarray:
