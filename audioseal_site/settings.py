@@ -344,9 +344,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", env("OMP_WAIT_POLICY", default="PASSIVE
 # Batching: up to BATCH_SIZE_<FAMILY> inputs (windows of long inputs included) in one forward pass; the worker
 # takes the queued jobs of one family that are ready when it starts one (it never waits). 0 = by device: 1 on
 # CPU (there a batch of 10 s clips was slower per clip than one at a time, MODELS.md), BATCH_SIZE_CUDA on a GPU.
-# Only the watermark family batches today (emotion2vec's positional conv is not padding-aware, so a padded
-# batch would change results).
+# Emotion batches exactly too (padded frames re-zeroed before emotion2vec's positional convs, media_ops.emotion);
+# 0 = by device as well: 1 on CPU (four 3 s clips in one pass were no faster per clip, README), CUDA as above.
 BATCH_SIZE_WATERMARK = env.int("BATCH_SIZE_WATERMARK", default=0)
+BATCH_SIZE_EMOTION = env.int("BATCH_SIZE_EMOTION", default=0)
 BATCH_SIZE_CUDA = env.int("BATCH_SIZE_CUDA", default=8)
 # Reduced precision for the watermark models on CUDA: "fp32" (default), "fp16" or "bf16". Ignored on CPU.
 MODEL_PRECISION_WATERMARK = env("MODEL_PRECISION_WATERMARK", default="fp32")

@@ -82,10 +82,7 @@ class ModelPool:
             if model is None:
                 started = time.perf_counter()
                 model = self._load(family)
-                if family == "watermark":
-                    model.warm(batch_sizes=(1, self.batch_size(family)))  # every batch shape used
-                else:
-                    model.warm()
+                model.warm(batch_sizes=(1, self.batch_size(family)))  # every batch shape used
                 self.load_seconds[family] = round(time.perf_counter() - started, 3)
                 self.load_counts[family] += 1
                 self._models[family] = model
@@ -93,11 +90,12 @@ class ModelPool:
         return model
 
     def batch_size(self, family: str) -> int:
-        """How many inputs of ``family`` to run in one forward pass: the setting, else by device (CPU: 1,
-        because batching long clips was slower per clip there; CUDA: ``cuda_batch_size``). Families whose
-        engine cannot batch exactly (emotion) always get 1."""
-        if family != "watermark":
-            return 1
+        """How many inputs (windows) of ``family`` to run in one forward pass: the setting, else by device.
+
+        Both families batch exactly (``media_ops.watermark``, ``media_ops.emotion.batching``). CUDA:
+        ``cuda_batch_size``. CPU: 1 for both, measured on 2 cores: a batch of 10 s watermark clips was slower
+        per clip than one at a time (MODELS.md), and a batch of four 3 s emotion clips was no faster (demo
+        and base-size emotion2vec; padded mixed lengths slower), README "Benchmarks"."""
         configured = int(dict(self.config.batch_sizes).get(family, 0) or 0)
         if configured > 0:
             return configured

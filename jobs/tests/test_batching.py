@@ -1,7 +1,8 @@
 """Worker-level dynamic batching: queued jobs of one kind run in one engine call, each finishing on its own.
 
-On CPU the default batch size is 1 (batching is slower there); these tests set BATCH_SIZE_WATERMARK to check
-the mechanics and that every batched job gets exactly what it would get alone.
+These tests set BATCH_SIZE_WATERMARK / BATCH_SIZE_EMOTION to check the mechanics and that every batched job
+gets exactly what it would get alone. Emotion batches are checked by the model's forward passes (its own
+counter), not by engine calls: one call could still loop over its inputs.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from testing.uploads import FIXTURES, upload
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DETECT = "/api/v1/watermark/detect"
+EMOTION = "/api/v1/emotion/analyze"
 EMBED = "/api/v1/watermark/embed"
 
 
 @pytest.fixture
 def batch_size(settings):
-    """Set the watermark batch size for a fresh pool; the process-wide pool is rebuilt before and after."""
+    """Set a family's batch size for a fresh pool; the process-wide pool is rebuilt before and after."""
     from jobs.worker.pool import reset_pool
 
-    def set_size(size: int) -> None:
-        settings.BATCH_SIZE_WATERMARK = size
+    def set_size(size: int, family: str = "watermark") -> None:
+        setattr(settings, f"BATCH_SIZE_{family.upper()}", size)
         reset_pool()
 
     yield set_size
@@ -225,3 +227,68 @@ def test_companions_are_claimed_in_one_statement_and_leave_no_rq_job_behind(
     assert rq_keys, "finished leaders keep their RQ result for result_ttl"
     assert all(redis_clean.ttl(k) > 0 for k in rq_keys), [k for k in rq_keys if redis_clean.ttl(k) <= 0]
     assert len(rq_keys) < len(ids) + 2  # the companions' RQ jobs were deleted, not left behind
+
+
+def _alone(model, content: bytes, path, **options):
+    """What an emotion job on ``content`` gets on its own: the single handler's input, ``analyze``."""
+    path.write_bytes(content)
+    samples, rate = audio.decode(path)
+    mono16 = audio.resample(audio.to_mono(samples), rate, 16_000).astype(np.float32)
+    return model.analyze(mono16, **options)
+
+
+def test_queued_emotion_jobs_of_different_lengths_run_in_one_forward_pass(
+    api_client, run_worker, batch_size, tmp_path
+):
+    from jobs.worker.pool import get_pool
+
+    batch_size(4, "emotion")
+    lengths = [0.7, 1.3, 2.9, 5.0]
+    options = [{"granularity": "frame", "extract_embedding": True}, {"granularity": "utterance"},
+               {"granularity": "utterance", "extract_embedding": True}, {"granularity": "frame"}]
+    contents = [_clip(s, 60 + i, tmp_path) for i, s in enumerate(lengths)]
+    ids = [_submit(api_client, EMOTION, c, f"m{i}.wav", **{k: str(v).lower() for k, v in o.items()})
+           for i, (c, o) in enumerate(zip(contents, options, strict=True))]
+    model = get_pool().get("emotion")  # loaded and warmed before counting
+    assert get_pool().batch_size("emotion") == 4
+    before = model.forward_passes
+    run_worker(["emotion"])
+    assert model.forward_passes - before == 1  # four jobs, four lengths, one window each: one padded pass
+
+    for job_id, content, opts in zip(ids, contents, options, strict=True):
+        job = Job.objects.get(pk=job_id)
+        assert job.status == "succeeded", (job.error_code, job.error_message)
+        assert job.attempts == 1 and job.worker_name
+        alone = _alone(model, content, tmp_path / f"{job_id}.wav", **opts)
+        expected = alone.to_json()
+        assert job.result["top"]["label"] == expected["top"]["label"]
+        assert job.result["windows"] == expected["windows"] == 1
+        assert job.result["duration_seconds"] == expected["duration_seconds"]
+        for label, score in expected["scores"].items():
+            assert job.result["scores"][label] == pytest.approx(score, abs=1e-5)
+        if expected["frames"] is None:
+            assert job.result["frames"] is None
+        else:  # stored rounded to 4 decimals: a value on a rounding edge may move by one step
+            np.testing.assert_allclose(job.result["frames"]["scores"], expected["frames"]["scores"], atol=1.5e-4)
+        if alone.embedding is None:
+            assert not job.output_file
+        else:
+            with default_storage.open(job.output_file, "rb") as fh:
+                stored = np.load(fh)
+            assert stored.shape == alone.embedding.shape
+            np.testing.assert_allclose(stored, alone.embedding, atol=1e-4)
+
+
+def test_a_too_short_emotion_companion_fails_alone(api_client, run_worker, batch_size, tmp_path):
+    from jobs.worker.pool import get_pool
+
+    batch_size(4, "emotion")
+    good = [_submit(api_client, EMOTION, _clip(s, 70 + i, tmp_path), f"ok{i}.wav") for i, s in enumerate([1.1, 2.3])]
+    short = _submit(api_client, EMOTION, _clip(0.02, 72, tmp_path), "short.wav")  # 320 samples < 400
+    model = get_pool().get("emotion")
+    before = model.forward_passes
+    run_worker(["emotion"])
+    assert all(Job.objects.get(pk=j).status == "succeeded" for j in good)
+    assert Job.objects.get(pk=short).status == "failed"
+    assert Job.objects.get(pk=short).error_code == "INVALID_FORMAT"
+    assert model.forward_passes - before == 1  # the two good ones still ran together

@@ -6,8 +6,9 @@ UPDATE SKIP LOCKED``, so concurrent leaders take different jobs). Their RQ jobs 
 and deleted (if one was already popped by another worker, ``start`` refuses it there: it is no longer
 queued, so it is skipped).
 The batch is decoded per job, run through the engine's batch call (``media_ops.watermark.embed_batch`` /
-``detect_batch``: results equal one-at-a-time within float tolerance), and each companion is finished on its
-own (cache, output, ``succeed``); the leader's outcome goes back to ``jobs.worker.runner`` like a handler's.
+``detect_batch``, ``EmotionModel.analyze_batch``: results equal one-at-a-time within float tolerance), and
+each companion is finished on its own (cache, output, ``succeed``); the leader's outcome goes back to
+``jobs.worker.runner`` like a handler's.
 
 * ``B`` is ``ModelPool.batch_size(family)``: ``BATCH_SIZE_<FAMILY>``, else 1 on CPU (measured: batching long
   clips is slower there) and ``BATCH_SIZE_CUDA`` on a GPU. With ``B == 1`` nothing here runs.
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 BATCH_HANDLERS: dict[str, str] = {
     JobKind.WATERMARK_EMBED: "watermark_embed_batch",
     JobKind.WATERMARK_DETECT: "watermark_detect_batch",
+    JobKind.EMOTION: "emotion_analyze_batch",
 }
 
 

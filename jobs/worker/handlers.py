@@ -113,13 +113,21 @@ def _each(fn: Callable[..., Any], *args: Any) -> Any:
         return exc
 
 
-def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
-    models = ctxs[0].pool.get("watermark")
-    results: list[Any] = [_each(_decode, ctx) for ctx in ctxs]
+def _prepare_each(
+    ctxs: list[JobContext], prepare: Callable[[JobContext], Any], percent: int, message: str
+) -> tuple[list[Any], list[int]]:
+    """``prepare`` (decode) every context, then report its progress: per context the prepared input or the
+    exception that job met, and the indices of the jobs still live."""
+    results: list[Any] = [_each(prepare, ctx) for ctx in ctxs]
     for i, ctx in enumerate(ctxs):
         if not isinstance(results[i], Exception):
-            results[i] = _each(ctx.progress, 30, "Embedding watermark") or results[i]
-    live = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+            results[i] = _each(ctx.progress, percent, message) or results[i]
+    return results, [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+
+
+def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
+    models = ctxs[0].pool.get("watermark")
+    results, live = _prepare_each(ctxs, _decode, 30, "Embedding watermark")
     items = [(results[i][0], results[i][1], watermark.parse_message(ctxs[i].params["message"])) for i in live]
     marked = watermark.embed_batch(models, items, max_batch=max_batch) if items else []
     for i, out in zip(live, marked, strict=True):
@@ -130,11 +138,7 @@ def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcom
 
 def watermark_detect_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
     models = ctxs[0].pool.get("watermark")
-    results: list[Any] = [_each(_decode, ctx) for ctx in ctxs]
-    for i, ctx in enumerate(ctxs):
-        if not isinstance(results[i], Exception):
-            results[i] = _each(ctx.progress, 40, "Detecting watermark") or results[i]
-    live = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    results, live = _prepare_each(ctxs, _decode, 40, "Detecting watermark")
     found = watermark.detect_batch(models, [results[i] for i in live], max_batch=max_batch) if live else []
     for i, result in zip(live, found, strict=True):
         results[i] = Outcome(
@@ -143,18 +147,45 @@ def watermark_detect_batch(ctxs: list[JobContext], max_batch: int) -> list[Outco
     return results
 
 
-def emotion_analyze(ctx: JobContext) -> Outcome:
+def emotion_analyze_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
+    """Several emotion jobs (any lengths and options) in exact padded batches: ``EmotionModel.analyze_batch``
+    runs all their windows in ``ceil(windows / max_batch)`` passes; an input the model refuses (too short)
+    fails its own job only."""
+    model = ctxs[0].pool.get("emotion")
+    results, live = _prepare_each(ctxs, _emotion_input, 40, "Analysing emotion")
+    items = [(results[i], *_emotion_options(ctxs[i])) for i in live]
+    analyses = model.analyze_batch(items, max_batch=max_batch, return_exceptions=True) if items else []
+    for i, analysis in zip(live, analyses, strict=True):
+        failed = isinstance(analysis, Exception)
+        results[i] = analysis if failed else _each(_emotion_outcome, ctxs[i], model, analysis)
+    return results
+
+
+def _emotion_input(ctx: JobContext) -> Any:
+    """The job's audio as the model takes it: mono float32 at 16 kHz."""
     import numpy as np
 
     samples, rate = _decode(ctx)
+    return audio.resample(audio.to_mono(samples), rate, 16_000).astype(np.float32)
+
+
+def _emotion_options(ctx: JobContext) -> tuple[str, bool]:
+    return ctx.params.get("granularity", "utterance"), bool(ctx.params.get("extract_embedding"))
+
+
+def emotion_analyze(ctx: JobContext) -> Outcome:
+    mono16 = _emotion_input(ctx)
     model = ctx.pool.get("emotion")
-    mono16 = audio.resample(audio.to_mono(samples), rate, 16_000).astype(np.float32)
     ctx.progress(40, "Analysing emotion")
-    analysis = model.analyze(
-        mono16,
-        granularity=ctx.params.get("granularity", "utterance"),
-        extract_embedding=bool(ctx.params.get("extract_embedding")),
-    )
+    granularity, extract_embedding = _emotion_options(ctx)
+    analysis = model.analyze(mono16, granularity=granularity, extract_embedding=extract_embedding)
+    return _emotion_outcome(ctx, model, analysis)
+
+
+def _emotion_outcome(ctx: JobContext, model: Any, analysis: Any) -> Outcome:
+    """The job's result, and its embedding as an .npy output when requested (single and batched path)."""
+    import numpy as np
+
     outcome = Outcome(result=analysis.to_json(), model_name=model.name, model_version=model.version)
     if analysis.embedding is not None:
         out_path = ctx.workdir / "embedding.npy"

@@ -19,7 +19,7 @@ def get_pool() -> ModelPool:
                 emotion_model_dir=settings.EMOTION_MODEL_DIR,
                 device=settings.MODEL_DEVICE,
                 threads=settings.MODEL_THREADS,
-                batch_sizes=(("watermark", settings.BATCH_SIZE_WATERMARK),),
+                batch_sizes=(("watermark", settings.BATCH_SIZE_WATERMARK), ("emotion", settings.BATCH_SIZE_EMOTION)),
                 cuda_batch_size=settings.BATCH_SIZE_CUDA,
                 precision=(("watermark", settings.MODEL_PRECISION_WATERMARK),),
                 gpu_memory_fraction=settings.GPU_MEMORY_FRACTION,
