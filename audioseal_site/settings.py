@@ -86,8 +86,23 @@ TEMPLATES = [
 _db = env.db_url("DATABASE_URL")
 if not _db.get("HOST") and _db.get("OPTIONS", {}).get("host"):
     _db["HOST"] = _db["OPTIONS"].pop("host")  # a Unix-socket directory, as the embedded server uses
-_db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-_db["CONN_HEALTH_CHECKS"] = True
+# Bounded connections: each process borrows from its own psycopg pool (Django's OPTIONS["pool"]) at most
+# DATABASE_POOL_MAX_SIZE connections, whatever its number of threads (ASGI runs sync code on a thread per
+# request); a connection goes back to the pool when Django closes it (end of request, end of job). A thread that
+# finds none free waits DATABASE_POOL_TIMEOUT seconds, then fails (500) instead of opening one more.
+# Budget: (web processes + worker/scheduler processes) x max size < PostgreSQL's max_connections (100 default).
+# DATABASE_POOL=false: a connection per thread, kept DATABASE_CONN_MAX_AGE seconds (not bounded; WSGI only).
+if env.bool("DATABASE_POOL", default=True):
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        "max_idle": env.float("DATABASE_POOL_MAX_IDLE", default=300.0),
+    }
+    _db["CONN_MAX_AGE"] = 0  # required with a pool: "closing" returns the connection to it
+else:
+    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+_db["CONN_HEALTH_CHECKS"] = True  # with a pool: each checkout is checked, a dropped connection is replaced
 if env("DATABASE_TEST_NAME", default=None):
     _db["TEST"] = {"NAME": env("DATABASE_TEST_NAME")}
 DATABASES = {"default": _db}
