@@ -61,8 +61,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "billing.ratelimit.RateLimitHeadersMiddleware",  # X-RateLimit-* on API responses (billing issue)
+    # X-RateLimit-* on API responses (billing issue): billing.ratelimit's, sync and async capable.
+    "audioseal_site.middleware.RateLimitHeadersMiddleware",
 ]
+# Every entry must be sync *and* async capable, or under ASGI a `?wait` would hold a thread again
+# (audioseal_site/middleware.py; a test checks the chain).
 
 ROOT_URLCONF = "audioseal_site.urls"
 WSGI_APPLICATION = "audioseal_site.wsgi.application"
@@ -147,10 +150,15 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-if PRODUCTION:  # whitenoise serves hashed, compressed files collected at image build (`collectstatic`)
+# Static files are served by whitenoise (audioseal_site.middleware.StaticFilesMiddleware) in every profile: in
+# production the hashed, compressed files collected at image build (`collectstatic`), in development the apps'
+# files found where they are (re-read on change with DEBUG), since the quick start runs gunicorn, not runserver.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "audioseal_site.middleware.StaticFilesMiddleware")
+if PRODUCTION:
     STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
-    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                      "whitenoise.middleware.WhiteNoiseMiddleware")
+else:
+    WHITENOISE_USE_FINDERS = True
 
 # --- S3 storage (issue 8): job files in a private bucket when STORAGE_BUCKET is set -------------------------
 # Credentials: STORAGE_ACCESS_KEY_ID/STORAGE_SECRET_ACCESS_KEY, else boto3's chain (AWS_* variables, an
@@ -218,6 +226,12 @@ JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=900)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 MAX_AUDIO_SECONDS = env.float("MAX_AUDIO_SECONDS", default=30 * 60)
 MAX_WAIT_SECONDS = 30
+# `?wait` requests held at once per API key (a dashboard session: per user) and per tenant (0 = no cap); one
+# more is 429 TOO_MANY_WAITS with Retry-After (jobs/api/waiting.py). Counted in Redis; a slot expires
+# WAIT_SLOT_GRACE_SECONDS after its wait's deadline even if the process holding it died.
+MAX_WAITS_PER_KEY = env.int("MAX_WAITS_PER_KEY", default=20)
+MAX_WAITS_PER_TENANT = env.int("MAX_WAITS_PER_TENANT", default=50)
+WAIT_SLOT_GRACE_SECONDS = env.float("WAIT_SLOT_GRACE_SECONDS", default=60.0)
 
 
 # --- Reliability: timeouts, retries, liveness, reconciliation, idempotency, webhooks (jobs/WEBHOOKS.md) ---
