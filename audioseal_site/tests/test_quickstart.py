@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,13 +97,19 @@ class QuickStart:
 
 
 @pytest.fixture(scope="module")
-def quickstart(tmp_path_factory):
-    qs = QuickStart(tmp_path_factory.mktemp("quickstart") / "var")
+def quickstart():
+    # Under the repository's var/, like the test session's own servers: when the tests run as root, the
+    # embedded PostgreSQL runs as its own user, which cannot enter pytest's private temporary directories.
+    root = Path(settings.BASE_DIR) / "var" / f"test-quickstart-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    qs = QuickStart(root / "var")
     try:
         wait_until(qs.up, timeout=300, interval=1, what="make run to serve the API")
         yield qs
     finally:
         qs.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_killed_worker_is_restarted_and_nothing_else_goes_down(quickstart):
@@ -179,7 +186,7 @@ def test_ctrl_c_stops_everything(quickstart):
     postmaster = qs.postmaster().pid
     qs.stop()
     assert qs.proc.returncode == 0, qs.output()[-3000:]
-    assert qs.output().rstrip().endswith("stopped."), qs.output()[-2000:]
+    assert "\nstopped.\n" in qs.output(), qs.output()[-2000:]
     wait_until(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
                timeout=10, what="the children to be gone")
     wait_until(lambda: not psutil.pid_exists(postmaster), timeout=20, what="PostgreSQL to stop")

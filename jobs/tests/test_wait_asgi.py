@@ -50,11 +50,17 @@ def _cancel_later(job_id: str, when) -> threading.Thread:
     return thread
 
 
-def test_asgi_wait_answers_when_the_job_becomes_final_same_json_and_headers(api_client, api_key, redis_clean):
+def test_asgi_wait_answers_when_the_job_becomes_final_same_json_and_headers(
+    api_client, api_key, redis_clean, caplog
+):
     job = _queued_job(api_client)
     canceller = _cancel_later(job["id"], lambda: _held(api_key) == 1)
-    response = async_to_sync(_async_client(api_key).get)(f"/api/v1/jobs/{job['id']}?wait=30")
+    with caplog.at_level("INFO", logger="audioseal.request"):
+        response = async_to_sync(_async_client(api_key).get)(f"/api/v1/jobs/{job['id']}?wait=30")
     canceller.join(5)
+    (access,) = [r for r in caplog.records if r.name == "audioseal.request" and r.route.endswith("?wait")]
+    assert access.status == 200 and access.request_id == response.headers["X-Request-ID"]
+    assert access.tenant_id == str(api_key.api_key.tenant_id)  # the log context crossed the async wait
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "canceled" and body["id"] == job["id"]
