@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
 from django.test import AsyncClient
 
 from accounts import services as accounts
@@ -42,8 +43,11 @@ def _cancel_later(job_id: str, when) -> threading.Thread:
     """Cancel the job (a committed status change, published to waiters) once ``when()`` holds."""
 
     def run() -> None:
-        wait_until(when, timeout=30, what="the wait to be held")
-        services.cancel(Job.objects.get(pk=job_id))
+        try:
+            wait_until(when, timeout=30, what="the wait to be held")
+            services.cancel(Job.objects.get(pk=job_id))
+        finally:
+            connection.close()  # back to the pool: a connection left in a finished thread stays open
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
