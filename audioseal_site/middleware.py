@@ -4,21 +4,31 @@ It runs first so that every other middleware's log lines carry the request id, a
 by ``SecurityMiddleware`` and errors turned into responses further in are timed and counted too. The
 tenant id is attached as soon as authentication has set ``request.tenant`` (API keys do): the log filter
 reads it lazily, so lines written after authentication inside the view carry it as well.
+
+Every middleware in ``settings.MIDDLEWARE`` is sync *and* async capable. Under ASGI one sync-only middleware
+would make Django run everything inside it, the view included, on a thread that is held until the response
+is ready, so an async view (``?wait``: ``jobs.api.waiting``) would pin a thread again. Ours are written for
+both modes; ``async_capable`` adapts a sync one of another app that only edits the response;
+``StaticFilesMiddleware`` is whitenoise's, both ways.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
 from collections.abc import Callable
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from whitenoise.middleware import WhiteNoiseFileResponse, WhiteNoiseMiddleware
 
 from audioseal_site import metrics
-from core import log
+from billing import ratelimit
+from core import asgi, log
 from core.errors import error_body
 
 logger = logging.getLogger("audioseal.request")
@@ -49,36 +59,75 @@ def route_of(request: HttpRequest) -> str:
     return route
 
 
-class RequestContextMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+class _BothModes:
+    """Base of a middleware usable by the sync and the async handler: ``__call__`` answers in the mode of
+    ``get_response`` (``_sync`` or ``_async``)."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_for(request)
-        request.request_id = request_id
-        started = time.perf_counter()
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        return self._async(request) if self.async_mode else self._sync(request)
+
+    def _sync(self, request: HttpRequest) -> HttpResponse:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def _async(self, request: HttpRequest) -> HttpResponse:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class RequestContextMiddleware(_BothModes):
+    def _sync(self, request: HttpRequest) -> HttpResponse:
+        request_id, started = self._begin(request)
         status = 500
         with log.context(request_id=request_id), log.request_scope(request):
             try:
                 response = self.get_response(request)
                 status = response.status_code
             finally:
-                seconds = time.perf_counter() - started
-                route = route_of(request)
-                metrics.observe_request(request.method or "", route, status, seconds)
-                logger.log(
-                    logging.DEBUG if request.path in QUIET_PATHS else logging.INFO,
-                    "%s %s %s %.1fms", request.method, request.path, status, seconds * 1000,
-                    extra={
-                        "method": request.method, "path": request.path, "route": route, "status": status,
-                        "duration_ms": round(seconds * 1000, 2),
-                    },
-                )
+                self._end(request, status, started)
         response["X-Request-ID"] = request_id
         return response
 
+    async def _async(self, request: HttpRequest) -> HttpResponse:
+        request_id, started = self._begin(request)
+        status = 500
+        with log.context(request_id=request_id), log.request_scope(request):
+            try:
+                response = await self.get_response(request)
+                status = response.status_code
+            finally:
+                self._end(request, status, started)
+        response["X-Request-ID"] = request_id
+        return response
 
-class ProbeMiddleware:
+    @staticmethod
+    def _begin(request: HttpRequest) -> tuple[str, float]:
+        request.request_id = request_id_for(request)
+        return request.request_id, time.perf_counter()
+
+    @staticmethod
+    def _end(request: HttpRequest, status: int, started: float) -> None:
+        seconds = time.perf_counter() - started
+        route = route_of(request)
+        metrics.observe_request(request.method or "", route, status, seconds)
+        logger.log(
+            logging.DEBUG if request.path in QUIET_PATHS else logging.INFO,
+            "%s %s %s %.1fms", request.method, request.path, status, seconds * 1000,
+            extra={
+                "method": request.method, "path": request.path, "route": route, "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )
+
+
+class ProbeMiddleware(_BothModes):
     """Answer ``/healthz``, ``/readyz`` and ``/metrics`` before the rest of the stack.
 
     Orchestrator probes and Prometheus address pods by IP, so their Host header is never in
@@ -87,25 +136,105 @@ class ProbeMiddleware:
     so skipping host validation, sessions and CSRF for them is safe, and cheaper per probe.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: Callable) -> None:
         from audioseal_site import health
 
-        self.get_response = get_response
+        super().__init__(get_response)
         self.views = {"/healthz": health.healthz, "/readyz": health.readyz, "/metrics": metrics.metrics_view}
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def _probe(self, request: HttpRequest) -> Callable | None:
         view = self.views.get(request.path_info)
         if view is None or request.method not in ("GET", "HEAD"):
-            return self.get_response(request)
+            return None
         request.probe_route = request.path_info
-        return view(request)
+        return view
+
+    def _sync(self, request: HttpRequest) -> HttpResponse:
+        view = self._probe(request)
+        return view(request) if view is not None else self.get_response(request)
+
+    async def _async(self, request: HttpRequest) -> HttpResponse:
+        view = self._probe(request)
+        if view is None:
+            return await self.get_response(request)
+        return await sync_to_async(view)(request)  # the checks touch the database, Redis and storage
+
+
+def async_capable(middleware_class: type) -> type:
+    """``middleware_class`` (sync only) usable by the async handler too, for a middleware that does nothing
+    before ``get_response`` and only edits the response it returns, without I/O: in async mode the response
+    is awaited, then handed to a throwaway instance whose ``get_response`` returns it."""
+
+    class Adapter(_BothModes):
+        def __init__(self, get_response: Callable) -> None:
+            super().__init__(get_response)
+            self.inner = None if self.async_mode else middleware_class(get_response)
+
+        def _sync(self, request: HttpRequest) -> HttpResponse:
+            return self.inner(request)
+
+        async def _async(self, request: HttpRequest) -> HttpResponse:
+            response = await self.get_response(request)
+            return middleware_class(lambda _request: response)(request)
+
+    Adapter.__name__ = Adapter.__qualname__ = middleware_class.__name__
+    Adapter.__doc__ = f"{middleware_class.__module__}.{middleware_class.__name__}, sync and async."
+    return Adapter
+
+
+# X-RateLimit-* on API responses (billing issue): billing's middleware, usable under ASGI.
+RateLimitHeadersMiddleware = async_capable(ratelimit.RateLimitHeadersMiddleware)
+
+
+class _StreamedWhiteNoiseFileResponse(asgi.FileResponse, WhiteNoiseFileResponse):
+    pass
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """whitenoise's middleware, sync and async: a static file is looked up in memory (or, with autorefresh in
+    development, found on disk) and streamed chunk by chunk; anything else goes on without a thread.
+
+    Production serves what ``collectstatic`` put in ``STATIC_ROOT``; development (the quick start's gunicorn)
+    serves the apps' files through the finders (``WHITENOISE_USE_FINDERS``), so a ``STATIC_ROOT`` that was never
+    collected is skipped there without a warning.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable | None = None, *args, **kwargs) -> None:
+        super().__init__(get_response, *args, **kwargs)
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def add_files(self, root, prefix=None) -> None:
+        if self.use_finders and not os.path.isdir(root):
+            return
+        super().add_files(root, prefix)
+
+    def __call__(self, request: HttpRequest):
+        return self._async(request) if self.async_mode else super().__call__(request)
+
+    async def _async(self, request: HttpRequest) -> HttpResponse:
+        if self.autorefresh and request.path_info.startswith(self.static_prefix):
+            static_file = await sync_to_async(self.find_file, thread_sensitive=False)(request.path_info)
+        elif self.autorefresh:
+            static_file = None
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is None:
+            return await self.get_response(request)
+        response = await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
+        response.__class__ = _StreamedWhiteNoiseFileResponse  # same object, also async-iterable
+        return response
 
 
 API_ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                    405: "METHOD_NOT_ALLOWED", 413: "FILE_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
-class ApiJsonErrorsMiddleware:
+class _ApiJsonErrors:
     """Under ``/api/``, every error is JSON in the API's one shape, in every profile.
 
     DRF renders errors of its views; what is left is Django's own pages: with ``DEBUG`` on, an unknown path
@@ -144,7 +273,7 @@ class ApiJsonErrorsMiddleware:
         return response
 
 
-class ThirdPartyPagesCSPMiddleware:
+class _ThirdPartyPagesCSP:
     """The one relaxation of the Content-Security-Policy: the RQ dashboard (django-rq's staff pages, under
     ``<ADMIN_URL>django-rq/`` and ``<ADMIN_URL>django_rq/``) writes inline ``<script>``/``<style>`` we do not
     control, so its pages, and only they, allow inline scripts and styles (staff-only pages behind the admin
@@ -159,3 +288,8 @@ class ThirdPartyPagesCSPMiddleware:
         if request.path.startswith((f"/{settings.ADMIN_URL}django-rq/", f"/{settings.ADMIN_URL}django_rq/")):
             response._csp_update = {"script-src": ["'unsafe-inline'"], "style-src": ["'unsafe-inline'"]}
         return response
+
+
+# Both only edit the response they are given: usable by the async handler through the adapter.
+ApiJsonErrorsMiddleware = async_capable(_ApiJsonErrors)
+ThirdPartyPagesCSPMiddleware = async_capable(_ThirdPartyPagesCSP)

@@ -1,8 +1,13 @@
 """``make run``: the whole product on one machine, from nothing.
 
 Starts the embedded PostgreSQL and Redis (unless ``DATABASE_URL``/``REDIS_URL`` are set), migrates, creates
-a demo tenant, a staff superuser and an API key, starts the web server, one worker (all queues) and the
-periodic-task scheduler, prints where to go, and stops everything on Ctrl-C.
+a demo tenant, a staff superuser and an API key, and then supervises (``audioseal_site.supervisor``) the
+production web server (gunicorn with ``deploy/gunicorn.conf.py``: uvicorn workers on the ASGI application, the
+development settings otherwise), one worker (all queues) and the periodic-task scheduler: a child that dies is
+restarted with a backoff and the databases stay up. Ctrl-C stops everything.
+
+``WEB_CONCURRENCY`` (web processes) defaults to 2 here: uvicorn workers need no more for concurrency on a
+development machine.
 """
 
 from __future__ import annotations
@@ -10,11 +15,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from audioseal_site.supervisor import Program, Supervisor
 
 
 def _seed(var_dir: Path) -> dict[str, str]:
@@ -50,14 +54,9 @@ def main() -> None:
     creds = _seed(Path(settings.VAR_DIR))
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
-    env = {**os.environ, "EMBEDDED_SERVICES": "false"}
-    manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-    children = [
-        subprocess.Popen([*manage, "runserver", "--noreload", f"{host}:{port}"], env=env),
-        subprocess.Popen([*manage, "run_worker"], env=env),
-        # periodic work (reconciler, retention, Stripe meter sync) is enqueued here, run by the worker
-        subprocess.Popen([*manage, "run_scheduler"], env=env),
-    ]
+    close_database_connections()  # the children have their own; this process holds none (and no pool thread)
+    supervisor = Supervisor(programs(Path(settings.BASE_DIR), host, port))
+    supervisor.start()
     url = f"http://{host}:{port}"
     print(
         f"""
@@ -72,30 +71,35 @@ Try:
   curl -H "Authorization: Bearer {creds['api_key']}" -F file=@media_ops/tests/fixtures/speech_16k_mono.wav \\
        -F message=1A2B "{url}/api/v1/watermark/embed?wait=20"
 
-Ctrl-C stops everything.
+A crashed process is restarted (the supervisor says so here). Ctrl-C stops everything.
 """,
         flush=True,
     )
 
-    stopping = False
+    supervisor.run()
+    print("stopped.", flush=True)
 
-    def stop(*_args) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(child.poll() is None for child in children):
-        time.sleep(0.5)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    print("stopped.")
+def programs(base_dir: Path, host: str, port: str) -> list[Program]:
+    env = {**os.environ, "EMBEDDED_SERVICES": "false", "PORT": port, "GUNICORN_BIND_HOST": host}
+    env.setdefault("WEB_CONCURRENCY", "2")
+    manage = [sys.executable, str(base_dir / "manage.py")]
+    return [
+        Program("web", [sys.executable, "-m", "gunicorn", "-c", str(base_dir / "deploy" / "gunicorn.conf.py"),
+                        "audioseal_site.asgi:application"], env, cwd=base_dir),
+        Program("worker", [*manage, "run_worker"], env, cwd=base_dir),
+        # periodic work (reconciler, retention, Stripe meter sync) is enqueued here, run by the worker
+        Program("scheduler", [*manage, "run_scheduler"], env, cwd=base_dir),
+    ]
+
+
+def close_database_connections() -> None:
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+        if getattr(conn, "pool", None) is not None:
+            conn.close_pool()
 
 
 if __name__ == "__main__":

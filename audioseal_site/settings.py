@@ -66,9 +66,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "billing.ratelimit.RateLimitHeadersMiddleware",  # X-RateLimit-* on API responses (billing issue)
+    # X-RateLimit-* on API responses (billing issue): billing.ratelimit's, sync and async capable.
+    "audioseal_site.middleware.RateLimitHeadersMiddleware",
     "axes.middleware.AxesMiddleware",  # a locked-out sign-in gets the lockout page (last, as axes asks)
 ]
+# Every entry must be sync *and* async capable, or under ASGI a `?wait` would hold a thread again
+# (audioseal_site/middleware.py; a test checks the chain).
 
 ROOT_URLCONF = "audioseal_site.urls"
 WSGI_APPLICATION = "audioseal_site.wsgi.application"
@@ -92,8 +95,23 @@ TEMPLATES = [
 _db = env.db_url("DATABASE_URL")
 if not _db.get("HOST") and _db.get("OPTIONS", {}).get("host"):
     _db["HOST"] = _db["OPTIONS"].pop("host")  # a Unix-socket directory, as the embedded server uses
-_db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-_db["CONN_HEALTH_CHECKS"] = True
+# Bounded connections: each process borrows from its own psycopg pool (Django's OPTIONS["pool"]) at most
+# DATABASE_POOL_MAX_SIZE connections, whatever its number of threads (ASGI runs sync code on a thread per
+# request); a connection goes back to the pool when Django closes it (end of request, end of job). A thread that
+# finds none free waits DATABASE_POOL_TIMEOUT seconds, then fails (500) instead of opening one more.
+# Budget: (web processes + worker/scheduler processes) x max size < PostgreSQL's max_connections (100 default).
+# DATABASE_POOL=false: a connection per thread, kept DATABASE_CONN_MAX_AGE seconds (not bounded; WSGI only).
+if env.bool("DATABASE_POOL", default=True):
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        "max_idle": env.float("DATABASE_POOL_MAX_IDLE", default=300.0),
+    }
+    _db["CONN_MAX_AGE"] = 0  # required with a pool: "closing" returns the connection to it
+else:
+    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+_db["CONN_HEALTH_CHECKS"] = True  # with a pool: each checkout is checked, a dropped connection is replaced
 if env("DATABASE_TEST_NAME", default=None):
     _db["TEST"] = {"NAME": env("DATABASE_TEST_NAME")}
 DATABASES = {"default": _db}
@@ -138,10 +156,15 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-if PRODUCTION:  # whitenoise serves hashed, compressed files collected at image build (`collectstatic`)
+# Static files are served by whitenoise (audioseal_site.middleware.StaticFilesMiddleware) in every profile: in
+# production the hashed, compressed files collected at image build (`collectstatic`), in development the apps'
+# files found where they are (re-read on change with DEBUG), since the quick start runs gunicorn, not runserver.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "audioseal_site.middleware.StaticFilesMiddleware")
+if PRODUCTION:
     STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
-    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                      "whitenoise.middleware.WhiteNoiseMiddleware")
+else:
+    WHITENOISE_USE_FINDERS = True
 
 # --- S3 storage (issue 8): job files in a private bucket when STORAGE_BUCKET is set -------------------------
 # Credentials: STORAGE_ACCESS_KEY_ID/STORAGE_SECRET_ACCESS_KEY, else boto3's chain (AWS_* variables, an
@@ -248,6 +271,12 @@ MAX_VIDEO_PIXELS = env.int("MAX_VIDEO_PIXELS", default=3840 * 2160)
 MAX_VIDEO_FPS = env.float("MAX_VIDEO_FPS", default=120.0)
 MAX_VIDEO_PIXEL_RATE = env.int("MAX_VIDEO_PIXEL_RATE", default=3840 * 2160 * 60)
 MAX_WAIT_SECONDS = 30
+# `?wait` requests held at once per API key (a dashboard session: per user) and per tenant (0 = no cap); one
+# more is 429 TOO_MANY_WAITS with Retry-After (jobs/api/waiting.py). Counted in Redis; a slot expires
+# WAIT_SLOT_GRACE_SECONDS after its wait's deadline even if the process holding it died.
+MAX_WAITS_PER_KEY = env.int("MAX_WAITS_PER_KEY", default=20)
+MAX_WAITS_PER_TENANT = env.int("MAX_WAITS_PER_TENANT", default=50)
+WAIT_SLOT_GRACE_SECONDS = env.float("WAIT_SLOT_GRACE_SECONDS", default=60.0)
 
 
 # --- Reliability: timeouts, retries, liveness, reconciliation, idempotency, webhooks (jobs/WEBHOOKS.md) ---

@@ -90,16 +90,28 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> Chi
     return Child(name, proc, log_path, log_file)
 
 
-def start_server(env: dict[str, str], log_dir: Path, *, workers: int, threads: int) -> tuple[Child, str]:
-    """gunicorn (gthread) on a free loopback port; returns once /healthz answers."""
+SERVINGS = {
+    # The production config (deploy/gunicorn.conf.py): uvicorn workers on the ASGI application.
+    "uvicorn": ["audioseal_site.asgi:application"],
+    # The former production config: gthread workers on the WSGI application (threads from the caller).
+    "gthread": ["audioseal_site.wsgi:application", "--worker-class", "gthread"],
+}
+
+
+def start_server(
+    env: dict[str, str], log_dir: Path, *, workers: int, threads: int = 4, serving: str = "uvicorn",
+    name: str = "server",
+) -> tuple[Child, str]:
+    """gunicorn with ``deploy/gunicorn.conf.py`` on a free loopback port; returns once /healthz answers.
+
+    ``serving``: ``"uvicorn"`` (production) or ``"gthread"`` (``threads`` threads per process)."""
     port = free_port()
     cmd = [
-        sys.executable, "-m", "gunicorn", "audioseal_site.wsgi:application",
-        "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
-        "--backlog", "2048", "--timeout", "120", "--keep-alive", "30",
+        sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"), *SERVINGS[serving],
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+        "--backlog", "2048", "--keep-alive", "30",
     ]
-    child = _spawn("server", cmd, env, log_dir)
+    child = _spawn(name, cmd, env, log_dir)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

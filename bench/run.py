@@ -12,6 +12,8 @@ What it measures, all in one process tree on this machine, with the same clips f
    trivial authenticated endpoint (``GET /api/v1/jobs?page_size=1``), with no worker running so only the API
    is measured.
 6. worker RSS after the first 100 and after 2,000 small jobs (tiny demo models, small clips).
+7. **waits**: another tenant's ``GET /api/v1/usage`` p50/p99 while one API key holds N ``?wait=30``
+   requests, under the former gthread workers and the production uvicorn workers (``bench.waits``).
 
 It starts its own embedded PostgreSQL and Redis under ``var/bench/run-*`` (whatever ``DATABASE_URL`` and
 ``REDIS_URL`` say is ignored), and removes that directory at the end. The full-size checkpoints (random
@@ -21,7 +23,9 @@ weights, ~90 MB) are built once into ``var/bench/models``. Results: ``var/bench/
 Knobs (environment): ``BENCH_CLIPS`` (``"1:20,10:8,60:3"``: seconds:count), ``BENCH_OPS`` (``embed`` or
 ``embed,detect``), ``BENCH_SMALL_JOBS`` (2000), ``BENCH_SMALL_JOBS_FIRST`` (100), ``BENCH_LATENCY_CLIENTS``
 (32), ``BENCH_LATENCY_REQUESTS`` (requests per client, 10), ``BENCH_WEB_WORKERS`` (2), ``BENCH_WEB_THREADS``
-(4), ``BENCH_NAIVE_COMPILE=1`` (also time the naive baseline with audioseal's lazy torch.compile left on),
+(4), ``BENCH_WAITS`` (``"40,200"``: N held waits), ``BENCH_WAIT_SAMPLES`` (40), ``BENCH_WAIT_WEB_WORKERS`` (5)
+and ``BENCH_WAIT_WEB_THREADS`` (4: the production config's defaults on this machine),
+``BENCH_NAIVE_COMPILE=1`` (also time the naive baseline with audioseal's lazy torch.compile left on),
 ``MODEL_THREADS``/``MODEL_DEVICE`` as for the worker.
 """
 
@@ -52,6 +56,8 @@ QUICK_DEFAULT = {
     "clips": "1:4,10:2,60:1", "emotion_clips": "1:2,10:1,60:1", "small": 200, "small_first": 50,
     "latency_requests": 3,
 }
+ALL_SECTIONS = ("limit", "naive", "platform", "latency", "rss", "waits")
+MODEL_SECTIONS = {"limit", "naive", "platform", "rss"}
 SUBMIT_PATH = {
     "embed": "/api/v1/watermark/embed",
     "detect": "/api/v1/watermark/detect",
@@ -344,30 +350,38 @@ def summarise(results: dict[str, Any]) -> None:
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
+    sections = results.get("sections", list(ALL_SECTIONS))
+    partial = "" if sections == list(ALL_SECTIONS) else f", sections {','.join(sections)}"
     lines = [
-        f"Benchmark ({'quick' if results['quick'] else 'full'} run), {m['date_utc']}",
+        f"Benchmark ({'quick' if results['quick'] else 'full'} run{partial}), {m['date_utc']}",
         "",
         f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m.get('memory_gb', '?')} GB, "
         f"{m.get('gpu', 'no GPU')}; device `{results['device']}`, {results['threads']} torch threads; "
         f"torch {m['torch']}, Python {m['python']}. Load average at start {m['load_average_start']}, "
         f"at end {m.get('load_average_end')}.",
-        "Model: full-size AudioSeal 16-bit architecture (generator "
-        f"{results['models']['generator_params']:,} / detector {results['models']['detector_params']:,} "
-        "parameters, random weights)"
-        + (f"; emotion2vec base-size reconstruction ({results['models']['emotion_params']:,} parameters, "
-           "random weights, windows of 30 s)" if results["models"].get("emotion_params") else "")
-        + ". Server: gunicorn "
-        f"{results['web']['workers']} processes x {results['web']['threads']} threads; one worker process.",
-        "",
-        "Throughput in audio seconds per second (higher is better). limit = the model's bare forward on",
-        "whole clips, fastest of 2 passes; engine = the platform's windowed engine in a bare loop; for long",
-        "clips the platform can beat the limit because it windows long audio (the per-second cost of a",
-        "whole-clip forward grows with length). naive = a model constructed per job, eager, torch defaults.",
-        "",
-        "| op | clip | clips | limit (bare forward) | engine (windowed, bare) | platform (HTTP+queue+worker) "
-        "| naive (model per job) | platform / limit | platform / naive |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    if results["models"].get("generator_params"):
+        lines += [
+            "Model: full-size AudioSeal 16-bit architecture (generator "
+            f"{results['models']['generator_params']:,} / detector {results['models']['detector_params']:,} "
+            "parameters, random weights)"
+            + (f"; emotion2vec base-size reconstruction ({results['models']['emotion_params']:,} parameters, "
+               "random weights, windows of 30 s)" if results["models"].get("emotion_params") else "")
+            + ". Server: gunicorn (gthread) "
+            f"{results['web']['workers']} processes x {results['web']['threads']} threads; one worker process.",
+        ]
+    if results.get("summary"):
+        lines += [
+            "",
+            "Throughput in audio seconds per second (higher is better). limit = the model's bare forward on",
+            "whole clips, fastest of 2 passes; engine = the platform's windowed engine in a bare loop; for long",
+            "clips the platform can beat the limit because it windows long audio (the per-second cost of a",
+            "whole-clip forward grows with length). naive = a model constructed per job, eager, torch defaults.",
+            "",
+            "| op | clip | clips | limit (bare forward) | engine (windowed, bare) | platform (HTTP+queue+worker) "
+            "| naive (model per job) | platform / limit | platform / naive |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     for r in results.get("summary", []):
         naive = f"{r['naive']}" + (f" (compile: {r['naive_compile']})" if r.get("naive_compile") else "")
         vs_compile = r.get("platform_over_naive_compile")
@@ -419,6 +433,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"growth {rss['growth_percent']} % "
             f"({rss['small_jobs_per_second']} small jobs/s end to end).",
         ]
+    if results.get("waits"):
+        from bench.waits import markdown as waits_markdown
+
+        lines += waits_markdown(results["waits"], results["waits_samples"])
     return "\n".join(lines) + "\n"
 
 
@@ -428,8 +446,8 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few clips and jobs: a smoke run in minutes")
-    parser.add_argument("--sections", default="limit,naive,platform,latency,rss",
-                        help="comma-separated subset of limit,naive,platform,latency,rss")
+    parser.add_argument("--sections", default=",".join(ALL_SECTIONS),
+                        help=f"comma-separated subset of {','.join(ALL_SECTIONS)}")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (services' data, logs)")
     args = parser.parse_args(argv)
     defaults = QUICK_DEFAULT if args.quick else FULL_DEFAULT
@@ -443,6 +461,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     latency_requests = int(os.environ.get("BENCH_LATENCY_REQUESTS", defaults["latency_requests"]))
     web_workers = int(os.environ.get("BENCH_WEB_WORKERS", 2))
     web_threads = int(os.environ.get("BENCH_WEB_THREADS", 4))
+    wait_samples = int(os.environ.get("BENCH_WAIT_SAMPLES", 40))
 
     # SIGTERM/SIGINT exit through atexit and finally blocks: children stopped, services stopped, dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -461,10 +480,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from bench.models import count_parameters, full_size_checkpoints, tiny_checkpoints
 
-    log("building the full-size checkpoints (once, under var/bench/models)")
-    gen, det = full_size_checkpoints(BENCH_DIR / "models" / "full")
-    models = {"generator": gen, "detector": det}
-    if "emotion" in ops:
+    models: dict[str, Any] = {}
+    if sections & MODEL_SECTIONS:
+        log("building the full-size checkpoints (once, under var/bench/models)")
+        gen, det = full_size_checkpoints(BENCH_DIR / "models" / "full")
+        models = {"generator": gen, "detector": det}
+    if "emotion" in ops and sections & MODEL_SECTIONS:
         from bench.models import emotion_base_dir
 
         log("building the base-size emotion2vec directory (once)")
@@ -484,13 +505,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = resolve_device(settings.MODEL_DEVICE)
     results: dict[str, Any] = {
         "quick": args.quick,
+        "sections": [name for name in ALL_SECTIONS if name in sections],
         "machine": machine_info(),
         "device": device,
         "threads": threads,
         "models": {
-            "generator_params": count_parameters(gen, "generator"),
-            "detector_params": count_parameters(det, "detector"),
-            "emotion_params": emotion_params if "emotion" in ops else None,
+            "generator_params": count_parameters(models["generator"], "generator") if models else None,
+            "detector_params": count_parameters(models["detector"], "detector") if models else None,
+            "emotion_params": emotion_params if "emotion" in models else None,
         },
         "web": {"workers": web_workers, "threads": web_threads},
         "env": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "MODEL_THREADS": threads,
@@ -523,12 +545,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         if sections & {"platform", "latency", "rss"}:
             api_key = plat.make_tenant(f"bench-{os.getpid()}")
+            # gthread, as when these sections' figures in the README were measured (the waits section
+            # compares it with the production uvicorn workers).
             server, base_url = plat.start_server(plat.child_env(run_dir), log_dir, workers=web_workers,
-                                                 threads=web_threads)
+                                                 threads=web_threads, serving="gthread")
             children.append(server)
-            log(f"server at {base_url} (gunicorn {web_workers}x{web_threads})")
+            log(f"server at {base_url} (gunicorn gthread {web_workers}x{web_threads})")
         if "platform" in sections:
-            env = plat.child_env(run_dir, WATERMARK_GENERATOR=str(gen), WATERMARK_DETECTOR=str(det),
+            env = plat.child_env(run_dir, WATERMARK_GENERATOR=str(models["generator"]),
+                                 WATERMARK_DETECTOR=str(models["detector"]),
                                  EMOTION_MODEL_DIR=str(models.get("emotion", settings.EMOTION_MODEL_DIR)))
             queues = tuple(sorted({"emotion" if op == "emotion" else "watermark" for op in ops}))
             log(f"starting the worker ({', '.join(queues)}) with the full-size models")
@@ -548,6 +573,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             children.append(worker)
             results["rss"] = section_rss(base_url, api_key, worker.pid, small_first, small_total)
             worker.stop()
+        if "waits" in sections:
+            from bench.waits import section_waits
+
+            results["waits"] = section_waits(
+                run_dir, log_dir, [int(n) for n in os.environ.get("BENCH_WAITS", "40,200").split(",")],
+                samples=wait_samples, workers=int(os.environ.get("BENCH_WAIT_WEB_WORKERS", 5)),
+                threads=int(os.environ.get("BENCH_WAIT_WEB_THREADS", 4)), log=log,
+            )
+            results["waits_samples"] = wait_samples
     finally:
         for child in children:
             child.stop()
@@ -556,7 +590,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summarise(results)
     text = markdown(results)
     # A partial run (--sections) never overwrites the results of a full one.
-    stem = "results" if sections >= {"limit", "naive", "platform", "latency", "rss"} else "results-partial"
+    stem = "results" if sections >= set(ALL_SECTIONS) else "results-partial"
     (BENCH_DIR / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
     (BENCH_DIR / f"{stem}.md").write_text(text)
     print()

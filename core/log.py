@@ -1,8 +1,9 @@
 """Log context (request id, tenant id, job id) and the two log formats: JSON in production, console in dev.
 
 Every log line written while a request or a job is handled carries the ids that are known at that moment,
-whichever logger wrote it (Django, RQ, boto, our code). The ids live in a ``ContextVar`` so threads of a
-gunicorn ``gthread`` worker never see each other's ids, and a ``logging.Filter`` copies them onto each
+whichever logger wrote it (Django, RQ, boto, our code). The ids live in a ``ContextVar`` so concurrent
+requests (asyncio tasks of a uvicorn worker, and the threads their sync code runs on, which asgiref gives a
+copy of the task's context) never see each other's ids, and a ``logging.Filter`` copies them onto each
 record; the formatters only render what the filter put there. Nothing here imports Django settings, so the
 settings module can reference these classes from ``LOGGING``.
 """

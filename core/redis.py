@@ -6,15 +6,21 @@ Profiles differ only in timeouts, chosen by what the caller can afford to wait f
   outage makes a request fail fast (or be let through) instead of hanging a server thread.
 * ``pubsub``: long-poll subscribers (``?wait=N``, at most 30 s): a read timeout longer than any wait.
 
+``async_client(profile)`` is the same for asyncio code (the ASGI ``?wait`` path): one ``redis.asyncio`` client
+per event loop, since its connections belong to the loop that opened them.
+
 RQ's own connection (queues, workers) comes from ``django_rq`` and its ``RQ_QUEUES`` settings; this module
 is for everything else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from functools import lru_cache
 
 import redis
+import redis.asyncio
 from django.conf import settings
 
 PROFILES: dict[str, dict[str, float]] = {
@@ -31,3 +37,18 @@ def _client(url: str, profile: str) -> redis.Redis:
 def client(profile: str = "default") -> redis.Redis:
     """A pooled client for ``settings.REDIS_URL`` with the timeouts of ``profile``."""
     return _client(settings.REDIS_URL, profile)
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], redis.asyncio.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client(profile: str = "default") -> redis.asyncio.Redis:
+    """A pooled ``redis.asyncio`` client for ``settings.REDIS_URL`` and the running event loop."""
+    loop = asyncio.get_running_loop()
+    clients = _async_clients.setdefault(loop, {})
+    key = (settings.REDIS_URL, profile)
+    if key not in clients:
+        clients[key] = redis.asyncio.Redis.from_url(settings.REDIS_URL, **PROFILES[profile])
+    return clients[key]

@@ -1,8 +1,10 @@
 """Real servers for the operations tests: a private Redis that a test may stop and restart, and moto's S3
-server in a subprocess (the production boto3/django-storages code path talks HTTP to it)."""
+server in a subprocess (the production boto3/django-storages code path talks HTTP to it); a raw asyncio
+HTTP client for hundreds of concurrent requests to a real web server."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +85,38 @@ class MotoS3Server:
             "s3", endpoint_url=self.endpoint, region_name="us-east-1",
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )
+
+
+async def http(port: int, method: str, path: str, key: str = "", body: bytes = b"", headers: dict | None = None,
+               send_body: bool = True) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on its own connection (``Connection: close``): status, headers, body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+        if key:
+            lines.append(f"Authorization: Bearer {key}")
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body and "Content-Length" not in (headers or {}):
+            lines.append(f"Content-Length: {len(body)}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (body if send_body else b""))
+        await writer.drain()
+        raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, content = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    found = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        found[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), found, content
+
+
+def multipart(field: str, filename: str, content: bytes) -> tuple[bytes, str]:
+    boundary = "audioseal-test-boundary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+        f"Content-Type: audio/wav\r\n\r\n"
+    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"

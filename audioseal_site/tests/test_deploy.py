@@ -52,10 +52,35 @@ def check_command(argv: list[str]) -> None:
         assert argv[0] == "python"
     elif argv[0] == "gunicorn":
         assert argv[1] == "-c" and (ROOT / argv[2]).is_file(), argv
-        module = argv[3]
-        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
+        # The config's uvicorn workers serve an ASGI application: `module:application`, not the WSGI module.
+        module, _, attribute = argv[3].partition(":")
+        assert (module, attribute) == ("audioseal_site.asgi", "application"), argv
     else:
         raise AssertionError(f"unexpected command {argv}")
+
+
+def test_gunicorn_config_runs_uvicorn_workers_on_the_asgi_application():
+    """The production web server: gunicorn's config names an importable uvicorn worker class, whose
+    application is Django's ASGI handler with every middleware able to run without pinning a thread."""
+    import os
+    import runpy
+    from unittest import mock
+
+    from django.utils.module_loading import import_string
+    from uvicorn_worker import UvicornWorker
+
+    with mock.patch.dict(os.environ):  # the config exports PROMETHEUS_MULTIPROC_DIR: not into this process
+        config = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    worker_class = import_string(config["worker_class"])
+    assert issubclass(worker_class, UvicornWorker)
+    assert worker_class.CONFIG_KWARGS["proxy_headers"] is False  # REMOTE_ADDR stays the peer, as under gthread
+    assert config["timeout"] > settings.MAX_WAIT_SECONDS
+    from audioseal_site.asgi import ASGIHandler, application
+
+    assert isinstance(application, ASGIHandler)
+    requirements = (ROOT / "requirements.txt").read_text()
+    for package in ("uvicorn==", "uvicorn-worker==", "psycopg-pool=="):
+        assert package in requirements, package
 
 
 def test_every_yaml_file_parses():

@@ -133,7 +133,7 @@ def test_http_metrics_are_summed_over_gunicorn_processes(tmp_path, _isolated_med
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "VAR_DIR": str(tmp_path / "var"),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "audioseal_site.wsgi"],
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "audioseal_site.asgi:application"],
         cwd=django_settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"

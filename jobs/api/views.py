@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -21,11 +21,12 @@ from rest_framework.views import APIView
 
 from accounts.scoping import tenant_for_request
 from billing.ratelimit import standing_for_request
+from core.asgi import FileResponse  # streamed chunk by chunk under ASGI too
 from core.errors import ServiceError
-from jobs import idempotency, notify, services
-from jobs.api import serializers
+from jobs import idempotency, services
+from jobs.api import serializers, waiting
 from jobs.kinds import spec
-from jobs.models import FINAL_STATUSES, Job, JobKind, JobStatus
+from jobs.models import Job, JobKind, JobStatus
 from media_ops.audio import CONTENT_TYPES
 from media_ops.watermark import parse_message, random_message
 
@@ -61,19 +62,12 @@ def tenant_jobs(request: Request):
     return Job.objects.filter(tenant=tenant_for_request(request))
 
 
-def wait_for(job: Job, seconds: float) -> Job:
-    if seconds <= 0 or job.status in FINAL_STATUSES:
-        return job
-
-    def is_final() -> bool:
-        return Job.objects.filter(pk=job.pk, status__in=FINAL_STATUSES).exists()
-
-    notify.wait_for_final(job.pk, seconds, is_final)
-    job.refresh_from_db()
-    return job
+def serialize_for(request: Request):
+    """The job's JSON for this request (its links are absolute URLs of the request's host)."""
+    return lambda job: serializers.JobSerializer(job, context={"request": request}).data
 
 
-class JobCreateView(APIView):
+class JobCreateView(waiting.WaitableView):
     """Base for endpoints that create a job from uploaded files."""
 
     parser_classes = [MultiPartParser, FormParser]
@@ -121,23 +115,29 @@ class JobCreateView(APIView):
         if not serializer.is_valid():
             self.raise_invalid(serializer.errors)
         data = serializer.validated_data
-        job, replayed = idempotency.submit(
-            services.Submission(
-                tenant=tenant_for_request(request),
-                kind=self.kind,
-                files={name: data[name] for name in spec(self.kind).input_names},
-                params=self.params_from(data),
-                api_key=request.auth if request.auth is not None else None,
-                user=request.user,
-                idempotency_key=key,
-                request_fingerprint=idempotency.request_fingerprint(self.kind, request) if key else "",
-                callback_url=(data.get("callback_url") or "").strip(),
-                standing=standing_for_request(request),  # read once per request (the throttle did)
+        slot = waiting.acquire(request, wait)  # before submitting: a refused wait creates no job
+        try:
+            job, replayed = idempotency.submit(
+                services.Submission(
+                    tenant=tenant_for_request(request),
+                    kind=self.kind,
+                    files={name: data[name] for name in spec(self.kind).input_names},
+                    params=self.params_from(data),
+                    api_key=request.auth if request.auth is not None else None,
+                    user=request.user,
+                    idempotency_key=key,
+                    request_fingerprint=idempotency.request_fingerprint(self.kind, request) if key else "",
+                    callback_url=(data.get("callback_url") or "").strip(),
+                    standing=standing_for_request(request),  # read once per request (the throttle did)
+                )
             )
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        response = waiting.respond(
+            request, job, wait, serialize_for(request), status=status.HTTP_202_ACCEPTED, slot=slot
         )
-        job = wait_for(job, wait)
-        body = serializers.JobSerializer(job, context={"request": request}).data
-        response = Response(body, status=status.HTTP_202_ACCEPTED)
         if replayed:
             response[idempotency.REPLAYED_HEADER] = "true"
         return response
@@ -288,14 +288,13 @@ class JobListView(generics.ListAPIView):
         return queryset
 
 
-class JobDetailView(APIView):
+class JobDetailView(waiting.WaitableView):
     rate_family = "read"
 
     @extend_schema(responses=serializers.JobSerializer, parameters=[WAIT_PARAM], summary="Read a job")
     def get(self, request: Request, pk) -> Response:
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
-        job = wait_for(job, parse_wait(request))
-        return Response(serializers.JobSerializer(job, context={"request": request}).data)
+        return waiting.respond(request, job, parse_wait(request), serialize_for(request))
 
 
 class JobDeliveriesView(APIView):
