@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench lint lint-imports venv fixtures demo-models clean
+.PHONY: run test bench soak lint lint-imports venv fixtures demo-models clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ lint-imports: venv
 
 bench: venv
 	$(PY) -m bench.run
+
+# Thousands of mixed jobs against the quick start while workers are killed, Redis flushed and PostgreSQL
+# restarted at random; prints the invariants (every job final, books balanced, nothing billed twice, no orphan).
+soak: venv
+	$(PY) -m bench.soak
 
 lint: venv lint-imports
 	$(VENV)/bin/ruff check .
