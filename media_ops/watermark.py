@@ -409,6 +409,8 @@ class AlignmentSearch:
        (undoing a speed change by exactly that factor: measured, 0.9/0.95/1.05/1.1 are found, 1.07 is not
        found by a search for 1.05 or 1.1), in order, stopping at the first that finds a region. Off by default:
        every unwatermarked file pays for it, one more search per speed.
+    4. More regions: up to ``rounds`` searches per file in all; after the first, each goes where the plain pass
+       saw something that no region found so far explains (a second splice, off the first one's grid).
     Every region a search finds must then be confirmed by re-synthesis (``_verify``).
 
     Cost (measured, demo model, one CPU thread, 2 shared cores): a plain pass takes about 0.011 s per audio
@@ -424,6 +426,7 @@ class AlignmentSearch:
     excerpt_frames: int = 3
     refine_frames: int = 6
     speeds: tuple[float, ...] = ()
+    rounds: int = 3
     segments_per_row: int = 64
     rows_per_forward: int = 8
 
@@ -524,13 +527,18 @@ class _Group:
     passes: dict[int, Analysis]
 
 
-def _choose(models: WatermarkModels, groups: list[_Group], trusted: Analysis | None = None) -> list[_Segment]:
+def _choose(
+    models: WatermarkModels,
+    groups: list[_Group],
+    trusted: Analysis | None = None,
+    taken: list[_Segment] | None = None,
+) -> list[_Segment]:
     """Non-overlapping regions from several groups of passes, in priority order (the searched offset before
-    the plain one). Within a group the strongest regions come first; each is read in the polarity ``_verify``
-    picks and counts only when the re-synthesised watermark confirms it, or when it comes from ``trusted`` (the
-    plain pass of a file the whole-file rule calls watermarked: what was detected before regions existed still
-    is)."""
-    chosen: list[_Segment] = []
+    the plain one), none overlapping ``taken``. Within a group the strongest regions come first; each is read in
+    the polarity ``_verify`` picks and counts only when the re-synthesised watermark confirms it, or when it
+    comes from ``trusted`` (the plain pass of a file the whole-file rule calls watermarked: what was detected
+    before regions existed still is)."""
+    chosen: list[_Segment] = list(taken or [])
     for group in groups:
         candidates = [
             seg
@@ -592,11 +600,14 @@ def _verify(models: WatermarkModels, group: _Group, seg: _Segment) -> tuple[_Seg
     return best, evidence
 
 
-def _search_center(y: np.ndarray, plain: Analysis | None, length: int) -> int:
+def _search_center(
+    y: np.ndarray, plain: Analysis | None, length: int, taken: list[_Segment] | None = None
+) -> int | None:
     """Where to cut the search excerpt: the loudest part (the watermark follows the audio's level; measured,
     the loudest excerpt finds the offset far more often than the plain curve's peak), restricted to where the
     plain pass saw something when it did (an edit that moved the grid often leaves some presence, and a
-    watermarked region may be a small part of the file)."""
+    watermarked region may be a small part of the file). With ``taken`` (regions already found), only where
+    the plain pass saw something outside them, and None when it saw nothing there."""
     hop = int(MODEL_RATE * HOP_SECONDS)
     energy = np.pad(y.astype(np.float64) ** 2, (0, (-len(y)) % hop)).reshape(-1, hop).sum(axis=1)
     k = max(1, min(len(energy), length // hop))
@@ -605,10 +616,14 @@ def _search_center(y: np.ndarray, plain: Analysis | None, length: int) -> int:
         curve = _curve(plain.probs, hop)
         width = max(1, min(len(curve), round(0.5 / HOP_SECONDS)))
         hint = np.convolve(curve, np.ones(width) / width, mode="same")
+        for seg in taken or []:
+            hint[max(0, seg.start // hop - width) : seg.end // hop + width] = 0.0
         if hint.max() >= SEARCH_HINT:
             inside = np.convolve(hint >= 0.5 * hint.max(), np.ones(k), mode="valid") >= k
             if inside.any():
                 loudness = np.where(inside[: len(loudness)], loudness, -1.0)
+        elif taken is not None:
+            return None
     return int((int(np.argmax(loudness)) + k / 2) * hop)
 
 
@@ -736,10 +751,42 @@ def detect_batch(
         ]
         trusted = analysis if np.count_nonzero(analysis.probs > DETECTION_THRESHOLD) > 0.5 * len(y) else None
         chosen = _choose(models, groups, trusted)
+        if search is not None:
+            chosen = _more_regions(models, y, analysis, chosen, set(offsets[i]), search, max_batch)
         if not chosen and search is not None:
             chosen = _speed_search(models, y, search)
         results.append(_detection_result(y, analysis, chosen))
     return results
+
+
+def _more_regions(
+    models: WatermarkModels,
+    y: np.ndarray,
+    plain: Analysis,
+    chosen: list[_Segment],
+    tried: set[int],
+    search: AlignmentSearch,
+    max_batch: int,
+) -> list[_Segment]:
+    """Up to ``search.rounds - 1`` more searches, each where the plain pass saw something no region found so
+    far explains (a second splice off the first one's grid), until one finds nothing new."""
+    length = search.excerpt_frames * models.frame_samples
+    polarities = (1, -1) if search.polarity else (1,)
+    for _ in range(max(0, search.rounds - 1)):
+        center = _search_center(y, plain, length, taken=chosen)
+        if center is None:
+            break
+        offset, score = _search_offset(models, y, center, search)
+        if score <= 0 or offset in tried:
+            break
+        tried.add(offset)
+        alignments = [_Alignment(offset, p) for p in polarities]
+        passes = _aligned_passes(models, [(y, a) for a in alignments], max_batch)
+        found = _choose(models, [_Group(y, offset, 1.0, dict(zip(polarities, passes, strict=True)))], taken=chosen)
+        if len(found) == len(chosen):
+            break
+        chosen = found
+    return chosen
 
 
 def _speed_search(models: WatermarkModels, y: np.ndarray, search: AlignmentSearch) -> list[_Segment]:
