@@ -535,9 +535,9 @@ def _choose(
 ) -> list[_Segment]:
     """Non-overlapping regions from several groups of passes, in priority order (the searched offset before
     the plain one), none overlapping ``taken``. Within a group the strongest regions come first; each is read in
-    the polarity ``_verify`` picks and counts only when the re-synthesised watermark confirms it, or when it
-    comes from ``trusted`` (the plain pass of a file the whole-file rule calls watermarked: what was detected
-    before regions existed still is)."""
+    the polarity ``_verify`` picks and counts only when the re-synthesised watermark confirms it; else, in the
+    group of ``trusted`` (the plain pass of a file the whole-file rule calls watermarked), it counts as that
+    pass reads it: what was detected before regions existed still is, and is read as before."""
     chosen: list[_Segment] = list(taken or [])
     for group in groups:
         candidates = [
@@ -549,8 +549,10 @@ def _choose(
             if any(seg.overlaps(c) for c in chosen):
                 continue
             reading, z = _verify(models, group, seg)
-            if z >= CONFIRM_Z or (trusted is not None and reading.analysis is trusted):
+            if z >= CONFIRM_Z:
                 chosen.append(reading)
+            elif trusted is not None and group.passes.get(1) is trusted:  # as read before: plain, polarity +1
+                chosen.append(_Segment(seg.start, seg.end, trusted, _Alignment(group.offset, 1, group.speed)))
     return sorted(chosen, key=lambda s: s.seconds()[0])
 
 
