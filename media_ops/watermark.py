@@ -720,45 +720,62 @@ def detect_batch(
     mono16 = [audio.resample(audio.to_mono(samples), rate, MODEL_RATE) for samples, rate in items]
     if any(len(x) == 0 for x in mono16):
         raise MediaError("EMPTY_FILE", "The audio has no samples.")
-    plain = _Alignment()
     plains = models.analyse_16k_batch(mono16, max_batch=max_batch)
-    # Which offsets each input is analysed at in full: the searched one (when its excerpt reads as
-    # watermarked), then the plain one (when the plain pass found a region), each in both polarities.
-    offsets: list[list[int]] = []
+    trusted = [a if np.count_nonzero(a.probs > DETECTION_THRESHOLD) > 0.5 * len(a.probs) else None for a in plains]
+    polarities = (1, -1) if search is not None and search.polarity else (1,)
+    # 1. The searched offset of each input (when its excerpt reads as watermarked), analysed in full in both
+    #    polarities (at offset 0 the plain pass is the +1 one), all inputs in one batch.
+    searched: list[int | None] = []
     for y, analysis in zip(mono16, plains, strict=True):
-        wanted = []
+        offset, score = None, 0.0
         if search is not None:
             length = search.excerpt_frames * models.frame_samples
             offset, score = _search_offset(models, y, _search_center(y, analysis, length), search)
-            if score > 0:
-                wanted.append(offset)
-        if 0 not in wanted and _segments(analysis, plain):
-            wanted.append(0)
-        offsets.append(wanted)
-    polarities = (1, -1) if search is not None and search.polarity else (1,)
-    jobs = [
-        (i, _Alignment(offset, polarity))
-        for i, wanted in enumerate(offsets)
-        for offset in wanted
-        for polarity in polarities
-        if (offset, polarity) != (0, 1)
+        searched.append(offset if score > 0 else None)
+    groups = _groups(models, mono16, plains, [[] if o is None else [o] for o in searched], polarities, max_batch)
+    chosen = [
+        _choose(models, g, trusted[i] if searched[i] == 0 else None) for i, g in enumerate(groups)
     ]
-    done = dict(zip(jobs, _aligned_passes(models, [(mono16[i], a) for i, a in jobs], max_batch), strict=True))
-    done.update({(i, plain): analysis for i, analysis in enumerate(plains)})
+    # 2. The plain reading, for the inputs whose plain pass has regions the searched offset did not explain.
+    plain_too = [
+        [0] if o != 0 and any(not any(seg.overlaps(c) for c in chosen[i]) for seg in _segments(a, _Alignment()))
+        else []
+        for i, (o, a) in enumerate(zip(searched, plains, strict=True))
+    ]
+    for i, g in enumerate(_groups(models, mono16, plains, plain_too, polarities, max_batch)):
+        if g:
+            chosen[i] = _choose(models, g, trusted[i], taken=chosen[i])
+    # 3. Further searches and (when nothing was found) the speed search, one input at a time.
     results = []
     for i, (y, analysis) in enumerate(zip(mono16, plains, strict=True)):
-        groups = [
-            _Group(y, offset, 1.0, {p: done[(i, _Alignment(offset, p))] for p in polarities})
-            for offset in offsets[i]
-        ]
-        trusted = analysis if np.count_nonzero(analysis.probs > DETECTION_THRESHOLD) > 0.5 * len(y) else None
-        chosen = _choose(models, groups, trusted)
+        found = chosen[i]
         if search is not None:
-            chosen = _more_regions(models, y, analysis, chosen, set(offsets[i]), search, max_batch)
-        if not chosen and search is not None:
-            chosen = _speed_search(models, y, search)
-        results.append(_detection_result(y, analysis, chosen))
+            tried = {o for o in (searched[i], *plain_too[i]) if o is not None}
+            found = _more_regions(models, y, analysis, found, tried, search, max_batch)
+            if not found:
+                found = _speed_search(models, y, search)
+        results.append(_detection_result(y, analysis, found))
     return results
+
+
+def _groups(
+    models: WatermarkModels,
+    signals: list[np.ndarray],
+    plains: list[Analysis],
+    offsets: list[list[int]],
+    polarities: tuple[int, ...],
+    max_batch: int,
+) -> list[list[_Group]]:
+    """For each input, one group per offset in ``offsets[i]``: its full passes in ``polarities``, all inputs'
+    passes in one batch (the plain pass stands for offset 0, polarity +1)."""
+    jobs = [(i, _Alignment(o, p)) for i, wanted in enumerate(offsets) for o in wanted for p in polarities]
+    todo = [(i, a) for i, a in jobs if a != _Alignment()]
+    done = dict(zip(todo, _aligned_passes(models, [(signals[i], a) for i, a in todo], max_batch), strict=True))
+    done.update({(i, _Alignment()): plain for i, plain in enumerate(plains)})
+    return [
+        [_Group(signals[i], o, 1.0, {p: done[(i, _Alignment(o, p))] for p in polarities}) for o in wanted]
+        for i, wanted in enumerate(offsets)
+    ]
 
 
 def _more_regions(
