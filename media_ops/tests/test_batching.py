@@ -13,10 +13,10 @@ import pytest
 
 from media_ops import audio, watermark
 from media_ops.tests import FIXTURES
+from media_ops.tests.demo import DEMO
 from media_ops.tests.speech import looped_speech, seeded_bits
 from media_ops.watermark import MODEL_RATE, WatermarkModels
 
-DEMO = Path(__file__).resolve().parent.parent / "demo_models" / "audioseal"
 ATOL = 2e-5  # batched kernels round differently; the watermark itself is ~1e-2
 
 

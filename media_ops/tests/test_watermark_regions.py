@@ -1,34 +1,24 @@
 """Detection by regions, and the search that finds a watermark an edit moved (trims, crops, splices,
-polarity inversion, speed), with the negative controls the search must not turn into detections.
-
-Needs the trained demo checkpoints (a random detector proves nothing about watermarking: MODELS.md).
-"""
+polarity inversion, speed), with the negative controls the search must not turn into detections. All but the
+region-rule test need the trained demo checkpoints."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from media_ops import audio, watermark
 from media_ops.tests import FIXTURES
+from media_ops.tests.demo import load_demo_models, needs_demo_models
 from media_ops.tests.speech import fixture_speech, looped_speech
 from media_ops.watermark import MODEL_RATE, AlignmentSearch, Analysis, WatermarkModels
 
-DEMO = Path(__file__).resolve().parent.parent / "demo_models" / "audioseal"
-needs_models = pytest.mark.skipif(
-    not (DEMO / "generator.pth").is_file(), reason="trained demo watermark checkpoints not present"
-)
 FRAME = 320
 
 
 @pytest.fixture(scope="module")
 def models() -> WatermarkModels:
-    import torch
-
-    torch.set_num_threads(1)
-    return WatermarkModels.load(str(DEMO / "generator.pth"), str(DEMO / "detector.pth"))
+    return load_demo_models()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def test_region_rule_bridges_short_gaps_and_drops_islands():
 # --- regions ------------------------------------------------------------------------------------------------
 
 
-@needs_models
+@needs_demo_models
 @pytest.mark.parametrize("aligned", [True, False], ids=["on-grid", "off-grid"])
 def test_spliced_file_yields_one_region_with_its_message(models, marked, aligned):
     """clean + watermarked + clean: the watermark covers ~30 % of the file; the old whole-file verdict said no."""
@@ -98,7 +88,7 @@ def test_spliced_file_yields_one_region_with_its_message(models, marked, aligned
     assert values[: int(start * 100) - 10].max() < 0.5
 
 
-@needs_models
+@needs_demo_models
 @pytest.mark.parametrize("second_on_grid", [True, False], ids=["both-on-grid", "second-off-grid"])
 def test_two_regions_with_two_messages(models, second_on_grid):
     first = fixture_speech()
@@ -125,7 +115,7 @@ def test_two_regions_with_two_messages(models, second_on_grid):
 # --- edits: polarity, trims, crops, speed ---------------------------------------------------------------------
 
 
-@needs_models
+@needs_demo_models
 def test_polarity_inversion_is_read_back_with_the_right_message(models, marked):
     result = _detect(models, -marked)
     assert result["detected"] is True and result["message"] == "1A2B"
@@ -137,7 +127,7 @@ def test_polarity_inversion_is_read_back_with_the_right_message(models, marked):
     assert plain["alignment"] == {"offset_samples": 0, "polarity": 1, "speed": 1.0}
 
 
-@needs_models
+@needs_demo_models
 @pytest.mark.parametrize("k", [1, 2, 37, 123, 200, 319])
 def test_trim_of_k_samples_finds_the_offset_and_the_message(models, marked, k):
     result = _detect(models, marked[k:])
@@ -147,14 +137,14 @@ def test_trim_of_k_samples_finds_the_offset_and_the_message(models, marked, k):
     assert len(result["segments"]) == 1 and result["probability"] > 0.9
 
 
-@needs_models
+@needs_demo_models
 def test_without_the_search_a_trim_is_lost(models, marked):
     """The search is what finds it: read as it is, a 123-sample trim gives no trustworthy region."""
     result = _detect(models, marked[123:], search=None)
     assert result["message"] != "1A2B"
 
 
-@needs_models
+@needs_demo_models
 @pytest.mark.parametrize("name", ["speech_16k_mono.wav", "speech2_16k_mono.wav", "speech_44k_stereo.flac"])
 def test_crop_keeping_the_middle_half(models, name):
     samples, rate = audio.decode(FIXTURES / name)
@@ -167,14 +157,14 @@ def test_crop_keeping_the_middle_half(models, name):
         assert result["alignment"]["offset_samples"] == (n // 4) % FRAME
 
 
-@needs_models
+@needs_demo_models
 def test_inverted_trimmed_crop(models, marked):
     result = _detect(models, -marked[5000:45000])
     assert result["message"] == "1A2B"
     assert result["alignment"] == {"offset_samples": 5000 % FRAME, "polarity": -1, "speed": 1.0}
 
 
-@needs_models
+@needs_demo_models
 def test_speed_search_when_asked(models, marked):
     faster = audio.resample(marked, int(MODEL_RATE * 1.1), MODEL_RATE)  # played 10 % faster
     assert not _detect(models, faster)["detected"]  # default: no speed search
@@ -204,7 +194,7 @@ def _clean_inputs() -> list[tuple[str, np.ndarray]]:
     return out
 
 
-@needs_models
+@needs_demo_models
 def test_clean_audio_inverted_or_shifted_is_never_detected(models):
     """The search reads every file in 640 ways (and again per speed, on request): none may become a detection.
     Speech, the demo model's domain, and music and noise, where its detector marks false regions."""
@@ -226,7 +216,7 @@ def test_clean_audio_inverted_or_shifted_is_never_detected(models):
 # --- batching ---------------------------------------------------------------------------------------------------
 
 
-@needs_models
+@needs_demo_models
 def test_detect_batch_equals_one_at_a_time(models, marked):
     before = fixture_speech("speech2_16k_mono.wav")
     inputs = [marked[123:], -marked, np.concatenate([before, marked, before]), fixture_speech(), marked]
