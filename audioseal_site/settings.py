@@ -361,6 +361,12 @@ DEMO_MODELS_DIR = BASE_DIR / "media_ops" / "demo_models"
 # A model card name of the audioseal package (e.g. "audioseal_wm_16bits") or a checkpoint path.
 WATERMARK_GENERATOR = env("WATERMARK_GENERATOR", default=str(DEMO_MODELS_DIR / "audioseal" / "generator.pth"))
 WATERMARK_DETECTOR = env("WATERMARK_DETECTOR", default=str(DEMO_MODELS_DIR / "audioseal" / "detector.pth"))
+# Detection searches for a watermark an edit moved (sub-frame offset after a trim/crop/splice, polarity):
+# media_ops.watermark.AlignmentSearch. WATERMARK_SEARCH_SPEEDS (e.g. "0.9,0.95,1.05,1.1") adds a search for
+# speed changes by exactly those factors when nothing else was found: each costs every unwatermarked file one
+# more search (about 0.2 s on one CPU thread), so it is off by default.
+WATERMARK_SEARCH = env.bool("WATERMARK_SEARCH", default=True)
+WATERMARK_SEARCH_SPEEDS = env.list("WATERMARK_SEARCH_SPEEDS", cast=float, default=[])
 EMOTION_MODEL_DIR = env("EMOTION_MODEL_DIR", default=str(DEMO_MODELS_DIR / "emotion2vec_demo"))
 MODEL_DEVICE = env("MODEL_DEVICE", default="auto")  # auto = cuda when available, else cpu
 MODEL_THREADS = env.int("MODEL_THREADS", default=min(4, os.cpu_count() or 1))

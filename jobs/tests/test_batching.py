@@ -42,20 +42,23 @@ def engine_calls(monkeypatch):
     for name in ("embed_batch", "detect_batch"):
         original = getattr(watermark, name)
 
-        def counted(models, items, *, max_batch=8, _original=original):
+        def counted(models, items, _original=original, **kwargs):
             calls.append(len(items))
-            return _original(models, items, max_batch=max_batch)
+            return _original(models, items, **kwargs)
 
         monkeypatch.setattr(watermark, name, counted)
     return calls
 
 
-def _clip(seconds: float, seed: int, tmp_path) -> bytes:
+def _clip(seconds: float, seed: int, tmp_path, edit=None) -> bytes:
+    """A speech clip as WAV bytes; ``edit(clip, rate)`` may change it first (watermark it, trim it, ...)."""
     samples, rate = audio.decode(FIXTURES / "speech_16k_mono.wav")
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     start = int(rng.integers(0, samples.shape[-1] - n)) if samples.shape[-1] > n else 0
     clip = np.tile(samples, (1, 2))[:, start : start + n] * rng.uniform(0.5, 1.0)
+    if edit is not None:
+        clip = edit(clip, rate)
     path = tmp_path / f"clip{seed}.wav"
     audio.encode(clip.astype(np.float32), rate, "wav", path)
     return path.read_bytes()
@@ -73,12 +76,21 @@ def test_queued_detections_run_as_one_batch_with_single_run_results(
     from jobs.worker.pool import get_pool
 
     batch_size(4)
-    contents = [_clip(s, i, tmp_path) for i, s in enumerate([1.0, 1.0, 2.5, 1.0, 3.0])]
+    models = get_pool().get("watermark")
+    bits = watermark.parse_message("1A2B")
+    edits = [  # clean, watermarked then trimmed by 123 samples, watermarked then inverted, clean, clean
+        None,
+        lambda clip, rate: watermark.embed(models, clip, rate, bits)[:, 123:],
+        lambda clip, rate: -watermark.embed(models, clip, rate, bits),
+        None,
+        None,
+    ]
+    contents = [_clip(s, i, tmp_path, e) for i, (s, e) in enumerate(zip([1.0, 1.0, 2.5, 1.0, 3.0], edits, strict=True))]
+    engine_calls.clear()  # the embedding above is not what is counted
     ids = [_submit(api_client, DETECT, c, f"c{i}.wav") for i, c in enumerate(contents)]
     run_worker()
 
     assert sorted(engine_calls, reverse=True) == [4, 1]  # 5 jobs: a batch of 4, then the last one alone
-    models = get_pool().get("watermark")
     for job_id, content in zip(ids, contents, strict=True):
         job = Job.objects.get(pk=job_id)
         assert job.status == "succeeded", (job.error_code, job.error_message)
@@ -86,10 +98,14 @@ def test_queued_detections_run_as_one_batch_with_single_run_results(
         path.write_bytes(content)
         alone = watermark.detect(models, *audio.decode(path))  # what the job would get on its own
         assert job.result["detected"] == alone["detected"]
+        assert job.result["message"] == alone["message"] and job.result["alignment"] == alone["alignment"]
+        assert [g["message"] for g in job.result["segments"]] == [g["message"] for g in alone["segments"]]
         assert job.result["probability"] == pytest.approx(alone["probability"], abs=1e-3)
         np.testing.assert_allclose(job.result["bit_probabilities"], alone["bit_probabilities"], atol=2e-3)
         assert job.result["cached"] is False
         assert job.attempts == 1 and job.worker_name
+    found = [Job.objects.get(pk=i).result for i in ids[1:3]]  # the edited ones are found, read right
+    assert [(r["message"], r["alignment"]["polarity"]) for r in found] == [("1A2B", 1), ("1A2B", -1)]
 
 
 def test_batched_embeddings_equal_single_embeddings(api_client, run_worker, batch_size, engine_calls, tmp_path):

@@ -186,6 +186,26 @@ def test_detect_detail_renders_localisation_chart_data(people):
     assert reverse("api:job-input", args=[job.pk]) in html  # the input player
 
 
+def test_detect_detail_lists_regions_and_the_alignment(people):
+    seg = {"start_seconds": 3.53, "end_seconds": 7.4, "probability": 0.99, "confidence": "high", "message": "C0DE",
+           "bits": [1] * 16, "bit_probabilities": [1.0] * 16,
+           "alignment": {"offset_samples": 48, "polarity": -1, "speed": 1.0}}
+    result = {**DETECT_RESULT, "message": "C0DE", "summary": "Watermark found in 2 regions",
+              "segments": [seg, {**seg, "start_seconds": 9.0, "end_seconds": 10.5, "message": "BEEF"}],
+              "alignment": seg["alignment"]}
+    job = make_job(people.tenant, result=result)
+    html = people.client("member").get(reverse("dashboard:job-detail", args=[job.pk])).content.decode()
+    assert "Watermark found in 2 regions" in html
+    table = re.search(r"<table[^>]*data-result-segments.*?</table>", html, re.S)[0]
+    assert "3.53–7.40 s" in table and "9.00–10.50 s" in table and "C0DE" in table and "BEEF" in table
+    assert "a shift of 48 samples, polarity inversion" in html
+    assert "2 watermarked regions shaded" in html  # the chart's text alternative says what it marks
+    # A result from before regions existed still renders (no summary, no segments).
+    old = make_job(people.tenant, result=DETECT_RESULT)
+    html = people.client("member").get(reverse("dashboard:job-detail", args=[old.pk])).content.decode()
+    assert "Watermark detected" in html and "data-result-segments" not in html
+
+
 def test_embed_detail_has_players_downloads_and_verify(people):
     job = make_job(
         people.tenant,

@@ -175,3 +175,66 @@ def test_decoded_output_is_valid_audio_for_players(api_client, run_worker):
     job = _run(api_client, run_worker, EMBED, upload("speech_16k_mono.wav"), message="0001")
     data, rate = sf.read(io.BytesIO(_output_bytes(api_client, job["id"])))
     assert rate == 16000 and np.isfinite(data).all() and np.abs(data).max() <= 1.0
+
+
+# --- detection after edits: regions, polarity, trims, crops (issue 15) ------------------------------------------
+
+
+def _wav(samples: np.ndarray, rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(samples, -1.0, 1.0).T, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _embedded(client, run_worker, message: str) -> tuple[np.ndarray, int]:
+    """The first speech fixture watermarked through the API, decoded: (channels, samples), rate."""
+    job = _run(client, run_worker, EMBED, upload("speech_16k_mono.wav"), message=message)
+    samples, rate = sf.read(io.BytesIO(_output_bytes(client, job["id"])), dtype="float32", always_2d=True)
+    return samples.T, rate
+
+
+def _detect_bytes(client, run_worker, content: bytes) -> dict:
+    return _run(client, run_worker, DETECT, upload("x.wav", as_name="edited.wav", content=content))["result"]
+
+
+def test_detect_reports_the_watermarked_region_of_a_spliced_file(api_client, run_worker):
+    marked, rate = _embedded(api_client, run_worker, "C0DE")
+    clean, _ = audio.decode(FIXTURES / "speech2_16k_mono.wav")
+    spliced = np.concatenate([clean, marked, clean[:, ::-1]], axis=1)
+    result = _detect_bytes(api_client, run_worker, _wav(spliced, rate))
+    assert result["detected"] is True and result["summary"] == "Watermark found in 1 region"
+    assert result["probability"] < 0.5  # a minority of the file: the old whole-file rule said "no"
+    [seg] = result["segments"]
+    assert seg["start_seconds"] == pytest.approx(clean.shape[-1] / rate, abs=0.1)
+    assert seg["end_seconds"] == pytest.approx((clean.shape[-1] + marked.shape[-1]) / rate, abs=0.1)
+    assert seg["message"] == "C0DE" and result["message"] == "C0DE"
+    assert seg["bits"] == [int(b) for b in f"{0xC0DE:016b}"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "offset", "polarity"),
+    [("inverted", 0, -1), ("trim 1", 1, 1), ("trim 123", 123, 1), ("trim 319", 319, 1), ("crop", None, 1)],
+)
+def test_detect_reads_the_message_after_an_edit(api_client, run_worker, edit, offset, polarity):
+    marked, rate = _embedded(api_client, run_worker, "1A2B")
+    n = marked.shape[-1]
+    if edit == "inverted":
+        edited = -marked
+    elif edit == "crop":  # keep the middle half
+        edited, offset = marked[:, n // 4 : n // 4 + n // 2], (n // 4) % 320
+    else:
+        edited = marked[:, offset:]
+    result = _detect_bytes(api_client, run_worker, _wav(edited, rate))
+    assert result["detected"] is True
+    assert result["message"] == "1A2B"
+    assert result["alignment"] == {"offset_samples": offset, "polarity": polarity, "speed": 1.0}
+    assert len(result["segments"]) == 1
+
+
+def test_clean_audio_stays_negative_inverted_or_shifted(api_client, run_worker):
+    clean, rate = audio.decode(FIXTURES / "speech_16k_mono.wav")
+    for samples in (clean, -clean, clean[:, 123:], -clean[:, 200:]):
+        result = _detect_bytes(api_client, run_worker, _wav(samples, rate))
+        assert result["detected"] is False
+        assert result["segments"] == [] and result["message"] is None
+        assert result["summary"] == "No watermark found"

@@ -46,7 +46,8 @@ from jobs.models import Job, JobKind, ResultCache
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = 1  # bump when decoding or the result format changes: every older entry stops matching
+SCHEMA = 2  # bump when decoding or the result format changes: every older entry stops matching
+# 2: detection results carry regions (segments), the alignment used and a summary
 
 # Kind -> (params that change the result, with their defaults).
 CACHEABLE: dict[str, dict[str, Any]] = {
@@ -93,9 +94,11 @@ def model_identity(kind: str, pool: Any) -> tuple[str, str, str]:
     """(model name, model version, cache version) of the model the pool would use for ``kind``."""
     if kind == JobKind.WATERMARK_DETECT:
         models = pool.get("watermark")
+        speeds = ",".join(f"{s:g}" for s in settings.WATERMARK_SEARCH_SPEEDS)
+        search = speeds if settings.WATERMARK_SEARCH else "off"
         cache_version = (
             f"{models.detector_name}@{models.detector_version}"
-            f"/win{models.window_seconds:g}/ctx{models.context_seconds:g}"
+            f"/win{models.window_seconds:g}/ctx{models.context_seconds:g}/search{search}"
         )
         return models.detector_name, models.detector_version, cache_version
     if kind == JobKind.EMOTION:

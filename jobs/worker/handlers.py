@@ -93,11 +93,20 @@ def _embed_outcome(ctx: JobContext, models: Any, samples: Any, rate: int, marked
     )
 
 
+def detection_search() -> Any:
+    """The alignment search detection runs with (settings ``WATERMARK_SEARCH``/``WATERMARK_SEARCH_SPEEDS``)."""
+    from media_ops import watermark
+
+    if not settings.WATERMARK_SEARCH:
+        return None
+    return watermark.AlignmentSearch(speeds=tuple(float(s) for s in settings.WATERMARK_SEARCH_SPEEDS))
+
+
 def watermark_detect(ctx: JobContext) -> Outcome:
     samples, rate = _decode(ctx)
     models = ctx.pool.get("watermark")
     ctx.progress(40, "Detecting watermark")
-    result = watermark.detect(models, samples, rate)
+    result = watermark.detect(models, samples, rate, search=detection_search())
     return Outcome(result=result, model_name=models.detector_name, model_version=models.detector_version)
 
 
@@ -139,7 +148,8 @@ def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcom
 def watermark_detect_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
     models = ctxs[0].pool.get("watermark")
     results, live = _prepare_each(ctxs, _decode, 40, "Detecting watermark")
-    found = watermark.detect_batch(models, [results[i] for i in live], max_batch=max_batch) if live else []
+    items = [results[i] for i in live]
+    found = watermark.detect_batch(models, items, max_batch=max_batch, search=detection_search()) if live else []
     for i, result in zip(live, found, strict=True):
         results[i] = Outcome(
             result=result, model_name=models.detector_name, model_version=models.detector_version

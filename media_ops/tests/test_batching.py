@@ -13,9 +13,10 @@ import pytest
 
 from media_ops import audio, watermark
 from media_ops.watermark import MODEL_RATE, WatermarkModels
+from testing.demo import DEMO
+from testing.speech import looped_speech, seeded_bits
 from testing.uploads import FIXTURES
 
-DEMO = Path(__file__).resolve().parent.parent / "demo_models" / "audioseal"
 ATOL = 2e-5  # batched kernels round differently; the watermark itself is ~1e-2
 
 
@@ -35,29 +36,14 @@ def models(tmp_path_factory) -> WatermarkModels:
     return WatermarkModels.load(str(gen), str(det))
 
 
-def _speech(seconds: float, seed: int) -> np.ndarray:
-    """16 kHz mono speech of any length: the fixture looped from a seeded offset, seeded gain."""
-    base, rate = audio.decode(FIXTURES / "speech_16k_mono.wav")
-    assert rate == MODEL_RATE
-    base = base[0]
-    rng = np.random.default_rng(seed)
-    n = int(seconds * MODEL_RATE)
-    start = int(rng.integers(0, len(base)))
-    return (np.tile(base, n // len(base) + 2)[start : start + n] * rng.uniform(0.4, 1.0)).astype(np.float32)
-
-
-def _bits(seed: int) -> list[int]:
-    return [int(b) for b in np.random.default_rng(seed).integers(0, 2, watermark.NBITS)]
-
-
 # Lengths chosen to exercise every path: short clips of equal length (batched exactly), short clips of other
 # lengths, inputs just above one window (two windows), and a long one (three windows, the middle padded).
 LENGTHS = [1.0, 1.0, 0.3, 3.7, 12.5, 25.0, 1.0]
 
 
 def test_batched_watermarks_equal_one_at_a_time(models):
-    xs = [_speech(s, i) for i, s in enumerate(LENGTHS)]
-    bits = [_bits(i) for i in range(len(xs))]
+    xs = [looped_speech(s, i) for i, s in enumerate(LENGTHS)]
+    bits = [seeded_bits(i) for i in range(len(xs))]
     alone = [models.watermark_16k(x, b) for x, b in zip(xs, bits, strict=True)]
     batched = models.watermark_16k_batch(xs, bits, max_batch=4)
     for a, b in zip(alone, batched, strict=True):
@@ -67,8 +53,8 @@ def test_batched_watermarks_equal_one_at_a_time(models):
 
 
 def test_batched_detection_equals_one_at_a_time(models):
-    xs = [_speech(s, 10 + i) for i, s in enumerate(LENGTHS)]
-    marked = [x + models.watermark_16k(x, _bits(i)) for i, x in enumerate(xs[:4])]
+    xs = [looped_speech(s, 10 + i) for i, s in enumerate(LENGTHS)]
+    marked = [x + models.watermark_16k(x, seeded_bits(i)) for i, x in enumerate(xs[:4])]
     inputs = marked + xs[4:]
     alone = [models.detect_16k(x) for x in inputs]
     batched = models.detect_16k_batch(inputs, max_batch=8)
@@ -80,8 +66,10 @@ def test_batched_detection_equals_one_at_a_time(models):
 def test_engine_batch_functions_match_embed_and_detect(models):
     """The public engine entry points, with stereo and resampling in the loop."""
     stereo, rate = audio.decode(FIXTURES / "speech_44k_stereo.flac")
-    mono = _speech(2.0, 3)[None, :]
-    items = [(stereo, rate, _bits(1)), (mono, MODEL_RATE, _bits(2)), (mono * 0.5, MODEL_RATE, _bits(3))]
+    mono = looped_speech(2.0, 3)[None, :]
+    items = [
+        (stereo, rate, seeded_bits(1)), (mono, MODEL_RATE, seeded_bits(2)), (mono * 0.5, MODEL_RATE, seeded_bits(3))
+    ]
     alone = [watermark.embed(models, s, r, b) for s, r, b in items]
     batched = watermark.embed_batch(models, items, max_batch=3)
     for a, b in zip(alone, batched, strict=True):
@@ -121,8 +109,8 @@ def test_batch_plan_pads_only_where_it_cannot_change_the_result(models):
 
 def test_messages_stay_with_their_inputs(models):
     """Same audio, different messages in one batch: each output equals its own single run."""
-    x = _speech(1.0, 42)
-    bits = [_bits(100), _bits(101)]
+    x = looped_speech(1.0, 42)
+    bits = [seeded_bits(100), seeded_bits(101)]
     assert bits[0] != bits[1]
     a, b = models.watermark_16k_batch([x, x], bits, max_batch=2)
     np.testing.assert_allclose(a, models.watermark_16k(x, bits[0]), atol=ATOL, rtol=0)

@@ -5,28 +5,21 @@ Needs the trained demo checkpoints (a random detector proves nothing about water
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from media_ops import audio, watermark
 from media_ops.watermark import MODEL_RATE, WatermarkModels
+from testing.demo import load_demo_models, needs_demo_models
 from testing.uploads import FIXTURES
 
-DEMO = Path(__file__).resolve().parent.parent / "demo_models" / "audioseal"
-pytestmark = pytest.mark.skipif(
-    not (DEMO / "generator.pth").is_file(), reason="trained demo watermark checkpoints not present"
-)
+pytestmark = needs_demo_models
 SECONDS = 25.0
 
 
 @pytest.fixture(scope="module")
 def models() -> WatermarkModels:
-    import torch
-
-    torch.set_num_threads(1)
-    return WatermarkModels.load(str(DEMO / "generator.pth"), str(DEMO / "detector.pth"))
+    return load_demo_models()
 
 
 @pytest.fixture(scope="module")

@@ -150,8 +150,29 @@
     localization(canvas, result) {
       const loc = result.localization || { hop_seconds: 0.01, values: [] };
       const points = loc.values.map((v, i) => ({ x: +(i * loc.hop_seconds).toFixed(3), y: v }));
+      const segments = result.segments || [];
+      // The watermarked regions (the table above the chart lists them): shaded bands under the curve.
+      const regions = {
+        id: "regions",
+        beforeDatasetsDraw(chart) {
+          const { ctx, chartArea: a, scales: { x } } = chart;
+          ctx.save();
+          segments.forEach((seg, i) => {
+            const left = Math.max(a.left, x.getPixelForValue(seg.start_seconds));
+            const right = Math.min(a.right, x.getPixelForValue(seg.end_seconds));
+            if (right <= left) return;
+            ctx.fillStyle = "rgba(5,150,105,.14)";
+            ctx.fillRect(left, a.top, right - left, a.bottom - a.top);
+            ctx.fillStyle = "#047857";
+            ctx.font = "600 11px " + Chart.defaults.font.family;
+            ctx.fillText(String(i + 1), left + 4, a.top + 12);
+          });
+          ctx.restore();
+        },
+      };
       return new Chart(canvas, {
         type: "line",
+        plugins: [regions],
         data: {
           datasets: [
             { label: "Watermark probability", data: points, borderColor: "#4f46e5", backgroundColor: "rgba(79,70,229,.15)",
