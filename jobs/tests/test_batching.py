@@ -38,14 +38,18 @@ def batch_size(settings):
 @pytest.fixture
 def engine_calls(monkeypatch):
     """Records the number of inputs of every engine batch call."""
+    from media_ops.watermark import detection, embedding
+
     calls: list[int] = []
-    for name in ("embed_batch", "detect_batch"):
-        original = getattr(watermark, name)
+    for module, name in ((embedding, "embed_batch"), (detection, "detect_batch")):
+        original = getattr(module, name)
 
         def counted(models, items, _original=original, **kwargs):
             calls.append(len(items))
             return _original(models, items, **kwargs)
 
+        # where it is defined (single-job embed/detect call it there) and where handlers look it up
+        monkeypatch.setattr(module, name, counted)
         monkeypatch.setattr(watermark, name, counted)
     return calls
 
