@@ -259,8 +259,10 @@ def reserve(job: BillableJob, standing: Standing | None = None) -> Reservation:
         })
         active, granted, concurrency_ok, reservation_id = cursor.fetchone()
     if reservation_id is not None:
-        return Reservation(pk=reservation_id, job_id=job.job_id, tenant_id=job.tenant_id, period=usage,
-                           seconds=seconds, state=ReservationState.RESERVED, created_at=now)
+        # The row the statement inserted, as if read back (saving it again would update, not insert a twin).
+        fields = ["id", "job_id", "tenant_id", "period_id", "seconds", "state", "created_at", "closed_at"]
+        values = [reservation_id, job.job_id, job.tenant_id, usage.pk, seconds, ReservationState.RESERVED, now, None]
+        return Reservation.from_db(connection.alias, fields, values)
     if not concurrency_ok:
         raise ServiceError(
             "CONCURRENCY_LIMIT",
