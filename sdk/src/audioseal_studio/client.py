@@ -140,7 +140,7 @@ class Client:
     ) -> None:
         api_key = api_key or os.environ.get("STUDIO_API_KEY")
         if not api_key:
-            raise StudioError("No API key: pass api_key= or set STUDIO_API_KEY (make run prints one).")
+            raise StudioError("No API key: pass one (api_key=, --api-key) or set STUDIO_API_KEY (make run prints one).")
         self.api_key = api_key
         self.base_url = _api_root(base_url or os.environ.get("STUDIO_BASE_URL") or DEFAULT_BASE_URL)
         self.timeout = timeout
