@@ -9,11 +9,13 @@ import json
 import shutil
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 from audioseal_studio import Client, DetectionResult, EmbedResult, RateLimitError, RetryPolicy
 from audioseal_studio.cli import app
+from django.conf import settings as django_settings
 from typer.testing import CliRunner
 
 from accounts import services as accounts
@@ -40,7 +42,7 @@ def studio(live_server, secret, redis_clean):
 
 
 @pytest.mark.slow
-def test_embed_wait_download_detect_list_usage(studio, worker_process, tmp_path):
+def test_embed_wait_download_detect_list_usage(studio, live_server, worker_process, tmp_path, monkeypatch, capsys):
     worker_process("watermark")
     embedded = studio.embed(FIXTURES / "speech_16k_mono.wav", message="1A2B", wait=JOB_WAIT)
     assert embedded.succeeded, embedded
@@ -65,6 +67,18 @@ def test_embed_wait_download_detect_list_usage(studio, worker_process, tmp_path)
     usage = studio.usage()
     assert usage.minutes.used > 0 and usage.active_jobs == 0
     assert {row.kind: row.jobs for row in usage.by_kind}.get("watermark_embed") == 1
+
+    # The README's example runs as written (with this server's key and URL), in a directory with speech.wav.
+    readme = (Path(django_settings.BASE_DIR) / "README.md").read_text()
+    example = readme.split("## SDK and CLI", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    example = example.replace('"ask_..."', repr(studio.api_key)).replace('"http://127.0.0.1:8000"',
+                                                                         repr(live_server.url))
+    shutil.copy(FIXTURES / "speech_16k_mono.wav", tmp_path / "speech.wav")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md (SDK and CLI)", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("succeeded 1A2B ") and printed[1].startswith("True 1A2B [(")
+    assert (tmp_path / "marked.wav").exists()
 
 
 class Recording(httpx.BaseTransport):

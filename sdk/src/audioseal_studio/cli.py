@@ -35,6 +35,7 @@ from rich.table import Table
 from audioseal_studio.client import DEFAULT_BASE_URL, Client, RetryEvent
 from audioseal_studio.errors import APIError, StudioError, WaitTimeoutError
 from audioseal_studio.models import BeatsyncResult, DetectionResult, EmbedResult, EmotionResult, Job
+from audioseal_studio.retries import RetryPolicy
 
 app = typer.Typer(
     name="studio", help="AudioSeal Studio from the command line: watermark, detect, emotion, beat-sync.",
@@ -362,7 +363,8 @@ def _client(api_key: str | None, base_url: str, err: Console, **kwargs: Any) -> 
                   soft_wrap=True, highlight=False)
 
     try:
-        return Client(api_key, base_url=base_url, on_retry=tell, **kwargs)
+        # Patient: a directory of files meets the plan's rate and concurrency limits (429 with Retry-After).
+        return Client(api_key, base_url=base_url, on_retry=tell, retry=RetryPolicy(max_retries=10), **kwargs)
     except StudioError as exc:
         err.print(f"error: {escape(exc.message)}", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_USAGE) from exc
