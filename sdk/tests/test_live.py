@@ -188,8 +188,15 @@ def test_cli_directory_mode_reports_the_bad_file_and_processes_the_others(
     rows = json.loads(detected.stdout)
     assert [(row["ok"], row["job"]["result"]["message"]) for row in rows] == [(True, "1A2B"), (True, "1A2B")]
 
+    single = runner.invoke(app, ["embed", str(inputs / "speech_16k_mono.wav"), "-m", "00FF", "--out",
+                                 str(tmp_path / "one.wav"), "--json", *config])
+    assert single.exit_code == 0, single.output
+    assert json.loads(single.stdout)["job"]["result"]["message"] == "00FF" and (tmp_path / "one.wav").exists()
+    refused = runner.invoke(app, ["detect", str(inputs / "not_audio.wav"), *config])
+    assert refused.exit_code == 1 and "not_audio.wav: INVALID_FORMAT" in refused.stderr
+
     listed = runner.invoke(app, ["jobs", "--json", "--status", "succeeded", *config])
     assert listed.exit_code == 0, listed.output
-    assert len(json.loads(listed.stdout)) == 4  # 2 embeds, 2 detections; the refused file made no job
+    assert len(json.loads(listed.stdout)) == 5  # 3 embeds, 2 detections; the refused files made no job
     usage = runner.invoke(app, ["usage", "--json", *config])
     assert usage.exit_code == 0 and json.loads(usage.stdout)["minutes"]["used"] > 0
