@@ -22,6 +22,7 @@ from accounts import services as accounts
 from billing.models import Subscription
 from core.redis import client as redis_client
 from jobs.models import Job
+from testing.servers import MotoS3Server
 from testing.uploads import FIXTURES
 from testing.workers import open_reservations
 
@@ -82,15 +83,17 @@ def test_embed_wait_download_detect_list_usage(studio, live_server, worker_proce
 
 
 class Recording(httpx.BaseTransport):
-    """Sends each request to the server and keeps the status and headers of each answer."""
+    """Sends each request on and keeps each answer's status and headers, and the request it answered."""
 
     def __init__(self) -> None:
         self.inner = httpx.HTTPTransport()
         self.answers: list[tuple[int, httpx.Headers]] = []
+        self.exchanges: list[tuple[int, httpx.Request]] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
         self.answers.append((response.status_code, response.headers))
+        self.exchanges.append((response.status_code, request))
         return response
 
     def close(self) -> None:
@@ -157,6 +160,40 @@ def test_a_retried_creation_reuses_its_idempotency_key_and_makes_one_job(live_se
     assert list(Job.objects.values_list("id", flat=True)) == [uuid.UUID(job.id)]
     assert Job.objects.get().idempotency_key == first.headers["Idempotency-Key"]
     assert open_reservations() == 1  # one job, reserved once
+
+
+@pytest.fixture
+def s3_storage(settings):
+    """The production S3 storage against moto's S3 server (a subprocess) and a fresh private bucket."""
+    server = MotoS3Server()
+    server.start()
+    bucket = f"sdk-{uuid.uuid4().hex[:10]}"
+    server.client().create_bucket(Bucket=bucket)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "audioseal_site.storage.PrivateS3Storage", "OPTIONS": {
+            "bucket_name": bucket, "endpoint_url": server.endpoint, "region_name": "us-east-1",
+            "access_key": "testing", "secret_key": "testing",
+        }},
+    }
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_download_follows_the_redirect_to_object_storage(live_server, secret, redis_clean, s3_storage, tmp_path):
+    recording = Recording()
+    with Client(secret, base_url=live_server.url, transport=recording) as studio:
+        job = studio.embed(FIXTURES / "speech_16k_mono.wav", message="1A2B")  # queued; its input is in S3
+        saved = studio.download_input(job, tmp_path)
+    assert saved == tmp_path / "speech_16k_mono.wav"
+    assert saved.read_bytes() == (FIXTURES / "speech_16k_mono.wav").read_bytes()
+    (api, api_request), (storage, storage_request) = recording.exchanges[-2:]
+    assert api == 302 and storage == 200
+    assert storage_request.url.port == int(s3_storage.endpoint.rsplit(":", 1)[1])
+    assert "X-Amz-Signature" in str(storage_request.url)
+    assert "Authorization" in api_request.headers and "Authorization" not in storage_request.headers
 
 
 @pytest.mark.slow
