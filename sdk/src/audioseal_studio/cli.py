@@ -30,7 +30,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from audioseal_studio.client import DEFAULT_BASE_URL, Client, RetryEvent
 from audioseal_studio.errors import APIError, StudioError, WaitTimeoutError
@@ -184,7 +184,8 @@ def jobs(
     if json_output:
         _print_json([job.model_dump(mode="json") for job in found])
         return
-    table = Table("id", "kind", "status", "created", "file", "result")
+    # The id is never wrapped: people paste it back into other commands.
+    table = Table(Column("id", no_wrap=True, min_width=36), "kind", "status", "created", "file", "result")
     for job in found:
         created = job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""
         table.add_row(job.id, job.kind, _status_text(job.status), created, escape(str(job.input.get("filename") or
