@@ -260,7 +260,9 @@ def test_iter_jobs_follows_the_cursor_of_each_next_link():
 
     script = Script(page)
     assert [job.id for job in client_for(script).iter_jobs(page_size=2)] == ["a", "b", "c"]
-    assert [job.id for job in client_for(Script(page)).iter_jobs(page_size=2, limit=1)] == ["a"]
+    limited = Script(page)
+    assert [job.id for job in client_for(limited).iter_jobs(page_size=2, limit=2)] == ["a", "b"]
+    assert len(limited.requests) == 1  # the limit reached: no further page fetched
 
 
 def test_a_download_follows_a_redirect_without_sending_the_api_key_elsewhere(tmp_path):

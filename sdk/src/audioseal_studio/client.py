@@ -313,14 +313,12 @@ class Client:
     ) -> Iterator[Job]:
         """Every job (or the first ``limit``), newest first, fetching pages as the iteration needs them."""
         cursor: str | None = None
-        seen = 0
-        while True:
+        remaining = limit
+        while remaining is None or remaining > 0:
             page = self.list_jobs(status=status, kind=kind, page_size=page_size, cursor=cursor)
-            for job in page.results:
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield job
+            yield from page.results[:remaining]
+            if remaining is not None:
+                remaining -= min(remaining, len(page.results))
             if not page.next_cursor:
                 return
             cursor = page.next_cursor
