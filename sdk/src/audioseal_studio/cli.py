@@ -93,10 +93,10 @@ def embed(
     path: Annotated[Path, typer.Argument(exists=True, help="An audio file, or a directory of them.")],
     message: Annotated[str | None, typer.Option("--message", "-m", help="4 hex digits, e.g. 1A2B.")] = None,
     output_format: Annotated[str | None, typer.Option("--format", help="wav, flac, ogg, mp3 or m4a.")] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output file or directory (default: here; for a "
-                                  "directory: <DIR>-watermarked).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output file, or an existing directory (default: here); given a directory of "
+        "inputs, the directory to fill (default: <DIR>-watermarked).",
+    )] = None,
     concurrency: Concurrency = 4,
     timeout: JobTimeout = 600.0,
     api_key: ApiKey = None,
@@ -154,7 +154,7 @@ def beatsync(
     video: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The dance video (MP4, MOV).")],
     music: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The clean music track.")],
     trim_silence: Annotated[bool, typer.Option("--trim-silence")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file or directory.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file, or an existing directory.")] = None,
     timeout: JobTimeout = 900.0,
     api_key: ApiKey = None,
     base_url: BaseUrl = DEFAULT_BASE_URL,
