@@ -12,6 +12,7 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -102,6 +103,7 @@ class TestEventInput(serializers.Serializer):
 
 class WebhookEndpointView(APIView):
     rate_family = "read"
+    parser_classes = [JSONParser]  # JSON bodies only: a form is a 415, never silently read as empty
     permission_classes = [IsTenantMember, CanManageWebhooks]
 
     @extend_schema(tags=TAG, responses=EndpointOutput, summary="The webhook endpoint: default URL and filter")
@@ -125,6 +127,7 @@ class WebhookEndpointView(APIView):
 
 class WebhookSecretRotateView(APIView):
     rate_family = "read"
+    parser_classes = [JSONParser]  # JSON bodies only: a form is a 415, never silently read as empty
     permission_classes = [IsTenantMember, CanManageWebhooks]
 
     @extend_schema(
@@ -142,6 +145,7 @@ class WebhookSecretRotateView(APIView):
 
 class WebhookTestEventView(APIView):
     rate_family = "read"
+    parser_classes = [JSONParser]  # JSON bodies only: a form is a 415, never silently read as empty
     permission_classes = [IsTenantMember, CanManageWebhooks]
 
     @extend_schema(
