@@ -258,7 +258,7 @@ class WebhookDeliveryView(DashboardMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         delivery = self.delivery()
         context.update(
-            delivery=delivery, attempts=selectors.attempts_of(delivery),
+            delivery=delivery, attempts=selectors.attempts_of(delivery), body=selectors.readable_body(delivery),
             resends=delivery.resends.order_by("-created_at")[:20],
             same_event=selectors.deliveries_of(self.tenant).filter(event_id=delivery.event_id).count(),
         )

@@ -71,7 +71,7 @@ def test_delivery_page_shows_each_attempt_readably(people):
     assert "2026-12-01 10:00:30 UTC" in body and "2026-12-01 10:00:00 UTC" in body
     assert body.index("10:00:30") < body.index("10:00:00")  # newest first
     assert "HTTP 500" in body and "boom" in body and "12 ms" in body
-    assert str(delivery.event_id) in body and "&quot;type&quot;:&quot;job.failed&quot;" in body
+    assert str(delivery.event_id) in body and "&quot;type&quot;: &quot;job.failed&quot;" in body  # indented
     assert '"status_code"' not in body  # not the raw JSON log
 
 

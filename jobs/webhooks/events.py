@@ -25,5 +25,8 @@ def job_event(status: str) -> str:
 
 
 def is_wanted(event_type: str, allow_list: list[str]) -> bool:
-    """Whether an endpoint with this ``event_types`` allow-list receives the event (empty = everything)."""
-    return event_type in UNFILTERED or not allow_list or event_type in allow_list
+    """Whether an endpoint with this ``event_types`` allow-list receives the event (empty = everything).
+
+    Anything but a list (a hand edit of the JSON field) counts as no filter rather than a substring match."""
+    allowed = allow_list if isinstance(allow_list, list) else []
+    return event_type in UNFILTERED or not allowed or event_type in allowed

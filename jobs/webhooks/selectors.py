@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,19 @@ def attempts_of(delivery: WebhookDelivery) -> list[dict[str, Any]]:
             at = datetime.fromisoformat(entry.get("at", ""))
         except (TypeError, ValueError):
             at = None
+        status_code, error = entry.get("status_code"), entry.get("error", "")
         rows.append({
-            "at": at, "status_code": entry.get("status_code"), "error": entry.get("error", ""),
+            "at": at, "status_code": status_code,
+            "error": "" if error == f"HTTP {status_code}" else error,  # the code alone is shown already
             "ms": entry.get("ms"), "response": entry.get("response", ""), "signatures": entry.get("signatures"),
-            "ok": not entry.get("error"),
+            "ok": not error,
         })
     return rows
+
+
+def readable_body(delivery: WebhookDelivery) -> str:
+    """The body sent, indented for people (the bytes sent and signed are the compact ``delivery.body``)."""
+    try:
+        return json.dumps(json.loads(delivery.body), indent=2, sort_keys=True)
+    except ValueError:
+        return delivery.body
