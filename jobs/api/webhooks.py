@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
@@ -66,6 +66,7 @@ class EndpointOutput(serializers.Serializer):
     def get_available_event_types(self, tenant: Tenant) -> list[str]:
         return list(EVENT_TYPES)
 
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_previous_secret_expires_at(self, tenant: Tenant) -> str | None:
         if not endpoints.previous_secret_in_force(tenant):
             return None
