@@ -106,10 +106,13 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
+    """A delivery: ``event_id`` is the ``webhook-id`` header (shared by resends of the event)."""
+
     class Meta:
         model = WebhookDelivery
         fields = [
-            "id", "event", "url", "status", "attempts", "last_status_code", "last_error", "next_attempt_at",
-            "created_at", "last_attempt_at", "delivered_at", "attempt_log",
+            "id", "event_id", "event", "job", "resent_from", "url", "status", "attempts", "last_status_code",
+            "last_error", "last_response_body", "next_attempt_at", "created_at", "last_attempt_at",
+            "delivered_at", "attempt_log",
         ]
         read_only_fields = fields
