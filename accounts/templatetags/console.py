@@ -1,4 +1,4 @@
-"""Template filters for every customer page: sizes, times and yes/no in words, never Python's spelling.
+"""Template filters for every customer page: sizes, times and statuses in words, never Python's spelling.
 
 ``{% load console %}``; shared by the account, jobs and billing templates (this is the lowest app, and the
 filters know no app's models).
@@ -33,14 +33,6 @@ def ago(moment: datetime | None) -> str:
     if timezone.now() - moment < JUST_NOW:
         return "just now"
     return f"{timesince(moment)} ago"
-
-
-@register.filter
-def yes_no(value: object) -> str:
-    """Booleans as a customer reads them: ``Yes`` / ``No`` (``None``: an em dash)."""
-    if value is None:
-        return "—"
-    return "Yes" if value else "No"
 
 
 @register.filter
