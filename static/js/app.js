@@ -310,7 +310,7 @@
         const live = document.querySelector("[data-job-live]");
         if (!result.ok) {
           const error = errorOf(result);
-          alertBox(button.closest(".page-head"), error.code + ": " + error.message);
+          alertBox(button.closest(".page-head"), error.message + " (" + error.code + ")");
           button.disabled = false;
         } else if (live) {
           paintProgress(live, result.body);
@@ -577,7 +577,7 @@
           window.location.assign(window.location.pathname.replace(/[0-9a-f-]{36}\/?$/, result.body.id + "/"));
         } else {
           const error = errorOf(result);
-          button.textContent = error.code + ": " + error.message;
+          button.textContent = "Detection not started: " + error.message;
         }
       });
     });
