@@ -10,6 +10,7 @@ up inside the current tenant and anything else is a 404. ``DashboardMixin`` is s
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.contrib import messages
@@ -176,6 +177,7 @@ class SwitchTenantView(LoginRequiredMixin, View):
 
 
 NEW_KEY_SESSION_KEY = "dashboard:new_api_key"
+NEW_KEY_SHOWN_FOR_SECONDS = 300  # a redirect followed later than this shows no secret (the key stays listed)
 
 
 class ApiKeysView(DashboardMixin, TemplateView):
@@ -191,6 +193,8 @@ class ApiKeysView(DashboardMixin, TemplateView):
         issued = request.session.pop(NEW_KEY_SESSION_KEY, None)
         if issued and issued.get("tenant") != str(self.tenant.pk):
             issued = None  # created for the organisation the user has since switched away from
+        if issued and time.time() - float(issued.get("at", 0)) > NEW_KEY_SHOWN_FOR_SECONDS:
+            issued = None
         response = self.render_to_response(self.get_context_data(issued=issued))
         if issued:
             response["Cache-Control"] = "no-store"  # the only page that ever holds the secret
@@ -209,6 +213,7 @@ class ApiKeysView(DashboardMixin, TemplateView):
         issued = services.issue_api_key(self.tenant, form.cleaned_data["name"], created_by=request.user)
         request.session[NEW_KEY_SESSION_KEY] = {
             "tenant": str(self.tenant.pk), "name": issued.api_key.name, "secret": issued.secret,
+            "at": time.time(),
         }
         return redirect("dashboard:keys", permanent=False)
 

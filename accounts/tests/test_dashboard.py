@@ -279,6 +279,18 @@ def test_create_key_shows_secret_once(people):
     assert ApiKey.objects.filter(tenant=people.tenant).count() == 1
 
 
+def test_new_key_secret_is_not_shown_after_a_late_redirect(people, monkeypatch):
+    import time
+
+    client = people.client("owner")
+    client.post(reverse("dashboard:keys"), {"name": "late"})
+    later = time.time() + 301
+    monkeypatch.setattr(time, "time", lambda: later)
+    page = client.get(reverse("dashboard:keys"))
+    assert page.context["issued"] is None and "late" in page.content.decode()
+    assert "dashboard:new_api_key" not in client.session  # popped all the same
+
+
 def test_new_key_secret_is_not_shown_in_another_organisation(people):
     """Created in Acme, then switched to another organisation before the redirect landed: not shown there."""
     from accounts.scoping import SESSION_TENANT_KEY
