@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.dashboard.views import DEMO_EMOTION_MODEL, TIMELINE_POINTS, emotion_timeline
+from jobs.dashboard.presenters import DEMO_EMOTION_MODEL, TIMELINE_POINTS, emotion_timeline
 from jobs.models import JobKind, JobStatus
 from jobs.tests.test_dashboard import EMOTION_RESULT, make_job
 from testing.uploads import FIXTURES, upload

@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts import services
 from accounts.models import ApiKey, Membership
 from billing.models import Subscription
-from jobs.dashboard.views import DEMO_EMOTION_MODEL, TIMELINE_POINTS
+from jobs.dashboard.presenters import DEMO_EMOTION_MODEL, TIMELINE_POINTS
 from jobs.models import JobKind, JobStatus
 from jobs.tests.test_console import BEATSYNC_RESULT, LABELS
 from jobs.tests.test_dashboard import DETECT_RESULT, EMOTION_RESULT, make_job
