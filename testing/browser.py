@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
-SCREENSHOTS = Path(django_settings.BASE_DIR) / "artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"  # the repository root's
 CHROMIUM_ARGS = [
     "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
