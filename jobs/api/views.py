@@ -23,6 +23,7 @@ from accounts.scoping import tenant_for_request
 from billing.ratelimit import standing_for_request
 from core.asgi import FileResponse  # streamed chunk by chunk under ASGI too
 from core.errors import ServiceError
+from core.units import human_bytes
 from jobs import idempotency, services
 from jobs.api import serializers, waiting
 from jobs.kinds import spec
@@ -92,7 +93,8 @@ class JobCreateView(waiting.WaitableView):
         if length > limit:
             raise ServiceError(
                 "FILE_TOO_LARGE",
-                f"The request is {length} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes per file.",
+                f"The request is {human_bytes(length)}; "
+                f"the limit is {human_bytes(settings.MAX_UPLOAD_BYTES)} per file.",
                 {"size_bytes": length, "limit_bytes": settings.MAX_UPLOAD_BYTES},
             )
 
