@@ -12,15 +12,10 @@ from standardwebhooks import Webhook
 from accounts import services
 from accounts.models import Membership, Tenant
 from jobs.models import WebhookDelivery
-from jobs.tests import test_browser
-from jobs.tests.test_browser import PASSWORD, log_in, shot
+from testing.browser import PASSWORD, log_in, shot
 from testing.workers import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-# The Chromium and page fixtures of test_browser.py (JS-error and CSP-violation checks included), shared.
-browser = test_browser.browser
-open_page = test_browser.open_page
 
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
 

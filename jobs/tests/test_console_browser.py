@@ -20,7 +20,7 @@ from accounts import services
 from accounts.models import ApiKey, Membership
 from billing.models import Subscription
 from jobs.dashboard.presenters import DEMO_EMOTION_MODEL, TIMELINE_POINTS
-from jobs.models import JobKind, JobStatus
+from jobs.models import JobKind, JobStatus, WebhookDelivery
 from jobs.tests.test_console import BEATSYNC_RESULT, LABELS
 from jobs.tests.test_dashboard import DETECT_RESULT, EMOTION_RESULT, make_job
 from testing.axe import assert_accessible
@@ -88,6 +88,12 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
     tenant, owner, member, jobs = seed_console(tmp_path)
     member_row = Membership.objects.get(user=member, tenant=tenant)
     key = ApiKey.objects.get(tenant=tenant)
+    delivery = WebhookDelivery.objects.create(
+        tenant=tenant, job=jobs["failed"], event="job.failed", url="https://hooks.example.com/in",
+        body=f'{{"id":"{jobs["failed"].pk}","type":"job.failed"}}', attempts=2, status="failed",
+        last_status_code=503, last_error="HTTP 503", last_response_body="upstream unavailable",
+        attempt_log=[{"at": "2026-12-01T10:00:00+00:00", "status_code": 503, "error": "HTTP 503", "ms": 9,
+                      "response": "upstream unavailable", "signatures": 1}])
     name = "phone" if viewport is PHONE else "desktop"
 
     visitor = open_page(**viewport)
@@ -106,6 +112,8 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
         reverse("dashboard:key-revoke", args=[key.pk]), reverse("dashboard:webhooks"),
         reverse("dashboard:members"), reverse("dashboard:member-remove", args=[member_row.pk]),
         reverse("dashboard:billing"),
+        reverse("dashboard:webhook-secret-rotate"), reverse("dashboard:webhook-deliveries"),
+        reverse("dashboard:webhook-delivery", args=[delivery.pk]),
         *(reverse("dashboard:job-detail", args=[job.pk]) for job in jobs.values()),
     ]
     for url in pages:
