@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import mimetypes
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.http import HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,18 +28,100 @@ from jobs import idempotency, services
 from jobs.api import serializers, waiting
 from jobs.kinds import spec
 from jobs.models import Job, JobKind, JobStatus
-from media_ops.audio import CONTENT_TYPES
+from media_ops.audio import CONTENT_TYPES, OUTPUT_FORMATS
 from media_ops.watermark import parse_message, random_message
 
 WAIT_PARAM = OpenApiParameter(
-    "wait", OpenApiTypes.NUMBER, description="Hold the response up to N seconds (0–30) until the job is final."
+    "wait", {"type": "number", "minimum": 0, "maximum": settings.MAX_WAIT_SECONDS},
+    description="Hold the response up to this many seconds until the job is final (the maximum is the "
+    "server's `MAX_WAIT_SECONDS`; more is 400 VALIDATION_ERROR). Too many held waits per key: 429 TOO_MANY_WAITS.",
 )
 IDEMPOTENCY_PARAM = OpenApiParameter(
-    idempotency.HEADER, OpenApiTypes.STR, location=OpenApiParameter.HEADER,
+    idempotency.HEADER,
+    {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_LENGTH, "pattern": r"^[!-~]+$"},
+    location=OpenApiParameter.HEADER,
     description="Retry-safe creation: the same key and request return the original job (never a second "
-    "charge); the same key with a different request gets 409 IDEMPOTENCY_CONFLICT. Scoped to the tenant, "
-    "kept at least 24 h.",
+    "charge); the same key with a different request gets 409 IDEMPOTENCY_CONFLICT. 1 to 255 visible ASCII "
+    "characters (a UUID is a good choice; else 400 INVALID_IDEMPOTENCY_KEY). Scoped to the tenant, kept at "
+    "least 24 h.",
 )
+REPLAYED_HEADER = OpenApiParameter(
+    idempotency.REPLAYED_HEADER, {"type": "string", "enum": ["true"]}, location=OpenApiParameter.HEADER,
+    response=[202], description="Present when an `Idempotency-Key` replay returned the original job.",
+)
+
+
+def errors(*statuses: int, **described: str) -> dict[int, OpenApiResponse]:
+    """Documented error responses (the one ``Error`` shape); ``described`` adds the codes of a status, as
+    ``_<status>="CODE_A, CODE_B"``."""
+    text = {int(key.lstrip("_")): value for key, value in described.items()}
+    return {
+        status_code: OpenApiResponse(serializers.ErrorSerializer, description=text.get(status_code, "An error."))
+        for status_code in sorted({*statuses, *text})
+    }
+
+
+CREATE_ERRORS = errors(
+    _400="VALIDATION_ERROR (a field), EMPTY_FILE, INVALID_CALLBACK_URL, INVALID_IDEMPOTENCY_KEY",
+    _402="QUOTA_EXCEEDED (the period's minutes are used up), SUBSCRIPTION_INACTIVE",
+    _409="IDEMPOTENCY_CONFLICT: the key was used for another request",
+    _413="FILE_TOO_LARGE: over the plan's size limit",
+    _415="INVALID_FORMAT: not a decodable file of an accepted type",
+    _422="AUDIO_TOO_LONG, NO_AUDIO_TRACK, VIDEO_TOO_LARGE, FRAME_RATE_TOO_HIGH",
+)
+
+
+def job_created(kind: str, example: dict[str, Any]) -> dict[int, OpenApiResponse]:
+    """The 202 of a job-creating operation: the new (or replayed) job of ``kind``, with an example."""
+    return {
+        202: OpenApiResponse(
+            serializers.JOB_BY_KIND[kind],
+            description="Accepted: the job is queued (or final, when `wait` was long enough).",
+            examples=[OpenApiExample(f"A new {kind} job", value=example, status_codes=["202"], response_only=True)],
+        ),
+        **CREATE_ERRORS,
+    }
+
+
+def _queued_example(kind: str, params: dict[str, Any], input_: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "5f0c6a4e-8c1b-4d6e-9a43-2b7f1d0c9e11", "kind": kind, "status": "queued", "progress": 0,
+        "progress_message": "", "created_at": "2026-12-01T10:00:00Z", "started_at": None, "finished_at": None,
+        "input": input_, "params": params, "result": None, "output_url": None, "error": None, "model": None,
+        "callback_url": None,
+    }
+
+
+_SPEECH = {"filename": "speech.wav", "format": "wav", "size_bytes": 123370, "duration_seconds": 3.85,
+           "sample_rate": 16000, "channels": 1}
+EXAMPLES = {
+    JobKind.WATERMARK_EMBED: _queued_example(JobKind.WATERMARK_EMBED, {"message": "1A2B"}, _SPEECH),
+    JobKind.WATERMARK_DETECT: _queued_example(JobKind.WATERMARK_DETECT, {}, _SPEECH),
+    JobKind.EMOTION: _queued_example(
+        JobKind.EMOTION, {"granularity": "utterance", "extract_embedding": False}, _SPEECH
+    ),
+    JobKind.BEATSYNC: _queued_example(
+        JobKind.BEATSYNC, {"trim_silence": False},
+        {"filename": "dance.mp4", "format": "mp4", "size_bytes": 2483811, "duration_seconds": 6.0,
+         "sample_rate": 48000, "channels": 2,
+         "music": {"filename": "track.mp3", "format": "mp3", "size_bytes": 128653, "duration_seconds": 8.0,
+                   "sample_rate": 44100, "channels": 2}},
+    ),
+}
+
+
+def create_schema(kind: str, request: type, summary: str, description: str):
+    """``extend_schema`` of a job-creating operation: multipart only, its own description and example."""
+    return extend_schema(
+        operation_id=spec(kind).url_name.replace("-", "_"),
+        request={"multipart/form-data": request},
+        responses=job_created(kind, EXAMPLES[kind]),
+        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM, REPLAYED_HEADER],
+        summary=summary,
+        description=description
+        + "\n\nUploads are `multipart/form-data` only. The job is queued and answered at once with 202; follow it "
+        "with `GET /api/v1/jobs/{id}` (or `?wait=N`), or a webhook at `callback_url`.",
+    )
 
 
 def parse_wait(request: Request) -> float:
@@ -68,9 +151,12 @@ def serialize_for(request: Request):
 
 
 class JobCreateView(waiting.WaitableView):
-    """Base for endpoints that create a job from uploaded files."""
+    """Base for endpoints that create a job from uploaded files (each subclass documents its operation).
 
-    parser_classes = [MultiPartParser, FormParser]
+    Multipart only: the schema offers exactly one request body type, so a generated client sends files the one
+    way the server reads them (an urlencoded form cannot carry a file)."""
+
+    parser_classes = [MultiPartParser]
     kind: str = ""
     request_serializer: type[serializers.serializers.Serializer]
 
@@ -154,9 +240,11 @@ class WatermarkEmbedView(JobCreateView):
     request_serializer = serializers.WatermarkEmbedRequest
 
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
-        message = (data.get("message") or "").strip()
+        message = data.get("message") or ""
         if message:
             try:
+                if message != message.strip():  # the schema's pattern: exactly 4 hex digits
+                    raise ValueError("message must be exactly 4 hexadecimal digits (16 bits), e.g. 1A2B")
                 parse_message(message)
             except ValueError as exc:
                 raise ServiceError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
@@ -168,9 +256,10 @@ class WatermarkEmbedView(JobCreateView):
             params["output_format"] = data["output_format"]
         return params
 
-    @extend_schema(
-        request=serializers.WatermarkEmbedRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Embed a 16-bit watermark",
+    @create_schema(
+        JobKind.WATERMARK_EMBED, serializers.WatermarkEmbedRequest, "Embed a 16-bit watermark",
+        "Hides an inaudible 16-bit message (AudioSeal) in speech or music. The output is the watermarked "
+        "audio in the input's format (or `output_format`); the result has the message, its bits and the SNR.",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -180,9 +269,10 @@ class WatermarkDetectView(JobCreateView):
     kind = JobKind.WATERMARK_DETECT
     request_serializer = serializers.WatermarkDetectRequest
 
-    @extend_schema(
-        request=serializers.WatermarkDetectRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Detect a watermark and decode its message",
+    @create_schema(
+        JobKind.WATERMARK_DETECT, serializers.WatermarkDetectRequest, "Detect a watermark and decode its message",
+        "Finds where in the audio a watermark is (`segments`, each decoded from its own samples, with the "
+        "offset, polarity and speed it was read at) and the message of the strongest region. No output file.",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -195,9 +285,10 @@ class EmotionAnalyzeView(JobCreateView):
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"granularity": data["granularity"], "extract_embedding": data["extract_embedding"]}
 
-    @extend_schema(
-        request=serializers.EmotionAnalyzeRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Recognise the emotion in speech (emotion2vec+)",
+    @create_schema(
+        JobKind.EMOTION, serializers.EmotionAnalyzeRequest, "Recognise the emotion in speech (emotion2vec+)",
+        "Scores nine emotions over the whole utterance or (`granularity=frame`) per 20 ms frame. With "
+        "`extract_embedding` the model's embedding is the output, as a float32 `.npy` file.",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -210,10 +301,11 @@ class BeatsyncAlignView(JobCreateView):
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"trim_silence": data["trim_silence"]}
 
-    @extend_schema(
-        request=serializers.BeatsyncAlignRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM],
-        summary="Align a dance video to its music and render the synced video",
+    @create_schema(
+        JobKind.BEATSYNC, serializers.BeatsyncAlignRequest,
+        "Align a dance video to its music and render the synced video",
+        "Finds where the clean `music` track sits in the `video`'s recorded sound and renders an MP4 with the "
+        "music in place of the recording (optionally trimmed to the non-silent span).",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -240,6 +332,35 @@ class JobCursorPagination(CursorPagination):
                 raise _invalid_cursor() from exc
         return cursor
 
+    def get_paginated_response(self, data) -> Response:
+        """DRF's page plus ``next_cursor``: the ``cursor`` value of the next page, so a client need not parse
+        it out of the ``next`` URL."""
+        response = super().get_paginated_response(data)
+        response.data["next_cursor"] = _cursor_of(response.data.get("next"))
+        return response
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["required"] = ["next", "previous", "next_cursor", "results"]
+        paginated["properties"]["next_cursor"] = {
+            "type": "string", "nullable": True,
+            "description": "Pass as `cursor` to read the next page; null on the last page.",
+        }
+        for name in ("next", "previous"):
+            paginated["properties"][name].pop("example", None)
+        return paginated
+
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        return [
+            {"name": self.cursor_query_param, "required": False, "in": "query",
+             "description": "Opaque: the `next_cursor` (or the `cursor` of `next`/`previous`) of a page this "
+             "listing gave out; any other value is 400 INVALID_CURSOR.", "schema": {"type": "string"}},
+            {"name": self.page_size_query_param, "required": False, "in": "query",
+             "description": f"Jobs per page (default {self.page_size}); outside 1–{self.max_page_size} is 400 "
+             "VALIDATION_ERROR.",
+             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size}},
+        ]
+
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
@@ -256,6 +377,13 @@ class JobCursorPagination(CursorPagination):
         return size
 
 
+def _cursor_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    values = parse_qs(urlsplit(url).query).get(JobCursorPagination.cursor_query_param)
+    return values[0] if values else None
+
+
 def _invalid_cursor() -> ServiceError:
     return ServiceError(
         "INVALID_CURSOR", "The `cursor` is not one this listing gave out; start again without it.",
@@ -263,13 +391,6 @@ def _invalid_cursor() -> ServiceError:
     )
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("status", OpenApiTypes.STR, enum=[s.value for s in JobStatus]),
-        OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in JobKind]),
-    ],
-    summary="List jobs, newest first",
-)
 class JobListView(generics.ListAPIView):
     rate_family = "read"
     serializer_class = serializers.JobSerializer
@@ -287,11 +408,32 @@ class JobListView(generics.ListAPIView):
                 queryset = queryset.filter(**{name: value})
         return queryset
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=[s.value for s in JobStatus],
+                             description="Only jobs in this status."),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in JobKind],
+                             description="Only jobs of this kind."),
+        ],
+        operation_id="list_jobs",
+        responses={200: serializers.job_schema(many=True), **errors(400, _400="VALIDATION_ERROR, INVALID_CURSOR")},
+        summary="List jobs, newest first",
+        description="The tenant's jobs, newest first, a page at a time: pass `next_cursor` back as `cursor` for "
+        "the next page.",
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
 
 class JobDetailView(waiting.WaitableView):
     rate_family = "read"
 
-    @extend_schema(responses=serializers.JobSerializer, parameters=[WAIT_PARAM], summary="Read a job")
+    @extend_schema(
+        operation_id="read_job",
+        responses={200: serializers.job_schema(), **errors(400, 404, _400="VALIDATION_ERROR (`wait`)")},
+        parameters=[WAIT_PARAM], summary="Read a job",
+        description="The job, its progress and, once it has succeeded, its typed `result` (by `kind`).",
+    )
     def get(self, request: Request, pk) -> Response:
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         return waiting.respond(request, job, parse_wait(request), serialize_for(request))
@@ -301,7 +443,8 @@ class JobDeliveriesView(APIView):
     rate_family = "read"
 
     @extend_schema(
-        responses=serializers.WebhookDeliverySerializer(many=True),
+        operation_id="list_deliveries",
+        responses={200: serializers.WebhookDeliverySerializer(many=True), **errors(404)},
         summary="The job's webhook deliveries and their attempts, newest first",
     )
     def get(self, request: Request, pk) -> Response:
@@ -313,19 +456,47 @@ class JobDeliveriesView(APIView):
 class JobCancelView(APIView):
     rate_family = "read"
 
-    @extend_schema(request=None, responses=serializers.JobSerializer, summary="Cancel a queued or running job")
+    @extend_schema(
+        request=None, operation_id="cancel_job",
+        responses={200: serializers.job_schema(), **errors(404, _409="INVALID_STATE: the job is already final")},
+        summary="Cancel a queued or running job",
+    )
     def post(self, request: Request, pk) -> Response:
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         services.cancel(job)
         return Response(serializers.JobSerializer(job, context={"request": request}).data)
 
 
+OUTPUT_CONTENT_TYPES = (*(CONTENT_TYPES[fmt] for fmt in OUTPUT_FORMATS), "application/x-npy", "video/mp4")
+# Inputs: the audio formats the upload check accepts, and beat-sync's MP4/MOV video (by file name).
+INPUT_CONTENT_TYPES = (*dict.fromkeys(CONTENT_TYPES.values()), "video/mp4", "video/quicktime")
+DOWNLOAD_HEADERS = [
+    OpenApiParameter("Content-Disposition", OpenApiTypes.STR, location=OpenApiParameter.HEADER, response=[200],
+                     description='`attachment; filename="…"`: the name to save the file as.'),
+    OpenApiParameter("Location", {"type": "string", "format": "uri"}, location=OpenApiParameter.HEADER,
+                     response=[302], description="The presigned S3 URL (valid for minutes)."),
+]
+
+
+def download_responses(content_types: tuple[str, ...], not_found: str) -> dict:
+    """A file download: its bytes in one of ``content_types``, or a 302 to the S3 copy; 404 and 410 errors."""
+    return {
+        **{(200, content_type): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")
+           for content_type in content_types},
+        302: OpenApiResponse(description="S3 storage: redirect to a short-lived presigned URL of the file."),
+        **errors(_404=not_found, _410="FILE_EXPIRED: deleted by the retention policy"),
+    }
+
+
 class JobOutputView(APIView):
     rate_family = "read"
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-        summary="Download the job's output file",
+        operation_id="download_output",
+        responses=download_responses(OUTPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no output (yet)"),
+        parameters=DOWNLOAD_HEADERS, summary="Download the job's output file",
+        description="The watermarked audio (its format's type), the emotion embedding (`application/x-npy`) "
+        "or the synced video (`video/mp4`). With S3 storage the answer is a 302 to a short-lived presigned URL.",
     )
     def get(self, request: Request, pk):
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
@@ -358,7 +529,9 @@ def output_response(job: Job):
 
 
 ROLE_PARAM = OpenApiParameter(
-    "role", OpenApiTypes.STR, description="Which input of a multi-input job, e.g. `music` of a beat-sync job."
+    "role", OpenApiTypes.STR, enum=[name for kind in JobKind for name in spec(kind).input_names[1:]],
+    description="Which further input of a multi-input job (`music` of a beat-sync job); default: the primary "
+    "one. A job without that input: 404 FILE_NOT_FOUND.",
 )
 
 
@@ -368,8 +541,11 @@ class JobInputView(APIView):
     rate_family = "read"
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-        parameters=[ROLE_PARAM], summary="Download the job's input file",
+        operation_id="download_input",
+        responses=download_responses(INPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no such input"),
+        parameters=[ROLE_PARAM, *DOWNLOAD_HEADERS], summary="Download the job's input file",
+        description="The uploaded file as it was stored, with a content type from its sniffed format. With S3 "
+        "storage the answer is a 302 to a short-lived presigned URL.",
     )
     def get(self, request: Request, pk):
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
