@@ -29,7 +29,7 @@ from schemathesis.generation import GenerationMode
 from audioseal_site.wsgi import application
 from billing import services as billing
 from jobs.kinds import KINDS
-from jobs.models import Job, JobKind, JobStatus
+from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
 from testing import media as media_factory
 from testing.assertions import assert_error
 from testing.dns import fake_dns
@@ -76,7 +76,8 @@ def contract(api_key, tenant, run_worker, media_files, settings, monkeypatch):
         return response.json()["id"]
 
     audio = {"file": media_files["file"]}
-    post("/api/v1/watermark/embed", audio, message="1A2B")
+    # A callback URL: the job's final transition writes a webhook delivery (left pending: no webhooks worker).
+    post("/api/v1/watermark/embed", audio, message="1A2B", callback_url=f"https://{CALLBACK_HOST}/audioseal")
     post("/api/v1/watermark/detect", audio)
     post("/api/v1/emotion/analyze", audio, granularity="frame", extract_embedding="true")
     post("/api/v1/emotion/analyze", audio)
@@ -89,6 +90,7 @@ def contract(api_key, tenant, run_worker, media_files, settings, monkeypatch):
     assert {j.kind for j in jobs if j.status == JobStatus.SUCCEEDED} == set(JobKind.values), [
         (j.kind, j.status, j.error_code) for j in jobs
     ]
+    assert WebhookDelivery.objects.filter(job__tenant=tenant).exists()
     page = client.get("/api/v1/jobs?page_size=2").json()
     return {
         "headers": {"Authorization": f"Bearer {api_key.secret}"},
