@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.http import HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
@@ -25,103 +25,11 @@ from billing.ratelimit import standing_for_request
 from core.asgi import FileResponse  # streamed chunk by chunk under ASGI too
 from core.errors import ServiceError
 from jobs import idempotency, services
-from jobs.api import serializers, waiting
+from jobs.api import schema, serializers, waiting
 from jobs.kinds import spec
 from jobs.models import Job, JobKind, JobStatus
-from media_ops.audio import CONTENT_TYPES, OUTPUT_FORMATS
+from media_ops.audio import CONTENT_TYPES
 from media_ops.watermark import parse_message, random_message
-
-WAIT_PARAM = OpenApiParameter(
-    "wait", {"type": "number", "minimum": 0, "maximum": settings.MAX_WAIT_SECONDS},
-    description="Hold the response up to this many seconds until the job is final (the maximum is the "
-    "server's `MAX_WAIT_SECONDS`; more is 400 VALIDATION_ERROR). Too many held waits per key: 429 TOO_MANY_WAITS.",
-)
-IDEMPOTENCY_PARAM = OpenApiParameter(
-    idempotency.HEADER,
-    {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_LENGTH, "pattern": r"^[!-~]+$"},
-    location=OpenApiParameter.HEADER,
-    description="Retry-safe creation: the same key and request return the original job (never a second "
-    "charge); the same key with a different request gets 409 IDEMPOTENCY_CONFLICT. 1 to 255 visible ASCII "
-    "characters (a UUID is a good choice; else 400 INVALID_IDEMPOTENCY_KEY). Scoped to the tenant, kept at "
-    "least 24 h.",
-)
-REPLAYED_HEADER = OpenApiParameter(
-    idempotency.REPLAYED_HEADER, {"type": "string", "enum": ["true"]}, location=OpenApiParameter.HEADER,
-    response=[202], description="Present when an `Idempotency-Key` replay returned the original job.",
-)
-
-
-def errors(*statuses: int, **described: str) -> dict[int, OpenApiResponse]:
-    """Documented error responses (the one ``Error`` shape); ``described`` adds the codes of a status, as
-    ``_<status>="CODE_A, CODE_B"``."""
-    text = {int(key.lstrip("_")): value for key, value in described.items()}
-    return {
-        status_code: OpenApiResponse(serializers.ErrorSerializer, description=text.get(status_code, "An error."))
-        for status_code in sorted({*statuses, *text})
-    }
-
-
-CREATE_ERRORS = errors(
-    _400="VALIDATION_ERROR (a field), EMPTY_FILE, INVALID_CALLBACK_URL, INVALID_IDEMPOTENCY_KEY",
-    _402="QUOTA_EXCEEDED (the period's minutes are used up), SUBSCRIPTION_INACTIVE",
-    _409="IDEMPOTENCY_CONFLICT: the key was used for another request",
-    _413="FILE_TOO_LARGE: over the plan's size limit",
-    _415="INVALID_FORMAT: not a decodable file of an accepted type",
-    _422="AUDIO_TOO_LONG, NO_AUDIO_TRACK, VIDEO_TOO_LARGE, FRAME_RATE_TOO_HIGH",
-)
-
-
-def job_created(kind: str, example: dict[str, Any]) -> dict[int, OpenApiResponse]:
-    """The 202 of a job-creating operation: the new (or replayed) job of ``kind``, with an example."""
-    return {
-        202: OpenApiResponse(
-            serializers.JOB_BY_KIND[kind],
-            description="Accepted: the job is queued (or final, when `wait` was long enough).",
-            examples=[OpenApiExample(f"A new {kind} job", value=example, status_codes=["202"], response_only=True)],
-        ),
-        **CREATE_ERRORS,
-    }
-
-
-def _queued_example(kind: str, params: dict[str, Any], input_: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": "5f0c6a4e-8c1b-4d6e-9a43-2b7f1d0c9e11", "kind": kind, "status": "queued", "progress": 0,
-        "progress_message": "", "created_at": "2026-12-01T10:00:00Z", "started_at": None, "finished_at": None,
-        "input": input_, "params": params, "result": None, "output_url": None, "error": None, "model": None,
-        "callback_url": None,
-    }
-
-
-_SPEECH = {"filename": "speech.wav", "format": "wav", "size_bytes": 123370, "duration_seconds": 3.85,
-           "sample_rate": 16000, "channels": 1}
-EXAMPLES = {
-    JobKind.WATERMARK_EMBED: _queued_example(JobKind.WATERMARK_EMBED, {"message": "1A2B"}, _SPEECH),
-    JobKind.WATERMARK_DETECT: _queued_example(JobKind.WATERMARK_DETECT, {}, _SPEECH),
-    JobKind.EMOTION: _queued_example(
-        JobKind.EMOTION, {"granularity": "utterance", "extract_embedding": False}, _SPEECH
-    ),
-    JobKind.BEATSYNC: _queued_example(
-        JobKind.BEATSYNC, {"trim_silence": False},
-        {"filename": "dance.mp4", "format": "mp4", "size_bytes": 2483811, "duration_seconds": 6.0,
-         "sample_rate": 48000, "channels": 2,
-         "music": {"filename": "track.mp3", "format": "mp3", "size_bytes": 128653, "duration_seconds": 8.0,
-                   "sample_rate": 44100, "channels": 2}},
-    ),
-}
-
-
-def create_schema(kind: str, request: type, summary: str, description: str):
-    """``extend_schema`` of a job-creating operation: multipart only, its own description and example."""
-    return extend_schema(
-        operation_id=spec(kind).url_name.replace("-", "_"),
-        request={"multipart/form-data": request},
-        responses=job_created(kind, EXAMPLES[kind]),
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM, REPLAYED_HEADER],
-        summary=summary,
-        description=description
-        + "\n\nUploads are `multipart/form-data` only. The job is queued and answered at once with 202; follow it "
-        "with `GET /api/v1/jobs/{id}` (or `?wait=N`), or a webhook at `callback_url`.",
-    )
 
 
 def parse_wait(request: Request) -> float:
@@ -256,7 +164,7 @@ class WatermarkEmbedView(JobCreateView):
             params["output_format"] = data["output_format"]
         return params
 
-    @create_schema(
+    @schema.job_creation(
         JobKind.WATERMARK_EMBED, serializers.WatermarkEmbedRequest, "Embed a 16-bit watermark",
         "Hides an inaudible 16-bit message (AudioSeal) in speech or music. The output is the watermarked "
         "audio in the input's format (or `output_format`); the result has the message, its bits and the SNR.",
@@ -269,7 +177,7 @@ class WatermarkDetectView(JobCreateView):
     kind = JobKind.WATERMARK_DETECT
     request_serializer = serializers.WatermarkDetectRequest
 
-    @create_schema(
+    @schema.job_creation(
         JobKind.WATERMARK_DETECT, serializers.WatermarkDetectRequest, "Detect a watermark and decode its message",
         "Finds where in the audio a watermark is (`segments`, each decoded from its own samples, with the "
         "offset, polarity and speed it was read at) and the message of the strongest region. No output file.",
@@ -285,7 +193,7 @@ class EmotionAnalyzeView(JobCreateView):
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"granularity": data["granularity"], "extract_embedding": data["extract_embedding"]}
 
-    @create_schema(
+    @schema.job_creation(
         JobKind.EMOTION, serializers.EmotionAnalyzeRequest, "Recognise the emotion in speech (emotion2vec+)",
         "Scores nine emotions over the whole utterance or (`granularity=frame`) per 20 ms frame. With "
         "`extract_embedding` the model's embedding is the output, as a float32 `.npy` file.",
@@ -301,7 +209,7 @@ class BeatsyncAlignView(JobCreateView):
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"trim_silence": data["trim_silence"]}
 
-    @create_schema(
+    @schema.job_creation(
         JobKind.BEATSYNC, serializers.BeatsyncAlignRequest,
         "Align a dance video to its music and render the synced video",
         "Finds where the clean `music` track sits in the `video`'s recorded sound and renders an MP4 with the "
@@ -416,7 +324,7 @@ class JobListView(generics.ListAPIView):
                              description="Only jobs of this kind."),
         ],
         operation_id="list_jobs",
-        responses={200: serializers.job_schema(many=True), **errors(400, _400="VALIDATION_ERROR, INVALID_CURSOR")},
+        responses={200: serializers.job_schema(many=True), **schema.errors(_400="VALIDATION_ERROR, INVALID_CURSOR")},
         summary="List jobs, newest first",
         description="The tenant's jobs, newest first, a page at a time: pass `next_cursor` back as `cursor` for "
         "the next page.",
@@ -430,8 +338,8 @@ class JobDetailView(waiting.WaitableView):
 
     @extend_schema(
         operation_id="read_job",
-        responses={200: serializers.job_schema(), **errors(400, 404, _400="VALIDATION_ERROR (`wait`)")},
-        parameters=[WAIT_PARAM], summary="Read a job",
+        responses={200: serializers.job_schema(), **schema.errors(404, _400="VALIDATION_ERROR (`wait`)")},
+        parameters=[schema.WAIT_PARAM], summary="Read a job",
         description="The job, its progress and, once it has succeeded, its typed `result` (by `kind`).",
     )
     def get(self, request: Request, pk) -> Response:
@@ -444,7 +352,7 @@ class JobDeliveriesView(APIView):
 
     @extend_schema(
         operation_id="list_deliveries",
-        responses={200: serializers.WebhookDeliverySerializer(many=True), **errors(404)},
+        responses={200: serializers.WebhookDeliverySerializer(many=True), **schema.errors(404)},
         summary="The job's webhook deliveries and their attempts, newest first",
     )
     def get(self, request: Request, pk) -> Response:
@@ -458,7 +366,7 @@ class JobCancelView(APIView):
 
     @extend_schema(
         request=None, operation_id="cancel_job",
-        responses={200: serializers.job_schema(), **errors(404, _409="INVALID_STATE: the job is already final")},
+        responses={200: serializers.job_schema(), **schema.errors(404, _409="INVALID_STATE: the job is already final")},
         summary="Cancel a queued or running job",
     )
     def post(self, request: Request, pk) -> Response:
@@ -467,34 +375,13 @@ class JobCancelView(APIView):
         return Response(serializers.JobSerializer(job, context={"request": request}).data)
 
 
-OUTPUT_CONTENT_TYPES = (*(CONTENT_TYPES[fmt] for fmt in OUTPUT_FORMATS), "application/x-npy", "video/mp4")
-# Inputs: the audio formats the upload check accepts, and beat-sync's MP4/MOV video (by file name).
-INPUT_CONTENT_TYPES = (*dict.fromkeys(CONTENT_TYPES.values()), "video/mp4", "video/quicktime")
-DOWNLOAD_HEADERS = [
-    OpenApiParameter("Content-Disposition", OpenApiTypes.STR, location=OpenApiParameter.HEADER, response=[200],
-                     description='`attachment; filename="…"`: the name to save the file as.'),
-    OpenApiParameter("Location", {"type": "string", "format": "uri"}, location=OpenApiParameter.HEADER,
-                     response=[302], description="The presigned S3 URL (valid for minutes)."),
-]
-
-
-def download_responses(content_types: tuple[str, ...], not_found: str) -> dict:
-    """A file download: its bytes in one of ``content_types``, or a 302 to the S3 copy; 404 and 410 errors."""
-    return {
-        **{(200, content_type): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")
-           for content_type in content_types},
-        302: OpenApiResponse(description="S3 storage: redirect to a short-lived presigned URL of the file."),
-        **errors(_404=not_found, _410="FILE_EXPIRED: deleted by the retention policy"),
-    }
-
-
 class JobOutputView(APIView):
     rate_family = "read"
 
     @extend_schema(
         operation_id="download_output",
-        responses=download_responses(OUTPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no output (yet)"),
-        parameters=DOWNLOAD_HEADERS, summary="Download the job's output file",
+        responses=schema.download_responses(schema.OUTPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no output (yet)"),
+        parameters=schema.DOWNLOAD_HEADERS, summary="Download the job's output file",
         description="The watermarked audio (its format's type), the emotion embedding (`application/x-npy`) "
         "or the synced video (`video/mp4`). With S3 storage the answer is a 302 to a short-lived presigned URL.",
     )
@@ -528,13 +415,6 @@ def output_response(job: Job):
     )
 
 
-ROLE_PARAM = OpenApiParameter(
-    "role", OpenApiTypes.STR, enum=[name for kind in JobKind for name in spec(kind).input_names[1:]],
-    description="Which further input of a multi-input job (`music` of a beat-sync job); default: the primary "
-    "one. A job without that input: 404 FILE_NOT_FOUND.",
-)
-
-
 class JobInputView(APIView):
     """The job's uploaded input, tenant-scoped like its output: the dashboard plays it next to the output."""
 
@@ -542,8 +422,8 @@ class JobInputView(APIView):
 
     @extend_schema(
         operation_id="download_input",
-        responses=download_responses(INPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no such input"),
-        parameters=[ROLE_PARAM, *DOWNLOAD_HEADERS], summary="Download the job's input file",
+        responses=schema.download_responses(schema.INPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no such input"),
+        parameters=[schema.ROLE_PARAM, *schema.DOWNLOAD_HEADERS], summary="Download the job's input file",
         description="The uploaded file as it was stored, with a content type from its sniffed format. With S3 "
         "storage the answer is a 302 to a short-lived presigned URL.",
     )
