@@ -254,7 +254,7 @@ SPECTACULAR_SETTINGS = {
         "audioseal_site.openapi.add_error_responses",
         "audioseal_site.openapi.add_links",
     ],
-    # A job is documented per kind (jobs.api.serializers.JobSchema); each kind's one-value enum gets a name.
+    # A job is documented per kind (jobs.api.serializers.job_schema); each kind's one-value enum gets a name.
     "ENUM_NAME_OVERRIDES": {
         "WatermarkEmbedKindEnum": ["watermark_embed"],
         "WatermarkDetectKindEnum": ["watermark_detect"],

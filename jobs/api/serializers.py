@@ -2,7 +2,7 @@
 
 The schema is the contract clients are generated from (``audioseal_site/tests/test_generated_client.py``):
 every limit a view enforces is stated here too (patterns, ranges, lengths), and a job is documented per kind
-(``JobSchema``: a union discriminated by ``kind``, with the typed ``params`` and ``result`` of ``results``).
+(``job_schema()``: a union discriminated by ``kind``, with the typed ``params`` and ``result`` of ``results``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class ModelInfoSerializer(serializers.Serializer):
 
 class JobSerializer(serializers.ModelSerializer):
     """A job as the API returns it. ``params`` and ``result`` are returned as stored; their shape per kind is
-    documented by the ``*Job`` serializers below (``JobSchema``)."""
+    documented by the ``*Job`` serializers below (``JOB_BY_KIND``, ``job_schema``)."""
 
     input = serializers.SerializerMethodField()
     output_url = serializers.SerializerMethodField()
