@@ -164,33 +164,55 @@ class JobSerializer(serializers.ModelSerializer):
         return job.callback_url or None
 
 
-def _job_of_kind(kind: str, params: type, result: type, job_input: type = results.InputFile) -> type:
-    """The documented shape of a job of ``kind``: ``JobSerializer`` with its kind, params, result and input
-    typed (``result`` is null until the job has succeeded)."""
-    name = "".join(part.capitalize() for part in kind.split("_")) + "Job"
-    fields = {
-        "kind": serializers.ChoiceField(choices=[kind]),
-        "params": params(),
-        "result": result(allow_null=True, help_text="Set when the job has succeeded; null before and on failure."),
-        "input": job_input(),
-        "Meta": type("Meta", (JobSerializer.Meta,), {}),
-        "__doc__": f"A `{kind}` job.",
-        "__module__": __name__,
-    }
-    return extend_schema_serializer(component_name=name)(type(name, (JobSerializer,), fields))
+RESULT_HELP = "Set when the job has succeeded; null before and on failure."
+
+
+# One documented job shape per kind: JobSerializer with its kind, params, result and input typed.
+@extend_schema_serializer(component_name="WatermarkEmbedJob")
+class WatermarkEmbedJobSerializer(JobSerializer):
+    """A `watermark_embed` job: its output is the watermarked audio."""
+
+    kind = serializers.ChoiceField(choices=[JobKind.WATERMARK_EMBED])
+    params = results.WatermarkEmbedParams()
+    result = results.WatermarkEmbedResult(allow_null=True, help_text=RESULT_HELP)
+    input = results.InputFile()
+
+
+@extend_schema_serializer(component_name="WatermarkDetectJob")
+class WatermarkDetectJobSerializer(JobSerializer):
+    """A `watermark_detect` job: no output file; the result says where the watermark is."""
+
+    kind = serializers.ChoiceField(choices=[JobKind.WATERMARK_DETECT])
+    params = results.WatermarkDetectParams()
+    result = results.WatermarkDetectResult(allow_null=True, help_text=RESULT_HELP)
+    input = results.InputFile()
+
+
+@extend_schema_serializer(component_name="EmotionJob")
+class EmotionJobSerializer(JobSerializer):
+    """An `emotion` job: its output, with `extract_embedding`, is the embedding as `.npy`."""
+
+    kind = serializers.ChoiceField(choices=[JobKind.EMOTION])
+    params = results.EmotionParams()
+    result = results.EmotionResult(allow_null=True, help_text=RESULT_HELP)
+    input = results.InputFile()
+
+
+@extend_schema_serializer(component_name="BeatsyncJob")
+class BeatsyncJobSerializer(JobSerializer):
+    """A `beatsync` job: its output is the synced MP4; `input.music` is the music track."""
+
+    kind = serializers.ChoiceField(choices=[JobKind.BEATSYNC])
+    params = results.BeatsyncParams()
+    result = results.BeatsyncResult(allow_null=True, help_text=RESULT_HELP)
+    input = results.BeatsyncInput()
 
 
 JOB_BY_KIND: dict[str, type[JobSerializer]] = {
-    JobKind.WATERMARK_EMBED: _job_of_kind(
-        JobKind.WATERMARK_EMBED, results.WatermarkEmbedParams, results.WatermarkEmbedResult
-    ),
-    JobKind.WATERMARK_DETECT: _job_of_kind(
-        JobKind.WATERMARK_DETECT, results.WatermarkDetectParams, results.WatermarkDetectResult
-    ),
-    JobKind.EMOTION: _job_of_kind(JobKind.EMOTION, results.EmotionParams, results.EmotionResult),
-    JobKind.BEATSYNC: _job_of_kind(
-        JobKind.BEATSYNC, results.BeatsyncParams, results.BeatsyncResult, results.BeatsyncInput
-    ),
+    JobKind.WATERMARK_EMBED: WatermarkEmbedJobSerializer,
+    JobKind.WATERMARK_DETECT: WatermarkDetectJobSerializer,
+    JobKind.EMOTION: EmotionJobSerializer,
+    JobKind.BEATSYNC: BeatsyncJobSerializer,
 }
 
 
