@@ -65,7 +65,7 @@ JOB_LINKS = {
 }
 
 
-def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+def add_shared_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: what every API operation shares because middleware or
     authentication does it, not the view: 401 and 429 errors, the request id and rate-limit headers, the
     error shape as the ``default`` response, and the live ``?wait`` maximum."""
@@ -95,7 +95,7 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 response.setdefault("headers", {}).update(
                     {name: {"$ref": f"#/components/headers/{name}"} for name in ("X-Request-ID", *RATE_LIMIT_HEADERS)}
                 )
-            for parameter in operation.get("parameters", []):
+            for parameter in operation.get("parameters", []):  # the setting now, not at import (tests lower it)
                 if parameter.get("in") == "query" and parameter.get("name") == "wait":
                     parameter["schema"]["maximum"] = settings.MAX_WAIT_SECONDS
     return result
@@ -103,16 +103,13 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
 
 def add_links(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: the OpenAPI links between operations (see ``JOB_LINKS``)."""
-    ids = {
-        operation.get("operationId"): (path, method)
-        for path, operations in result.get("paths", {}).items()
-        for method, operation in operations.items() if isinstance(operation, dict)
-    }
+    operations = [op for ops in result.get("paths", {}).values() for op in ops.values() if isinstance(op, dict)]
+    ids = {operation.get("operationId") for operation in operations}
     job_links = {
         name: {"operationId": op_id, "parameters": {"id": "$response.body#/id"}}
         for name, op_id in JOB_LINKS.items() if op_id in ids
     }
-    for operation in (op for ops in result.get("paths", {}).values() for op in ops.values() if isinstance(op, dict)):
+    for operation in operations:
         op_id = operation.get("operationId", "")
         for status, response in operation.get("responses", {}).items():
             if not status.startswith("2"):
