@@ -308,7 +308,7 @@ class JobListView(generics.ListAPIView):
         queryset = tenant_jobs(self.request)
         for name, choices in (("status", JobStatus.values), ("kind", JobKind.values)):
             value = self.request.query_params.get(name)
-            if value:
+            if value is not None:  # `?kind=` is not "any kind": the schema's enum has no empty value
                 if value not in choices:
                     raise ServiceError(
                         "VALIDATION_ERROR", f"Unknown {name} {value!r}.", {"fields": {name: list(choices)}}
@@ -431,10 +431,10 @@ class JobInputView(APIView):
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         if job.files_expired_at:
             raise ServiceError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
-        role = request.query_params.get("role") or ""
-        if role and role not in (job.extra_inputs or {}):
+        role = request.query_params.get("role")  # absent: the primary input; present: one of its roles
+        if role is not None and role not in (job.extra_inputs or {}):
             raise ServiceError("FILE_NOT_FOUND", f"This job has no input {role!r}.", {"role": role})
-        meta = job.extra_inputs[role] if role else {**job.input, "file": job.input_file}
+        meta = job.extra_inputs[role] if role is not None else {**job.input, "file": job.input_file}
         if not meta.get("file"):
             raise ServiceError("FILE_NOT_FOUND", "This job has no stored input.")
         return input_response(meta)
