@@ -211,3 +211,37 @@ def test_job_creating_operations_have_their_own_descriptions_and_examples(client
         accepted = operation["responses"]["202"]["content"]["application/json"]
         assert [e["value"]["kind"] for e in accepted["examples"].values()] == [kind], path
     assert len(descriptions) == 4
+
+
+def test_enforced_limits_and_headers_are_in_the_schema(client, settings):
+    """The limits the views enforce, as the schema states them (schemathesis then holds the server to them)."""
+    schema = client.get("/api/schema/?format=json").json()
+    embed = schema["paths"]["/api/v1/watermark/embed"]["post"]
+    params = {p["name"]: p for p in embed["parameters"]}
+    assert params["wait"]["schema"] == {"type": "number", "minimum": 0, "maximum": settings.MAX_WAIT_SECONDS}
+    assert params["Idempotency-Key"]["schema"] == {
+        "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"
+    }
+    body = schema["components"]["schemas"]["WatermarkEmbedRequest"]["properties"]
+    # allow_blank: each field is its pattern or empty ("" = a random message, no callback)
+    assert body["message"]["oneOf"] == [
+        {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"}, {"type": "string", "maxLength": 0}
+    ]
+    callback = body["callback_url"]["oneOf"][0]
+    assert callback["format"] == "uri" and callback["maxLength"] == 2000 and callback["pattern"]
+    assert set(embed["responses"]["202"]["headers"]) >= {
+        "Idempotent-Replayed", "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"
+    }
+    assert "Retry-After" in embed["responses"]["429"]["headers"]
+    listing = {p["name"]: p for p in schema["paths"]["/api/v1/jobs"]["get"]["parameters"]}
+    assert listing["page_size"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assert "cursor" in listing and "next_cursor" in schema["components"]["schemas"]["PaginatedJobList"]["required"]
+    output = schema["paths"]["/api/v1/jobs/{id}/output"]["get"]["responses"]
+    assert set(output["200"]["content"]) == {
+        "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "audio/mp4", "application/x-npy", "video/mp4"
+    }
+    assert "Location" in output["302"]["headers"]
+    job = schema["components"]["schemas"]["Job"]
+    assert job["discriminator"]["propertyName"] == "kind" and set(job["discriminator"]["mapping"]) == {
+        "watermark_embed", "watermark_detect", "emotion", "beatsync"
+    }

@@ -15,8 +15,9 @@ from jobs.api import results
 from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
 from media_ops.audio import OUTPUT_FORMATS
 
-# What the API accepts as a message: 4 hex digits in either case, or nothing (a random one is chosen).
-REQUEST_MESSAGE_PATTERN = r"^([0-9A-Fa-f]{4})?$"
+# What the API accepts as a message: 4 hex digits in either case, or nothing (a random one is chosen; the
+# schema's second branch, from allow_blank, says so).
+REQUEST_MESSAGE_PATTERN = r"^[0-9A-Fa-f]{4}$"
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 
 
