@@ -251,8 +251,19 @@ SPECTACULAR_SETTINGS = {
     # The API-key security scheme and the error shape on every operation (audioseal_site/openapi.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "audioseal_site.openapi.add_error_responses",
+        "audioseal_site.openapi.add_shared_responses",
+        "audioseal_site.openapi.add_links",
     ],
+    # A job is documented per kind (jobs.api.serializers.job_schema); each kind's one-value enum gets a name.
+    "ENUM_NAME_OVERRIDES": {
+        "WatermarkEmbedKindEnum": ["watermark_embed"],
+        "WatermarkDetectKindEnum": ["watermark_detect"],
+        "EmotionKindEnum": ["emotion"],
+        "BeatsyncKindEnum": ["beatsync"],
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "EmotionLabelEnum": "media_ops.emotion.labels.LABELS",
+        "OutputFormatEnum": "media_ops.audio.OUTPUT_FORMATS",
+    },
 }
 
 # --- Jobs and workers ---------------------------------------------------------------------------------------
