@@ -108,8 +108,9 @@ def make_valid(case, contract) -> None:
         for name, content in contract["media"].items():
             if name in case.body:
                 case.body[name] = content
-        if case.body.get("callback_url"):
-            case.body["callback_url"] = f"https://{CALLBACK_HOST}/audioseal"
+        for url_field in ("callback_url", "url"):  # a job's callback, the webhook endpoint and its test event
+            if case.body.get(url_field):
+                case.body[url_field] = f"https://{CALLBACK_HOST}/audioseal"
     if case.query and "cursor" in case.query:
         case.query["cursor"] = contract["cursor"]
 

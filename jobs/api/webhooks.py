@@ -22,7 +22,7 @@ from accounts.models import ApiKey, Tenant
 from accounts.permissions import IsTenantMember
 from accounts.scoping import membership_for_session, tenant_for_request
 from core.errors import ServiceError
-from jobs.api.serializers import WebhookDeliverySerializer
+from jobs.api.serializers import CALLBACK_URL_PATTERN, CallbackUrlField, WebhookDeliverySerializer
 from jobs.api.views import JobCursorPagination
 from jobs.models import WebhookDelivery
 from jobs.webhooks import endpoints, outbox, selectors
@@ -73,8 +73,17 @@ class EndpointOutput(serializers.Serializer):
         return serializers.DateTimeField().to_representation(tenant.webhook_previous_secret_expires_at)
 
 
+@extend_schema_field({
+    "type": "string", "format": "uri", "maxLength": 2000, "pattern": CALLBACK_URL_PATTERN,
+    "description": "An http(s) URL whose host resolves to public addresses only (else 400 "
+    "INVALID_CALLBACK_URL); empty = none.",
+})
+class WebhookUrlField(CallbackUrlField):
+    """The same rule as a job's ``callback_url`` (one SSRF guard in the services), described for webhooks."""
+
+
 class EndpointUpdateInput(serializers.Serializer):
-    url = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    url = WebhookUrlField()
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=list(EVENT_TYPES)), required=False, max_length=len(EVENT_TYPES) * 2
     )
@@ -94,9 +103,7 @@ class RotateOutput(serializers.Serializer):
 
 
 class TestEventInput(serializers.Serializer):
-    url = serializers.CharField(
-        required=False, allow_blank=True, max_length=2000, help_text="Default: the default callback URL."
-    )
+    url = WebhookUrlField(help_text="Default: the default callback URL.")
 
 
 # --- endpoint ----------------------------------------------------------------------------------------------
