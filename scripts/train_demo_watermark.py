@@ -612,6 +612,20 @@ def train(args: argparse.Namespace) -> None:
         opt.step()
         return st
 
+    if args.ship_step:
+        # Ship a checkpoint that --keep-checkpoints kept (e.g. the best on the attack battery, or the last one
+        # before a deadline) exactly as the run would have shipped it had it stopped there.
+        recipe.steps = args.steps
+        kept = Path(args.scratch) / f"run_seed{args.seed}" / f"step{args.ship_step}"
+        from audioseal import AudioSeal
+
+        gen.load_state_dict(AudioSeal.load_generator(str(kept / "generator.pth")).state_dict())
+        det.load_state_dict(AudioSeal.load_detector(str(kept / "detector.pth")).state_dict())
+        gen.eval(), det.eval()
+        _maybe_ship(gen, det, args, recipe, data, args.ship_step, t0, time.time() - args.train_seconds,
+                    ev.read_card_metrics(Path(args.out)), logfile, ev, final=True)
+        return
+
     if not args.steps:
         # Calibrate: time a few steps, then fix the number of steps (recorded in the card for --steps).
         recipe.steps = 10_000
@@ -747,6 +761,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", default="", help="continue from a directory with generator.pth/detector.pth")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep a checkpoint at every --eval-every step under --scratch (for bench-robustness)")
+    p.add_argument("--ship-step", type=int, default=0,
+                   help="ship the checkpoint kept at this step (with the run's other arguments) and exit")
+    p.add_argument("--train-seconds", type=float, default=0.0, help="with --ship-step: the run's training time")
     p.add_argument("--data-only", action="store_true", help="only synthesize the data (warms the cache)")
     args = p.parse_args(argv)
     if args.data_only:
