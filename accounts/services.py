@@ -60,6 +60,12 @@ def job_kind_choices() -> list[tuple[str, str]]:
     return list(_JOB_KIND_CHOICES)
 
 
+def kind_labels(kinds: list[str]) -> list[str]:
+    """What people call ``kinds`` ("Watermark detect"), in the registered order."""
+    wanted = set(kinds)
+    return [label for value, label in _JOB_KIND_CHOICES if value in wanted]
+
+
 def _check_scopes(read_only: bool, job_kinds: list[str]) -> list[str]:
     known = {value for value, _ in _JOB_KIND_CHOICES}
     unknown = sorted(set(job_kinds) - known)

@@ -203,7 +203,10 @@ class ApiKeysView(DashboardMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.setdefault("form", forms.ApiKeyCreateForm())
-        context["keys"] = ApiKey.objects.filter(tenant=self.tenant).select_related("created_by")
+        keys = list(ApiKey.objects.filter(tenant=self.tenant).select_related("created_by"))
+        for key in keys:  # "Watermark detect", not watermark_detect
+            key.kind_labels = services.kind_labels(key.job_kinds)
+        context["keys"] = keys
         return context
 
     def post(self, request: HttpRequest) -> HttpResponse:

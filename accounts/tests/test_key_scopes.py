@@ -3,6 +3,7 @@ anything is created, and editable in the dashboard within the session's tenant o
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -95,6 +96,9 @@ def test_creating_a_key_with_an_expiry_and_kinds(people):
     key = ApiKey.objects.get(tenant=people.tenant, name="detector")
     assert key.job_kinds == ["watermark_detect"] and not key.read_only
     assert key.expires_at.date() == day and key.expires_at.hour == 0
+    listing = people.client("owner").get(reverse("dashboard:keys")).content.decode()
+    access = re.search(r"<td data-label=\"Access\" data-key-access>(.*?)</td>", listing).group(1)
+    assert access.startswith("Only Watermark detect")  # words, not the code
 
 
 def test_access_kinds_needs_a_kind_and_expiry_must_be_ahead(people):
