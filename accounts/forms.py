@@ -113,7 +113,10 @@ class ApiKeyScopeForm(forms.Form):
         label="Expires on (optional)", required=False, widget=forms.DateInput(attrs={"type": "date"}),
         help_text="From 00:00 UTC that day the key is refused with API_KEY_EXPIRED. Empty: never expires.",
     )
-    access = forms.ChoiceField(label="Access", choices=ACCESS_CHOICES, initial="full", widget=forms.RadioSelect)
+    # Not required: a form that sends only a name (older pages, scripts) creates a full-access key, as before.
+    access = forms.ChoiceField(
+        label="Access", choices=ACCESS_CHOICES, initial="full", required=False, widget=forms.RadioSelect
+    )
     job_kinds = forms.MultipleChoiceField(
         label="Job kinds it may create", required=False, widget=forms.CheckboxSelectMultiple,
     )
@@ -127,6 +130,9 @@ class ApiKeyScopeForm(forms.Form):
         if day is not None and day <= timezone.now().date():
             raise forms.ValidationError("Choose a day after today (UTC).")
         return day
+
+    def clean_access(self) -> str:
+        return self.cleaned_data.get("access") or "full"
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

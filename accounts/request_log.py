@@ -2,11 +2,12 @@
 
 Why a buffer: a job submission costs 5 SQL statements and one commit (``jobs/tests/test_submission_cost.py``);
 an ``INSERT`` per request would add a statement and a commit to every API call, the cheap reads included. So
-``record`` is one pipelined Redis round trip (``RPUSH`` + ``LTRIM``, the list capped at ``REQUEST_LOG_BUFFER_MAX``
-entries so a stopped drainer cannot fill Redis), and ``drain`` takes up to ``batch_size`` entries atomically
-(``LRANGE`` + ``LTRIM`` in ``MULTI``: two drainers never take the same entry) and writes them with one
-``bulk_create``. It runs every ``REQUEST_LOG_DRAIN_SECONDS`` from the scheduler (``settings.PERIODIC_TASKS``)
-and before the dashboard's Request log page reads, so a customer sees the request they just made.
+``record`` (``arecord`` under ASGI) is one pipelined Redis round trip (``RPUSH`` + ``LTRIM``, the list capped
+at ``REQUEST_LOG_BUFFER_MAX`` entries so a stopped drainer cannot fill Redis), and ``drain`` takes up to
+``batch_size`` entries atomically (``LRANGE`` + ``LTRIM`` in ``MULTI``: two drainers never take the same
+entry) and writes them with one ``bulk_create``. It runs every ``REQUEST_LOG_DRAIN_SECONDS`` from the
+scheduler (``settings.PERIODIC_TASKS``) and before the dashboard's Request log page reads, so a customer sees
+the request they just made.
 
 What is lost, on purpose: entries in Redis when Redis is flushed or dies, and a batch taken by a drainer that
 crashed before its insert. This is a support and debugging log, not the ledger (billing's usage events are).
@@ -55,6 +56,17 @@ def record(entry: RequestEntry) -> None:
         pipe.rpush(BUFFER_KEY, json.dumps(asdict(entry), separators=(",", ":")))
         pipe.ltrim(BUFFER_KEY, -int(settings.REQUEST_LOG_BUFFER_MAX), -1)
         pipe.execute()
+    except Exception:  # noqa: BLE001 - the log must never fail or slow down the request it describes
+        logger.warning("request log: could not buffer request %s", entry.request_id, exc_info=True)
+
+
+async def arecord(entry: RequestEntry) -> None:
+    """``record`` for the async request path (ASGI): the event loop's Redis client, no thread; never raises."""
+    try:
+        pipe = core_redis.async_client().pipeline(transaction=False)
+        pipe.rpush(BUFFER_KEY, json.dumps(asdict(entry), separators=(",", ":")))
+        pipe.ltrim(BUFFER_KEY, -int(settings.REQUEST_LOG_BUFFER_MAX), -1)
+        await pipe.execute()
     except Exception:  # noqa: BLE001 - the log must never fail or slow down the request it describes
         logger.warning("request log: could not buffer request %s", entry.request_id, exc_info=True)
 

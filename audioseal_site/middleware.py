@@ -89,10 +89,13 @@ class RequestContextMiddleware(_BothModes):
         request_id, started = self._begin(request)
         response = None
         with log.context(request_id=request_id), log.request_scope(request):
+            entry = None
             try:
                 response = self.get_response(request)
             finally:
-                self._end(request, response, started)
+                entry = self._end(request, response, started)
+            if entry is not None:
+                request_log.record(entry)
         response["X-Request-ID"] = request_id
         return response
 
@@ -100,10 +103,13 @@ class RequestContextMiddleware(_BothModes):
         request_id, started = self._begin(request)
         response = None
         with log.context(request_id=request_id), log.request_scope(request):
+            entry = None
             try:
                 response = await self.get_response(request)
             finally:
-                self._end(request, response, started)
+                entry = self._end(request, response, started)
+            if entry is not None:
+                await request_log.arecord(entry)  # the event loop's Redis client: no thread held
         response["X-Request-ID"] = request_id
         return response
 
@@ -114,11 +120,15 @@ class RequestContextMiddleware(_BothModes):
         return request.request_id, time.perf_counter()
 
     @staticmethod
-    def _end(request: HttpRequest, response: HttpResponse | None, started: float) -> None:
+    def _end(
+        request: HttpRequest, response: HttpResponse | None, started: float
+    ) -> request_log.RequestEntry | None:
+        """Metrics and the access-log line; returns the request log's entry for the caller to record (in
+        the caller's mode: sync or async)."""
         seconds = time.perf_counter() - started
         status = response.status_code if response is not None else 500
         route = route_of(request)
-        log_api_request(request, response, status, route, seconds)
+        entry = api_request_entry(request, response, status, route, seconds)
         metrics.observe_request(request.method or "", route, status, seconds)
         logger.log(
             logging.DEBUG if request.path in QUIET_PATHS else logging.INFO,
@@ -128,6 +138,7 @@ class RequestContextMiddleware(_BothModes):
                 "duration_ms": round(seconds * 1000, 2),
             },
         )
+        return entry
 
 
 def error_code_of(response: HttpResponse | None) -> str:
@@ -147,22 +158,22 @@ def error_code_of(response: HttpResponse | None) -> str:
     return str(error.get("code", ""))[:40] if isinstance(error, dict) else ""
 
 
-def log_api_request(
+def api_request_entry(
     request: HttpRequest, response: HttpResponse | None, status: int, route: str, seconds: float
-) -> None:
-    """Buffer one line of the tenant's request log (``accounts.request_log``) for a request under ``/api/``
-    made with an API key, refused ones included (a revoked key, a quota, a bad upload). Requests with no
-    recognisable key belong to no tenant and are only in the access log; the dashboard's own calls (session)
-    are not logged. A Redis round trip, no database write."""
+) -> request_log.RequestEntry | None:
+    """The tenant's request log line (``accounts.request_log``) for a request under ``/api/`` made with an
+    API key, refused ones included (a revoked key, a scope, a quota, a bad upload); None for anything else.
+    Requests with no recognisable key belong to no tenant and are only in the access log; the dashboard's
+    own calls (session) are not logged."""
     api_key = getattr(request, "api_key", None)
     if api_key is None or not request.path.startswith("/api/"):
-        return
-    request_log.record(request_log.RequestEntry(
+        return None
+    return request_log.RequestEntry(
         tenant_id=str(api_key.tenant_id), api_key_id=str(api_key.pk), key_prefix=api_key.prefix,
         request_id=getattr(request, "request_id", ""), method=request.method or "", path=request.path[:300],
         route=route[:200], status=status, error_code=error_code_of(response), duration_ms=round(seconds * 1000, 2),
         at=getattr(request, "started_at", time.time()),
-    ))
+    )
 
 
 class ProbeMiddleware(_BothModes):

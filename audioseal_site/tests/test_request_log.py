@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
+from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -59,6 +61,16 @@ def test_refusals_of_a_known_key_are_logged(tenant, redis_clean):
         (read_only.api_key.prefix, 403, "KEY_SCOPE"),
     }
     assert ApiRequest.objects.filter(request_id="support-ticket-4242", method="POST").exists()
+
+
+def test_requests_served_by_the_async_handler_are_logged(api_key, redis_clean):
+    """Under ASGI (production) the line goes through the event loop's Redis client (``arecord``)."""
+    client = AsyncClient(AUTHORIZATION=f"Bearer {api_key.secret}")
+    response = async_to_sync(client.get)("/api/v1/jobs/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 404 and request_log.pending() == 1
+    request_log.drain()
+    row = ApiRequest.objects.get()
+    assert (row.request_id, row.status, row.error_code) == (response.headers["X-Request-ID"], 404, "NOT_FOUND")
 
 
 def test_every_api_error_body_carries_the_request_id(api_client, redis_clean):
@@ -177,3 +189,12 @@ def test_the_page_filters_and_searches(people, redis_clean):
 def test_anonymous_visitors_are_sent_to_log_in(people):
     response = people.client("anonymous").get(reverse("dashboard:requests"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("dashboard:login"))
+
+
+def test_staff_find_any_tenants_request_by_its_id_in_the_admin(people, redis_clean):
+    key = services.issue_api_key(people.other_tenant, "k")
+    response = client_for(key.secret).get("/api/v1/jobs/00000000-0000-0000-0000-000000000000")
+    request_id = response.json()["error"]["request_id"]
+    page = people.client("staff").get(reverse("admin:accounts_apirequest_changelist"), {"q": request_id})
+    assert page.status_code == 200
+    assert request_id in page.content.decode() and "Globex" in page.content.decode()
