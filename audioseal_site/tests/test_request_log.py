@@ -198,3 +198,10 @@ def test_staff_find_any_tenants_request_by_its_id_in_the_admin(people, redis_cle
     page = people.client("staff").get(reverse("admin:accounts_apirequest_changelist"), {"q": request_id})
     assert page.status_code == 200
     assert request_id in page.content.decode() and "Globex" in page.content.decode()
+
+
+def test_the_schema_documents_the_request_id_and_key_scope(client):
+    schema = client.get("/api/schema/?format=json").json()
+    assert "request_id" in schema["components"]["schemas"]["ErrorBody"]["properties"]
+    assert "KEY_SCOPE" in schema["paths"]["/api/v1/watermark/detect"]["post"]["responses"]["403"]["description"]
+    assert "403" not in schema["paths"]["/api/v1/jobs"]["get"]["responses"]  # reads are never scope-refused

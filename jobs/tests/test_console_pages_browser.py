@@ -1,6 +1,7 @@
-"""The developer console pages in headless Chromium (the jobs browser tests' fixtures: CSP violations and
-JavaScript errors fail the test): request log search, usage chart and CSV, quick-start copy buttons, key
-scopes edited in the page, and every page on a 390×844 phone without sideways scrolling."""
+"""The developer console pages in headless Chromium (``testing.browser``'s fixtures: CSP violations and
+JavaScript errors fail the test; axe-core runs over these pages in ``test_console_browser.py``): request log
+search, usage chart and CSV, quick-start copy buttons, key scopes edited in the page, and every page on a
+390×844 phone without sideways scrolling."""
 
 from __future__ import annotations
 
@@ -11,16 +12,12 @@ import pytest
 
 from accounts import services
 from accounts.models import ApiKey, Membership
-from jobs.tests import test_browser
-from jobs.tests.test_browser import log_in, poll, shot
 from jobs.tests.test_console_pages import billed
+from testing.browser import log_in, poll, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "console-pages-password-7"
-# The Chromium and page fixtures of test_browser.py (JS-error and CSP-violation checks included), shared.
-browser = test_browser.browser
-open_page = test_browser.open_page
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 
 
