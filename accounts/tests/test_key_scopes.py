@@ -45,6 +45,20 @@ def test_a_read_only_key_cannot_cancel(tenant, api_client, redis_clean):
     assert Job.objects.get(pk=job["id"]).status == "queued"
 
 
+def test_a_read_only_key_cannot_change_webhooks(tenant, redis_clean):
+    """The webhook endpoints name their own permissions; the key's scopes are among them."""
+    client = key_client(tenant, read_only=True)
+    secret = tenant.webhook_secret
+    writes = (("post", "/api/v1/webhooks/endpoint/rotate-secret"), ("post", "/api/v1/webhooks/endpoint/test"),
+              ("patch", "/api/v1/webhooks/endpoint"))
+    for method, path in writes:
+        response = getattr(client, method)(path, {}, format="json")
+        assert response.status_code == 403 and response.json()["error"]["code"] == "KEY_SCOPE", (path, response.json())
+    tenant.refresh_from_db()
+    assert tenant.webhook_secret == secret
+    assert client.get("/api/v1/webhooks/endpoint").status_code == 200
+
+
 def test_a_key_limited_to_detection_cannot_embed(tenant, redis_clean):
     client = key_client(tenant, job_kinds=["watermark_detect"])
     assert client.post(DETECT, {"file": upload("speech_16k_mono.wav")}, format="multipart").status_code == 202
