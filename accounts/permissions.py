@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from accounts import services
 from accounts.models import ApiKey
 from accounts.scoping import tenant_for_request
 from core.errors import ServiceError
@@ -33,8 +34,10 @@ class KeyScope(BasePermission):
             )
         kind = getattr(view, "key_scope_kind", "")
         if kind and not key.may_create(kind):
+            allowed = ", ".join(services.kind_labels(key.job_kinds))
+            wanted = ", ".join(services.kind_labels([kind])) or kind
             raise ServiceError(
-                "KEY_SCOPE", f"This API key may not create {kind} jobs.",
+                "KEY_SCOPE", f"This API key may not create “{wanted}” jobs; it may create: {allowed}.",
                 {"kind": kind, "read_only": False, "job_kinds": key.job_kinds},
             )
         return True

@@ -68,6 +68,9 @@ def test_a_key_limited_to_detection_cannot_embed(tenant, redis_clean):
     assert refused.json()["error"]["details"] == {
         "kind": "watermark_embed", "read_only": False, "job_kinds": ["watermark_detect"]
     }
+    assert refused.json()["error"]["message"] == (
+        "This API key may not create “Watermark embed” jobs; it may create: Watermark detect."
+    )
     assert Job.objects.filter(kind="watermark_embed").count() == 0
 
 
