@@ -11,7 +11,15 @@ from jobs.dashboard import console as console_dashboard
 from jobs.dashboard import views as jobs_dashboard
 from jobs.dashboard import webhooks as webhooks_dashboard
 
-api_v1 = ([path("", include("jobs.api.urls")), path("", include("billing.urls"))], "api")
+api_v1 = (
+    [
+        path("", include("jobs.api.urls")),
+        path("", include("billing.urls")),
+        path("", include("provenance.urls")),
+        path("", include("jobs.api.provenance")),
+    ],
+    "api",
+)
 # The customer dashboard: account, jobs, webhook settings and billing pages share one namespace, at the root.
 dashboard = (
     [

@@ -1,0 +1,54 @@
+"""The message registry under ``/api/v1/provenance/messages``: list, create (a given or the next free
+message), retrieve by message. Scoped to the caller's tenant; another tenant's entry is a 404."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.scoping import tenant_for_request
+from core.errors import ServiceError
+from provenance import selectors, services
+from provenance.serializers import RegisteredMessageCreate, RegisteredMessageOut
+
+MAX_LISTED = 1000
+
+
+class MessageListCreateView(APIView):
+    """Rate-limited as reads (GET) and the ``default`` family (POST), like every non-job endpoint."""
+
+    @extend_schema(responses=RegisteredMessageOut(many=True), summary="Your message registry")
+    def get(self, request: Request) -> Response:
+        entries = selectors.messages_for(tenant_for_request(request).pk)[:MAX_LISTED]
+        return Response({"results": [selectors.entry_json(e) for e in entries]})
+
+    @extend_schema(
+        request=RegisteredMessageCreate, responses={201: RegisteredMessageOut},
+        summary="Register a message (given, or the next free one)",
+        description="`MESSAGE_TAKEN` (409) when your registry already has that message.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RegisteredMessageCreate(data=request.data)
+        if not serializer.is_valid():
+            raise ServiceError("VALIDATION_ERROR", "The request is invalid.", {"fields": serializer.errors})
+        data = serializer.validated_data
+        message = (data.get("message") or "").strip()
+        entry = services.register_message(
+            tenant_for_request(request),
+            message=None if message.lower() in ("", "auto") else message,
+            label=data["label"],
+            metadata=data.get("metadata"),
+            user=request.user,
+        )
+        return Response(selectors.entry_json(entry), status=status.HTTP_201_CREATED)
+
+
+class MessageDetailView(APIView):
+    rate_family = "read"
+
+    @extend_schema(responses=RegisteredMessageOut, summary="One message of your registry")
+    def get(self, request: Request, message: str) -> Response:
+        return Response(selectors.entry_json(selectors.message_entry(tenant_for_request(request).pk, message)))
