@@ -84,7 +84,9 @@ def test_verify_page_shows_a_valid_manifest(people, dev_signing, tmp_path, setti
         provenance.SignRequest(
             output_path=signed, output_format="wav", input_path=FIXTURES / "speech_16k_mono.wav",
             input_format="wav", title="signed.wav",
-            binding=provenance.WatermarkBinding("AudioSeal", "demo", "v1", "0001", settings.PROVENANCE_SOFT_BINDING_ALG),
+            binding=provenance.WatermarkBinding(
+                "AudioSeal", "demo", "v1", "0001", settings.PROVENANCE_SOFT_BINDING_ALG
+            ),
             declaration=provenance.Declaration("Acme"),
         ),
         provenance.SigningConfig(str(dev_signing / devchain.CHAIN_FILE), str(dev_signing / devchain.KEY_FILE)),
