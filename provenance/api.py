@@ -3,7 +3,9 @@ message), retrieve by message. Scoped to the caller's tenant; another tenant's e
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,18 +14,29 @@ from rest_framework.views import APIView
 from accounts.scoping import tenant_for_request
 from core.errors import ServiceError
 from provenance import selectors, services
-from provenance.serializers import RegisteredMessageCreate, RegisteredMessageOut
+from provenance.serializers import RegisteredMessageCreate, RegisteredMessageOut, RegisteredMessagePage
 
-MAX_LISTED = 1000
+PAGE_SIZE = 100
+AFTER_PARAM = OpenApiParameter(
+    "after", OpenApiTypes.STR, description="Page on: the entries after this message (4 hex digits)."
+)
 
 
 class MessageListCreateView(APIView):
     """Rate-limited as reads (GET) and the ``default`` family (POST), like every non-job endpoint."""
 
-    @extend_schema(responses=RegisteredMessageOut(many=True), summary="Your message registry")
+    @extend_schema(responses=RegisteredMessagePage, parameters=[AFTER_PARAM], summary="Your message registry")
     def get(self, request: Request) -> Response:
-        entries = selectors.messages_for(tenant_for_request(request).pk)[:MAX_LISTED]
-        return Response({"results": [selectors.entry_json(e) for e in entries]})
+        entries = selectors.messages_for(tenant_for_request(request).pk)
+        after = request.query_params.get("after")
+        if after:
+            entries = entries.filter(message__gt=services.normalise_message(after))
+        page = list(entries[: PAGE_SIZE + 1])
+        next_url = None
+        if len(page) > PAGE_SIZE:
+            page = page[:PAGE_SIZE]
+            next_url = request.build_absolute_uri(f"{reverse('api:provenance-messages')}?after={page[-1].message}")
+        return Response({"results": [selectors.entry_json(e) for e in page], "next": next_url})
 
     @extend_schema(
         request=RegisteredMessageCreate, responses={201: RegisteredMessageOut},

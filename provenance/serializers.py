@@ -22,3 +22,8 @@ class RegisteredMessageCreate(serializers.Serializer):
     metadata = serializers.DictField(
         required=False, default=dict, help_text="Free JSON object (at most 8 KB): end user, TTS voice, …"
     )
+
+
+class RegisteredMessagePage(serializers.Serializer):
+    results = RegisteredMessageOut(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next page (ordered by message), or null.")

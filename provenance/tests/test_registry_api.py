@@ -56,3 +56,15 @@ def test_another_tenants_entry_is_not_found(api_client, other_client):
 
 def test_the_registry_needs_a_key(client):
     assert client.get(MESSAGES).status_code == 401
+
+
+def test_the_listing_pages_by_message(api_client, tenant):
+    from provenance import services
+
+    for _ in range(103):
+        services.register_message(tenant, label="bulk")
+    first = api_client.get(MESSAGES).json()
+    assert len(first["results"]) == 100 and first["results"][-1]["message"] == "0064"
+    second = api_client.get(first["next"]).json()
+    assert [e["message"] for e in second["results"]] == ["0065", "0066", "0067"] and second["next"] is None
+    assert_error(api_client.get(f"{MESSAGES}?after=zz"), 400, "INVALID_MESSAGE")
