@@ -117,3 +117,16 @@ def test_a_self_signed_leaf_is_refused(tmp_path):
     req = _request(tmp_path, "speech_16k_mono.wav", "wav")
     answer = provenance.sign_output(req, provenance.SigningConfig(str(tmp_path / "c.pem"), str(tmp_path / "k.pem")))
     assert answer["signed"] is False
+
+
+@pytest.mark.parametrize(("fixture", "fmt"), [("speech_16k_mono.wav", "wav"), ("speech.mp3", "mp3"),
+                                              ("speech.m4a", "m4a")])
+def test_a_signed_file_decodes_to_the_same_samples(chain, tmp_path, fixture, fmt):
+    from media_ops import audio
+
+    req = _request(tmp_path, fixture, fmt)
+    assert provenance.sign_output(req, provenance.SigningConfig(str(chain.chain_path), str(chain.key_path)))["signed"]
+    assert req.output_path.read_bytes() != (FIXTURES / fixture).read_bytes()  # the manifest is in there
+    signed, signed_rate = audio.decode(req.output_path)
+    original, rate = audio.decode(FIXTURES / fixture)
+    assert signed_rate == rate and (signed == original).all()
