@@ -115,15 +115,20 @@ def _limits(sub: services.Submission) -> billing_selectors.Limits:
 
 
 def _manifest_attribution(tenant_id: Any, manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """From a valid manifest: the soft binding's message (ours) and the caller's registry entry for it."""
+    """From a valid manifest: the soft binding's message (ours) and, when the manifest was signed for the
+    caller (its declaration's ``organisation_id``), the caller's registry entry for it. Another tenant's
+    output gets no entry even where the caller registered the same 16 bits: they mean something else there."""
     ours = [b for b in manifest.get("soft_bindings") or [] if b.get("alg") == settings.PROVENANCE_SOFT_BINDING_ALG]
     if not ours:
         return None
     message = ours[0]["message"]
+    signed_for = (manifest.get("declaration") or {}).get("organisation_id")
+    registry = None
+    if signed_for == str(tenant_id):
+        registry = provenance_selectors.entries_by_message(tenant_id, [message]).get(message)
     return {
-        "source": "manifest",
-        "message": message,
-        "registry": provenance_selectors.entries_by_message(tenant_id, [message]).get(message),
+        "source": "manifest", "message": message, "registry": registry,
+        "signed_for_you": signed_for == str(tenant_id),
     }
 
 

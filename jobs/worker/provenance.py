@@ -55,6 +55,7 @@ def for_job(job: Job) -> JobProvenance:
         return JobProvenance(None, None, alg, "Content Credentials are switched off for this organisation.")
     declaration = provenance.Declaration(
         organisation=job.tenant.name,
+        organisation_id=str(job.tenant_id),
         generator_name=profile.generator_name,
         generator_version=profile.generator_version,
         digital_source_type=profile.digital_source_type,

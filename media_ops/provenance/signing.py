@@ -84,6 +84,7 @@ class Declaration:
     """What the tenant declares about its content (its provenance settings), signed into the manifest."""
 
     organisation: str
+    organisation_id: str = ""  # opaque: lets verify tell the tenant's own outputs from another tenant's
     generator_name: str = ""
     generator_version: str = ""
     digital_source_type: str = ""  # an IPTC digital source type URI, e.g. …/trainedAlgorithmicMedia
@@ -91,6 +92,8 @@ class Declaration:
 
     def as_assertion(self) -> dict[str, Any]:
         data: dict[str, Any] = {"organisation": self.organisation}
+        if self.organisation_id:
+            data["organisation_id"] = self.organisation_id
         if self.generator_name:
             data["generator"] = {"name": self.generator_name, "version": self.generator_version or None}
         if self.digital_source_type:

@@ -87,7 +87,7 @@ def test_verify_page_shows_a_valid_manifest(people, dev_signing, tmp_path, setti
             binding=provenance.WatermarkBinding(
                 "AudioSeal", "demo", "v1", "0001", settings.PROVENANCE_SOFT_BINDING_ALG
             ),
-            declaration=provenance.Declaration("Acme"),
+            declaration=provenance.Declaration("Acme", organisation_id=str(people.tenant.pk)),
         ),
         provenance.SigningConfig(str(dev_signing / devchain.CHAIN_FILE), str(dev_signing / devchain.KEY_FILE)),
     )

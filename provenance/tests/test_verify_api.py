@@ -173,6 +173,12 @@ def test_another_tenants_message_is_not_revealed(api_client, other_client, run_w
     assert mine["attribution"]["registry"]["label"] == "Globex jingle"
     theirs = _verify(api_client, data, "signed.wav")  # Acme's signed original: the manifest path
     assert theirs["attribution"]["registry"]["label"] == "Acme secret"
+    # Globex reading Acme's signed original: the manifest says it was signed for Acme, so Globex's entry
+    # for the same bits is not offered as its meaning, and Acme's is never shown.
+    foreign = _verify(other_client, data, "signed.wav")
+    assert foreign["path"] == "manifest" and foreign["attribution"]["message"] == message
+    assert foreign["attribution"]["registry"] is None and foreign["attribution"]["signed_for_you"] is False
+    assert "Acme secret" not in str(foreign)
     # Nor does another tenant's verification job exist for Acme.
     assert api_client.get(mine["watermark"]["verification_url"]).status_code == 404
 
@@ -205,13 +211,15 @@ def test_declaration_of_the_tenant_is_signed_into_the_manifest(api_client, run_w
     _, data = _embed(api_client, run_worker, "speech_16k_mono.wav", message="1A2B")
     answer = _verify(api_client, data, "signed.wav")
     assert answer["manifest"]["declaration"] == {
-        "organisation": tenant.name, "generator": {"name": "Acme Voice", "version": "3.1"},
+        "organisation": tenant.name, "organisation_id": str(tenant.pk),
+        "generator": {"name": "Acme Voice", "version": "3.1"},
         "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
         "statement": "AI-generated speech.",
     }
     opened = answer["manifest"]["actions"][0]
     assert opened["digitalSourceType"].endswith("trainedAlgorithmicMedia")
     assert answer["attribution"]["registry"] is None  # 1A2B was given, not registered
+    assert answer["attribution"]["signed_for_you"] is True
 
 
 def test_an_unwatermarked_file_without_manifest_answers_none(api_client, run_worker, dev_signing):
