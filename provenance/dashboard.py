@@ -74,7 +74,11 @@ class RegistryView(DashboardMixin, TemplateView):
             "statement": profile.statement,
         }))
         entries = selectors.messages_for(self.tenant.pk)
-        context.update(entries=entries[:MAX_SHOWN], entry_count=entries.count(), profile=profile)
+        rows = [
+            {"entry": e, "metadata_json": json.dumps(e.metadata, ensure_ascii=False) if e.metadata else ""}
+            for e in entries[:MAX_SHOWN]
+        ]
+        context.update(rows=rows, entry_count=entries.count(), profile=profile)
         return context
 
     def post(self, request: HttpRequest) -> HttpResponse:

@@ -24,6 +24,7 @@ def test_a_member_registers_a_message_and_sees_only_their_tenants(people):
     assert response.status_code == 302
     page = member.get(reverse("dashboard:provenance")).content.decode()
     assert "Spring" in page and "0001" in page and "Globex private" not in page
+    assert "{&quot;voice&quot;: &quot;nova&quot;}" in page  # shown as JSON
     assert RegisteredMessage.objects.get(tenant=people.tenant).metadata == {"voice": "nova"}
 
 
