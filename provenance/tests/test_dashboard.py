@@ -99,3 +99,18 @@ def test_verify_page_shows_a_valid_manifest(people, dev_signing, tmp_path, setti
     page = response.content.decode()
     assert response.status_code == 200 and "Valid and signed by a trusted certificate." in page
     assert "Launch trailer" in page and Job.objects.count() == 0
+
+
+def test_a_detection_page_shows_the_registry_label_of_your_message_only(people):
+    from jobs.models import JobKind, JobStatus
+
+    services.register_message(people.tenant, message="1A2B", label="Acme campaign")
+    services.register_message(people.other_tenant, message="1A2B", label="Globex campaign")
+    segment = {"start_seconds": 0.0, "end_seconds": 2.0, "message": "1A2B", "confidence": "high", "probability": 0.99}
+    result = {"detected": True, "message": "1A2B", "bits": [0] * 16, "probability": 0.99, "confidence": "high",
+              "segments": [segment], "localization": {"hop_seconds": 0.01, "values": []}}
+    job = Job.objects.create(tenant=people.tenant, kind=JobKind.WATERMARK_DETECT, status=JobStatus.SUCCEEDED,
+                             result=result, input={"filename": "x.wav", "duration_seconds": 2.0})
+    page = people.client("member").get(reverse("dashboard:job-detail", kwargs={"pk": job.pk})).content.decode()
+    assert "Acme campaign" in page and "Globex campaign" not in page
+    assert Job.objects.get(pk=job.pk).result == result  # annotated when shown, never stored
