@@ -1,5 +1,6 @@
-"""The message registry under ``/api/v1/provenance/messages``: list, create (a given or the next free
-message), retrieve by message. Scoped to the caller's tenant; another tenant's entry is a 404."""
+"""The message registry under ``/api/v1/provenance/messages`` (list, create a given or the next free message,
+retrieve by message) and the Content Credentials settings at ``/api/v1/provenance/settings``. Scoped to the
+caller's tenant; another tenant's entry is a 404."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from rest_framework.views import APIView
 from accounts.scoping import tenant_for_request
 from core.errors import ServiceError
 from provenance import selectors, services
-from provenance.serializers import RegisteredMessageCreate, RegisteredMessageOut, RegisteredMessagePage
+from provenance.serializers import (
+    ProvenanceSettingsSerializer,
+    RegisteredMessageCreate,
+    RegisteredMessageOut,
+    RegisteredMessagePage,
+)
 
 PAGE_SIZE = 100
 AFTER_PARAM = OpenApiParameter(
@@ -65,3 +71,24 @@ class MessageDetailView(APIView):
     @extend_schema(responses=RegisteredMessageOut, summary="One message of your registry")
     def get(self, request: Request, message: str) -> Response:
         return Response(selectors.entry_json(selectors.message_entry(tenant_for_request(request).pk, message)))
+
+
+def _settings_json(profile) -> dict:
+    return {name: getattr(profile, name) for name in ProvenanceSettingsSerializer().fields}
+
+
+class ProvenanceSettingsView(APIView):
+    """The tenant's Content Credentials settings (the declaration signed into each manifest, on/off)."""
+
+    @extend_schema(responses=ProvenanceSettingsSerializer, summary="Your Content Credentials settings")
+    def get(self, request: Request) -> Response:
+        return Response(_settings_json(selectors.profile_for(tenant_for_request(request).pk)))
+
+    @extend_schema(request=ProvenanceSettingsSerializer, responses=ProvenanceSettingsSerializer,
+                   summary="Change your Content Credentials settings")
+    def patch(self, request: Request) -> Response:
+        serializer = ProvenanceSettingsSerializer(data=request.data, partial=True)
+        if not serializer.is_valid():
+            raise ServiceError("VALIDATION_ERROR", "The request is invalid.", {"fields": serializer.errors})
+        profile = services.update_profile(tenant_for_request(request), **serializer.validated_data)
+        return Response(_settings_json(profile))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from provenance.models import DIGITAL_SOURCE_TYPES
+
 
 class RegisteredMessageOut(serializers.Serializer):
     message = serializers.CharField(help_text="4 hex digits: the watermark's 16-bit payload.")
@@ -27,3 +29,17 @@ class RegisteredMessageCreate(serializers.Serializer):
 class RegisteredMessagePage(serializers.Serializer):
     results = RegisteredMessageOut(many=True)
     next = serializers.URLField(allow_null=True, help_text="The next page (ordered by message), or null.")
+
+
+class ProvenanceSettingsSerializer(serializers.Serializer):
+    """The tenant's Content Credentials settings; PATCH any subset."""
+
+    manifests_enabled = serializers.BooleanField(required=False, help_text="Sign watermarked outputs (C2PA).")
+    generator_name = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                           help_text="The product that made the audio (declared in the manifest).")
+    generator_version = serializers.CharField(required=False, allow_blank=True, max_length=50)
+    digital_source_type = serializers.ChoiceField(
+        required=False, allow_blank=True, choices=[value for value, _ in DIGITAL_SOURCE_TYPES if value],
+        help_text="IPTC digital source type, e.g. …/trainedAlgorithmicMedia for AI-generated audio.",
+    )
+    statement = serializers.CharField(required=False, allow_blank=True, max_length=500)

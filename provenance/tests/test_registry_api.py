@@ -68,3 +68,14 @@ def test_the_listing_pages_by_message(api_client, tenant):
     second = api_client.get(first["next"]).json()
     assert [e["message"] for e in second["results"]] == ["0065", "0066", "0067"] and second["next"] is None
     assert_error(api_client.get(f"{MESSAGES}?after=zz"), 400, "INVALID_MESSAGE")
+
+
+def test_settings_read_and_patch_per_tenant(api_client, other_client):
+    assert api_client.get("/api/v1/provenance/settings").json()["manifests_enabled"] is True
+    changed = api_client.patch("/api/v1/provenance/settings", {"manifests_enabled": False, "generator_name": "TTS"},
+                               format="json")
+    assert changed.status_code == 200 and changed.json()["generator_name"] == "TTS"
+    assert changed.json()["manifests_enabled"] is False
+    assert other_client.get("/api/v1/provenance/settings").json()["manifests_enabled"] is True
+    bad = api_client.patch("/api/v1/provenance/settings", {"digital_source_type": "made-up"}, format="json")
+    assert_error(bad, 400, "VALIDATION_ERROR")
