@@ -1,4 +1,4 @@
-"""The Provenance and Verify pages in a real browser (the jobs browser tests' Chromium, live server and
+"""The Provenance and Verify pages in a real browser (``testing.browser``'s Chromium, a live server and a
 worker process): registering a message, and a verification that polls itself with htmx until the watermark
 detection is final, all without a JavaScript error or a Content-Security-Policy violation."""
 
@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.tests.test_browser import browser, fast_passwords, log_in, open_page, poll, shot  # noqa: F401 - fixtures
+from testing.browser import log_in, poll, shot
 from testing.factories import PASSWORD, make_people
 from testing.uploads import FIXTURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_register_a_message_and_verify_a_file(open_page, worker_process, fast_passwords):  # noqa: F811
+def test_register_a_message_and_verify_a_file(open_page, worker_process, fast_passwords):
     worker_process("watermark")  # loads the model while the browser works
     people = make_people()
     page = open_page()
