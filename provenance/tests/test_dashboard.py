@@ -110,7 +110,8 @@ def test_a_detection_page_shows_the_registry_label_of_your_message_only(people):
     result = {"detected": True, "message": "1A2B", "bits": [0] * 16, "probability": 0.99, "confidence": "high",
               "segments": [segment], "localization": {"hop_seconds": 0.01, "values": []}}
     job = Job.objects.create(tenant=people.tenant, kind=JobKind.WATERMARK_DETECT, status=JobStatus.SUCCEEDED,
-                             result=result, input={"filename": "x.wav", "duration_seconds": 2.0})
+                             result=result, input={"filename": "x.wav", "format": "wav", "size_bytes": 64044,
+                                                   "duration_seconds": 2.0, "sample_rate": 16000, "channels": 1})
     page = people.client("member").get(reverse("dashboard:job-detail", kwargs={"pk": job.pk})).content.decode()
     assert "Acme campaign" in page and "Globex campaign" not in page
     assert Job.objects.get(pk=job.pk).result == result  # annotated when shown, never stored
