@@ -17,7 +17,6 @@ registered is never revealed, even when the same 16 bits decode here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,24 +86,19 @@ def read_upload_manifest(upload: UploadedFile, fmt: str) -> media_provenance.Man
         upload.seek(0)
 
 
-@dataclass
-class VerificationStart:
-    """A verification as it stands right after the request: finished (manifest) or waiting on ``job``."""
-
-    manifest: dict[str, Any]
-    job: Job | None
-
-
-def start_verification(sub: services.Submission) -> VerificationStart:
-    """Probe the upload (the plan's limits, the real format), read its manifest; when the manifest does not
-    validate, submit the watermark detection that will answer instead. ``sub`` is a detect submission."""
+def manifest_report(sub: services.Submission) -> dict[str, Any]:
+    """Probe the upload (the plan's limits, the real format: bad input is refused here, before anything is
+    written) and read its manifest; ``report["valid"]`` decides whether the watermark must answer."""
     upload = sub.files["file"]
     info = services.probe_upload(JobKind.WATERMARK_DETECT, upload, "file", sub.tenant, limits=_limits(sub))
-    report = read_upload_manifest(upload, info["format"]).to_dict()
-    if report["valid"]:
-        return VerificationStart(manifest=report, job=None)
-    sub.params = {**sub.params, VERIFY_PARAM: {"manifest": report}}
-    return VerificationStart(manifest=report, job=services.submit(sub))
+    return read_upload_manifest(upload, info["format"]).to_dict()
+
+
+def submit_detection(sub: services.Submission, manifest: dict[str, Any]) -> Job:
+    """The watermark detection that answers for a file whose manifest does not validate; the manifest's
+    report rides in its params, so the answer can be rebuilt from the job (``verification_for_job``)."""
+    sub.params = {**sub.params, VERIFY_PARAM: {"manifest": manifest}}
+    return services.submit(sub)
 
 
 def _limits(sub: services.Submission) -> billing_selectors.Limits:

@@ -78,21 +78,18 @@ class VerifyView(waiting.WaitableView):
             user=request.user,
             standing=standing_for_request(request),
         )
+        manifest = attribution.manifest_report(sub)
+        if manifest["valid"]:  # answered by the manifest: no job, no wait
+            return Response(attribution.verification_json(tenant.pk, manifest, None, request))
         slot = waiting.acquire(request, wait)  # before submitting: a refused wait creates no job
         try:
-            started = attribution.start_verification(sub)
+            job = attribution.submit_detection(sub, manifest)
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
-        if started.job is None:
-            if slot is not None:
-                slot.release()
-            return Response(attribution.verification_json(tenant.pk, started.manifest, None, request))
         return waiting.respond(
-            request, started.job, wait,
-            lambda job: attribution.verification_json(tenant.pk, started.manifest, job, request),
-            slot=slot,
+            request, job, wait, lambda j: attribution.verification_json(tenant.pk, manifest, j, request), slot=slot,
         )
 
 

@@ -42,13 +42,14 @@ class VerifyPageView(DashboardMixin, TemplateView):
             user=request.user,
         )
         try:
-            started = attribution.start_verification(sub)
+            manifest = attribution.manifest_report(sub)
+            if not manifest["valid"]:
+                job = attribution.submit_detection(sub, manifest)
+                return redirect("dashboard:provenance-verification", pk=job.pk)
         except ServiceError as exc:
             form.add_error("file", exc.message)
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        if started.job is not None:
-            return redirect("dashboard:provenance-verification", pk=started.job.pk)
-        answer = attribution.verification_json(self.tenant.pk, started.manifest, None)
+        answer = attribution.verification_json(self.tenant.pk, manifest, None)
         return self.render_to_response(self.get_context_data(answer=answer))
 
 
