@@ -31,7 +31,10 @@ AFTER_PARAM = OpenApiParameter(
 class MessageListCreateView(APIView):
     """Rate-limited as reads (GET) and the ``default`` family (POST), like every non-job endpoint."""
 
-    @extend_schema(responses=RegisteredMessagePage, parameters=[AFTER_PARAM], summary="Your message registry")
+    @extend_schema(
+        operation_id="provenance_messages_list", responses=RegisteredMessagePage, parameters=[AFTER_PARAM],
+        summary="Your message registry",
+    )
     def get(self, request: Request) -> Response:
         entries = selectors.messages_for(tenant_for_request(request).pk)
         after = request.query_params.get("after")
@@ -68,7 +71,10 @@ class MessageListCreateView(APIView):
 class MessageDetailView(APIView):
     rate_family = "read"
 
-    @extend_schema(responses=RegisteredMessageOut, summary="One message of your registry")
+    @extend_schema(
+        operation_id="provenance_message_retrieve", responses=RegisteredMessageOut,
+        summary="One message of your registry",
+    )
     def get(self, request: Request, message: str) -> Response:
         return Response(selectors.entry_json(selectors.message_entry(tenant_for_request(request).pk, message)))
 
