@@ -5,9 +5,9 @@ caller's tenant; another tenant's entry is a 404."""
 from __future__ import annotations
 
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,12 +24,16 @@ from provenance.serializers import (
 
 PAGE_SIZE = 100
 AFTER_PARAM = OpenApiParameter(
-    "after", OpenApiTypes.STR, description="Page on: the entries after this message (4 hex digits)."
+    "after", {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
+    description="Page on: the entries after this message (4 hex digits; anything else is 400 INVALID_MESSAGE).",
 )
 
 
 class MessageListCreateView(APIView):
-    """Rate-limited as reads (GET) and the ``default`` family (POST), like every non-job endpoint."""
+    """Rate-limited as reads (GET) and the ``default`` family (POST), like every non-job endpoint. JSON bodies
+    only: a form would flatten ``metadata`` (an object) into strings."""
+
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="provenance_messages_list", responses=RegisteredMessagePage, parameters=[AFTER_PARAM],
@@ -85,6 +89,8 @@ def _settings_json(profile) -> dict:
 
 class ProvenanceSettingsView(APIView):
     """The tenant's Content Credentials settings (the declaration signed into each manifest, on/off)."""
+
+    parser_classes = [JSONParser]
 
     @extend_schema(responses=ProvenanceSettingsSerializer, summary="Your Content Credentials settings")
     def get(self, request: Request) -> Response:

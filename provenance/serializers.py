@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provenance.models import DIGITAL_SOURCE_TYPES
@@ -15,12 +16,28 @@ class RegisteredMessageOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+@extend_schema_field({
+    "type": "string", "pattern": "^([0-9A-Fa-f]{4}|auto)?$",
+    "description": "4 hex digits (anything else is 400 INVALID_MESSAGE); omit, empty or `auto`: the next free "
+    "message of your registry.",
+})
+class RegistryMessageField(serializers.CharField):
+    """Checked by ``provenance.services`` (400 ``INVALID_MESSAGE``), not here, so the error has its own code."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(required=False, allow_blank=True, **kwargs)
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\x00]*\\S[^\\x00]*$",
+                      "description": "What the message means, e.g. a campaign or voice."})
+class LabelField(serializers.CharField):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=200, **kwargs)
+
+
 class RegisteredMessageCreate(serializers.Serializer):
-    message = serializers.CharField(
-        required=False, allow_blank=True, max_length=16,
-        help_text="4 hex digits; omit (or `auto`) to get the next free message of your registry.",
-    )
-    label = serializers.CharField(max_length=200, help_text="What the message means, e.g. a campaign or voice.")
+    message = RegistryMessageField()
+    label = LabelField()
     metadata = serializers.DictField(
         required=False, default=dict, help_text="Free JSON object (at most 8 KB): end user, TTS voice, …"
     )

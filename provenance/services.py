@@ -37,13 +37,30 @@ def normalise_message(message: str) -> str:
 
 
 def _clean_label(label: str) -> str:
-    label = (label or "").strip()
+    label = _storable((label or "").strip())
     if not label or len(label) > MAX_LABEL_CHARS:
         raise ServiceError(
             "VALIDATION_ERROR", f"A label of 1 to {MAX_LABEL_CHARS} characters is required.",
             {"fields": {"label": ["required, at most 200 characters"]}},
         )
     return label
+
+
+def _storable(text: str) -> str:
+    """NUL characters and lone surrogates (valid in JSON strings, not in PostgreSQL text) become U+FFFD."""
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text.replace("\x00", "\ufffd")
+
+
+def _without_nul(value: Any) -> Any:
+    """Every string of ``value`` made storable (``_storable``): refusing valid JSON would surprise a client."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _clean_metadata(metadata: Any) -> dict[str, Any]:
@@ -53,7 +70,9 @@ def _clean_metadata(metadata: Any) -> dict[str, Any]:
         raise ServiceError(
             "VALIDATION_ERROR", "`metadata` must be a JSON object.", {"fields": {"metadata": ["not an object"]}}
         )
-    if len(json.dumps(metadata, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+    metadata = _without_nul(metadata)
+    encoded = json.dumps(metadata, separators=(",", ":"))
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
         raise ServiceError(
             "VALIDATION_ERROR", f"`metadata` is limited to {MAX_METADATA_BYTES} bytes of JSON.",
             {"fields": {"metadata": ["too large"]}},

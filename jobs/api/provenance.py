@@ -12,7 +12,7 @@ from django.conf import settings
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,7 +21,8 @@ from billing.ratelimit import standing_for_request
 from core.errors import ServiceError
 from jobs import attribution, services
 from jobs.api import waiting
-from jobs.api.views import WAIT_PARAM, parse_wait
+from jobs.api.schema import WAIT_PARAM
+from jobs.api.views import parse_wait
 from jobs.models import Job, JobKind
 
 
@@ -48,7 +49,7 @@ class VerifyResponse(serializers.Serializer):
 
 
 class VerifyView(waiting.WaitableView):
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]  # uploads are multipart only, as every upload endpoint
     rate_family = "watermark"  # the fallback is a watermark detection
 
     @extend_schema(
