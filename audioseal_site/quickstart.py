@@ -42,6 +42,22 @@ def _seed(var_dir: Path) -> dict[str, str]:
     return creds
 
 
+def _dev_signing_chain(settings) -> str:
+    """Generate the development C2PA chain under ``PROVENANCE_DIR`` when the settings point at it (the
+    defaults do), and say plainly what it is worth; a configured production chain is left alone."""
+    from media_ops.provenance import devchain
+
+    directory = Path(settings.PROVENANCE_DIR)
+    if Path(settings.PROVENANCE_SIGNING_CERT_CHAIN) != directory / devchain.CHAIN_FILE:
+        return f"configured ({settings.PROVENANCE_SIGNING_CERT_CHAIN})"
+    chain = devchain.ensure_dev_chain(directory)
+    made = "generated" if chain.created else "reused"
+    return (
+        f"development chain {made} under {directory} -- NOT TRUSTED: manifests verify as 'Trusted' only against "
+        f"its own CA ({chain.ca_path.name}); anyone else sees a valid signature from an unknown signer"
+    )
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "audioseal_site.settings")
     import django
@@ -52,6 +68,7 @@ def main() -> None:
 
     call_command("migrate", interactive=False, verbosity=0)
     creds = _seed(Path(settings.VAR_DIR))
+    signing = _dev_signing_chain(settings)
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     close_database_connections()  # the children have their own; this process holds none (and no pool thread)
@@ -66,6 +83,7 @@ AudioSeal Studio is starting.
   API key:    {creds['api_key']}
   Database:   {settings.DATABASES['default']['HOST'] or 'from DATABASE_URL'}   Redis: {settings.REDIS_URL}
   Models:     demo checkpoints (see README: what they can and cannot do)
+  C2PA:       {signing}
 
 Try:
   curl -H "Authorization: Bearer {creds['api_key']}" -F file=@media_ops/tests/fixtures/speech_16k_mono.wav \\

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "axes",  # sign-in lockout (audioseal_site/login_lockout.py)
     "accounts",
     "billing",
+    "provenance",  # message registry and Content Credentials settings (below jobs, beside billing)
     "jobs",
 ]
 
@@ -391,6 +392,32 @@ WATERMARK_SEARCH_SPEEDS = env.list("WATERMARK_SEARCH_SPEEDS", cast=float, defaul
 EMOTION_MODEL_DIR = env("EMOTION_MODEL_DIR", default=str(DEMO_MODELS_DIR / "emotion2vec_demo"))
 MODEL_DEVICE = env("MODEL_DEVICE", default="auto")  # auto = cuda when available, else cpu
 MODEL_THREADS = env.int("MODEL_THREADS", default=min(4, os.cpu_count() or 1))
+
+# --- Provenance: Content Credentials (C2PA) on watermarked outputs (media_ops.provenance, README) -----------
+# Every embed output of a signable format (WAV, FLAC, MP3, M4A) gets a signed manifest unless the tenant
+# switched manifests off or PROVENANCE_MANIFESTS is false. The signer is a certificate chain (PEM: the leaf
+# first, then intermediates) and either its private key (PEM file) or PROVENANCE_SIGNING_HOOK, the dotted
+# path of a callable(data: bytes) -> bytes that signs with a KMS/HSM (ES256: the raw 64-byte r||s). Defaults:
+# the development chain `make run` generates under var/provenance/ (trusted by nobody but this installation).
+PROVENANCE_DIR = Path(env("PROVENANCE_DIR", default=str(VAR_DIR / "provenance")))
+PROVENANCE_MANIFESTS = env.bool("PROVENANCE_MANIFESTS", default=True)
+PROVENANCE_SIGNING_CERT_CHAIN = env(
+    "PROVENANCE_SIGNING_CERT_CHAIN", default=str(PROVENANCE_DIR / "dev-signer-chain.pem")
+)
+PROVENANCE_SIGNING_KEY = env("PROVENANCE_SIGNING_KEY", default=str(PROVENANCE_DIR / "dev-signer-key.pem"))
+PROVENANCE_SIGNING_HOOK = env("PROVENANCE_SIGNING_HOOK", default="")
+PROVENANCE_SIGNING_ALG = env("PROVENANCE_SIGNING_ALG", default="es256")
+# The CA certificates (PEM bundle) whose signers /api/v1/provenance/verify reports as trusted.
+PROVENANCE_TRUST_ANCHORS = env("PROVENANCE_TRUST_ANCHORS", default=str(PROVENANCE_DIR / "dev-ca.pem"))
+# An RFC 3161 timestamp authority; none is reachable offline, so by default the manifest's time is the
+# signer's own claim (the result and the README say so).
+PROVENANCE_TSA_URL = env("PROVENANCE_TSA_URL", default="")
+# The soft-binding algorithm identifier written next to the watermark's message (C2PA keeps a list of
+# registered identifiers; this one is ours, reverse-domain, not on that list).
+PROVENANCE_SOFT_BINDING_ALG = env("PROVENANCE_SOFT_BINDING_ALG", default="com.audioseal-studio.audioseal.16bit.1")
+# When verify finds no manifest it detects the watermark (a watermark_detect job, billed as one) and holds
+# the answer up to this many seconds by default (`?wait=` overrides, up to MAX_WAIT_SECONDS).
+PROVENANCE_VERIFY_WAIT_SECONDS = env.float("PROVENANCE_VERIFY_WAIT_SECONDS", default=20.0)
 
 # --- Performance (issue 9; measurements in README "Benchmark") ---------------------------------------------
 # OpenMP threads that wait spin by default. A worker shares its cores with the web server and PostgreSQL, and

@@ -8,10 +8,20 @@ from audioseal_site import health, metrics, openapi  # noqa: F401 - openapi regi
 from billing import dashboard as billing_dashboard
 from billing import views as billing_views
 from jobs.dashboard import console as console_dashboard
+from jobs.dashboard import provenance as verify_dashboard
 from jobs.dashboard import views as jobs_dashboard
 from jobs.dashboard import webhooks as webhooks_dashboard
+from provenance import dashboard as provenance_dashboard
 
-api_v1 = ([path("", include("jobs.api.urls")), path("", include("billing.urls"))], "api")
+api_v1 = (
+    [
+        path("", include("jobs.api.urls")),
+        path("", include("billing.urls")),
+        path("", include("provenance.urls")),
+        path("", include("jobs.api.provenance")),
+    ],
+    "api",
+)
 # The customer dashboard: account, jobs, webhook settings and billing pages share one namespace, at the root.
 dashboard = (
     [
@@ -20,6 +30,8 @@ dashboard = (
         *webhooks_dashboard.urlpatterns,
         *billing_dashboard.urlpatterns,
         *console_dashboard.urlpatterns,
+        *provenance_dashboard.urlpatterns,
+        *verify_dashboard.urlpatterns,
     ],
     "dashboard",
 )

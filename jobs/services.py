@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -83,6 +83,10 @@ class Submission:
     callback_url: str = ""
     request_fingerprint: str = ""  # see jobs.idempotency: compared when the idempotency key is replayed
     standing: Standing | None = None  # billing's reading of the tenant, when the request already made it
+    # Called inside the creating transaction, before the row is inserted: it may complete ``job.params``
+    # (embed's ``message=auto`` takes the next free message of the tenant's registry here), and whatever it
+    # writes rolls back with the job when the submission fails.
+    prepare: Callable[[Job], None] | None = None
 
 
 def _upload_path(upload: UploadedFile) -> tuple[str, bool]:
@@ -201,6 +205,8 @@ def submit(sub: Submission) -> Job:
                 else:
                     extra[name] = {"file": saved, **infos[name]}
             job.extra_inputs = extra
+            if sub.prepare is not None:
+                sub.prepare(job)
             job.save(force_insert=True)
             billing_services.reserve(billable_job(job), standing)
             transaction.on_commit(lambda: _push_after_commit(job))

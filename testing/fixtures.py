@@ -125,3 +125,28 @@ def worker_process(redis_clean, _isolated_media, tmp_path):
                 proc.wait()
     for log in logs:
         log.close()
+
+
+# --- provenance (C2PA) --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _dev_chain_dir(tmp_path_factory) -> Path:
+    from media_ops.provenance import ensure_dev_chain
+
+    directory = tmp_path_factory.mktemp("c2pa-dev-chain")
+    ensure_dev_chain(directory)
+    return directory
+
+
+@pytest.fixture
+def dev_signing(settings, _dev_chain_dir):
+    """Sign embed outputs with a development chain (made once per session) and trust its CA in verify."""
+    from media_ops.provenance import devchain
+
+    settings.PROVENANCE_MANIFESTS = True
+    settings.PROVENANCE_SIGNING_CERT_CHAIN = str(_dev_chain_dir / devchain.CHAIN_FILE)
+    settings.PROVENANCE_SIGNING_KEY = str(_dev_chain_dir / devchain.KEY_FILE)
+    settings.PROVENANCE_SIGNING_HOOK = ""
+    settings.PROVENANCE_TRUST_ANCHORS = str(_dev_chain_dir / devchain.CA_FILE)
+    return _dev_chain_dir

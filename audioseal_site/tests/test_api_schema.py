@@ -224,9 +224,10 @@ def test_enforced_limits_and_headers_are_in_the_schema(client, settings):
         "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"
     }
     body = schema["components"]["schemas"]["WatermarkEmbedRequest"]["properties"]
-    # allow_blank: each field is its pattern or empty ("" = a random message, no callback)
+    # allow_blank: each field is its pattern or empty ("" = a random message, no callback); "auto": the
+    # registry's next free message (provenance)
     assert body["message"]["oneOf"] == [
-        {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"}, {"type": "string", "maxLength": 0}
+        {"type": "string", "pattern": "^([0-9A-Fa-f]{4}|auto)$"}, {"type": "string", "maxLength": 0}
     ]
     callback = body["callback_url"]["oneOf"][0]
     assert callback["format"] == "uri" and callback["maxLength"] == 2000 and callback["pattern"]

@@ -209,6 +209,20 @@ def test_the_studio_cli_processes_a_directory_against_the_quick_start(quickstart
     print(f"studio embed: {len(names)} files in {seconds:.1f} s against the quick start")
 
 
+def test_make_run_signs_outputs_with_a_development_chain_it_calls_untrusted(quickstart):
+    qs = quickstart
+    assert (qs.var_dir / "provenance" / "dev-ca.pem").exists()
+    assert "NOT TRUSTED" in qs.output()
+    body, content_type = multipart("file", "speech.wav", (FIXTURES / "speech_16k_mono.wav").read_bytes())
+    status, _, content = asyncio.run(http(qs.port, "POST", "/api/v1/watermark/embed?wait=30", qs.key, body,
+                                          {"Content-Type": content_type}))
+    job = json.loads(content)
+    while job["status"] in ("queued", "running"):
+        job = json.loads(qs.get(f"/api/v1/jobs/{job['id']}?wait=30")[2])
+    assert job["status"] == "succeeded", job
+    assert job["result"]["provenance"]["signed"] is True, job["result"]["provenance"]
+
+
 def test_ctrl_c_stops_everything(quickstart):
     qs = quickstart
     children = psutil.Process(qs.proc.pid).children()

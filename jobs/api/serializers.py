@@ -14,10 +14,11 @@ from rest_framework import serializers
 from jobs.api import results
 from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
 from media_ops.audio import OUTPUT_FORMATS
+from provenance import selectors as provenance_selectors
 
 # What the API accepts as a message: 4 hex digits in either case, or nothing (a random one is chosen; the
 # schema's second branch, from allow_blank, says so).
-REQUEST_MESSAGE_PATTERN = r"^[0-9A-Fa-f]{4}$"
+REQUEST_MESSAGE_PATTERN = r"^([0-9A-Fa-f]{4}|auto)$"
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 
 
@@ -36,8 +37,9 @@ class CallbackUrlField(serializers.CharField):
 
 @extend_schema_field({
     "type": "string", "pattern": REQUEST_MESSAGE_PATTERN,
-    "description": "16-bit message as 4 hex digits (e.g. 1A2B; anything else is 400 INVALID_MESSAGE). "
-    "Random when omitted or empty; returned in the result, upper case.",
+    "description": "16-bit message as 4 hex digits (e.g. 1A2B; anything else is 400 INVALID_MESSAGE), or "
+    "`auto`: the next free message of your registry, registered with `label` and `metadata`. Random (and "
+    "unregistered) when omitted or empty; returned in the result, upper case.",
 })
 class MessageField(serializers.CharField):
     """Checked by the view (400 ``INVALID_MESSAGE``), not here, so the error has its own code."""
@@ -56,6 +58,13 @@ class JobCreateRequest(serializers.Serializer):
 class WatermarkEmbedRequest(JobCreateRequest):
     file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
     message = MessageField()
+    label = serializers.CharField(
+        required=False, allow_blank=True, max_length=200,
+        help_text="Registers the message in your registry with this label (`auto` when no message is given).",
+    )
+    metadata = serializers.JSONField(
+        required=False, help_text="JSON object stored with the registry entry (voice, end user, campaign, …).",
+    )
     output_format = serializers.ChoiceField(
         choices=OUTPUT_FORMATS, required=False,
         help_text="Output container; default: the input's format (FLAC when it has no encoder).",
@@ -130,6 +139,13 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at", "input", "params", "result", "output_url", "error", "model", "callback_url",
         ]
         read_only_fields = fields
+
+    def to_representation(self, job: Job) -> dict:
+        data = super().to_representation(job)
+        if job.kind == JobKind.WATERMARK_DETECT and job.result:
+            # Each region's message with the caller's own registry entry (never another tenant's).
+            data["result"] = provenance_selectors.attribute_detection(job.tenant_id, job.result)
+        return data
 
     @extend_schema_field(results.InputFile)
     def get_input(self, job: Job) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,7 +26,7 @@ from billing.ratelimit import standing_for_request
 from core.asgi import FileResponse  # streamed chunk by chunk under ASGI too
 from core.errors import ServiceError
 from core.units import human_bytes
-from jobs import idempotency, services
+from jobs import attribution, idempotency, services
 from jobs.api import schema, serializers, waiting
 from jobs.kinds import spec
 from jobs.models import Job, JobKind, JobStatus
@@ -82,6 +83,10 @@ class JobCreateView(waiting.WaitableView):
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    def prepare_for(self, request: Request, data: dict[str, Any]) -> Callable[[Job], None] | None:
+        """A step to run inside the creating transaction (``Submission.prepare``); none by default."""
+        return None
+
     def _check_content_length(self, request: Request) -> None:
         """Refuse an obviously oversized upload before reading its body."""
         try:
@@ -130,6 +135,7 @@ class JobCreateView(waiting.WaitableView):
                     request_fingerprint=idempotency.request_fingerprint(self.kind, request) if key else "",
                     callback_url=(data.get("callback_url") or "").strip(),
                     standing=standing_for_request(request),  # read once per request (the throttle did)
+                    prepare=self.prepare_for(request, data),
                 )
             )
         except BaseException:
@@ -156,7 +162,9 @@ class WatermarkEmbedView(JobCreateView):
 
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         message = data.get("message") or ""
-        if message:
+        if attribution.allocates(data):
+            message = attribution.AUTO  # the registry's next free message replaces it inside the submission
+        elif message:
             try:
                 if message != message.strip():  # the schema's pattern: exactly 4 hex digits
                     raise ValueError("message must be exactly 4 hexadecimal digits (16 bits), e.g. 1A2B")
@@ -170,6 +178,9 @@ class WatermarkEmbedView(JobCreateView):
         if data.get("output_format"):
             params["output_format"] = data["output_format"]
         return params
+
+    def prepare_for(self, request: Request, data: dict[str, Any]) -> Callable[[Job], None] | None:
+        return attribution.registration_step(request.user, data)
 
     @schema.job_creation(
         JobKind.WATERMARK_EMBED, serializers.WatermarkEmbedRequest, "Embed a 16-bit watermark",

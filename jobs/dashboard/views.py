@@ -200,7 +200,7 @@ class JobDetailView(DashboardMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         job = get_object_or_404(Job, pk=self.kwargs["pk"], tenant=self.tenant)
         data = job_json(job, self.request)
-        result = job.result or {}
+        result = data.get("result") or {}  # as the API shows it: a detection's regions carry your registry entries
         context.update(
             job=job,
             job_data=data,

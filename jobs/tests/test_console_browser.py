@@ -117,7 +117,7 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
         reverse("dashboard:job-new") + "?kind=beatsync", reverse("dashboard:keys"),
         reverse("dashboard:key-revoke", args=[key.pk]), reverse("dashboard:webhooks"),
         reverse("dashboard:members"), reverse("dashboard:member-remove", args=[member_row.pk]),
-        reverse("dashboard:billing"),
+        reverse("dashboard:billing"), reverse("dashboard:provenance"), reverse("dashboard:provenance-verify"),
         reverse("dashboard:webhook-secret-rotate"), reverse("dashboard:webhook-deliveries"),
         reverse("dashboard:webhook-delivery", args=[delivery.pk]),
         reverse("dashboard:requests"), reverse("dashboard:requests") + "?status=errors",

@@ -31,6 +31,7 @@ from rq.timeouts import JobTimeoutException
 
 from jobs import services
 from jobs.worker import cache as result_cache
+from jobs.worker import provenance as job_provenance
 from jobs.worker.handlers import JobContext, Outcome
 from jobs.worker.workdirs import work_root
 from media_ops.errors import MediaError
@@ -131,6 +132,7 @@ def build_context(job: Job, pool: Any) -> JobContext:
         progress=progress_reporter(job),
     )
     ctx.batch_size_limit = job.batch_size_limit  # 1 after a CUDA OOM: batching code must honour it
+    ctx.provenance = job_provenance.for_job(job)  # what the embed handler signs its output with
     return ctx
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from media_ops import audio, beatsync, watermark
+from media_ops import audio, beatsync, provenance, watermark
 from media_ops.errors import MediaError
 
 
@@ -28,6 +28,7 @@ class JobContext:
     pool: Any
     progress: Callable[[int, str], None]
     extra_paths: dict[str, Path] = field(default_factory=dict)
+    provenance: Any = None  # jobs.worker.provenance.JobProvenance: how an embed output is signed (None: not)
 
 
 @dataclass
@@ -73,6 +74,7 @@ def _embed_outcome(ctx: JobContext, models: Any, samples: Any, rate: int, marked
     ctx.progress(80, "Encoding output")
     out_path = ctx.workdir / f"output{audio.FILE_EXTENSIONS[fmt]}"
     audio.encode(marked, rate, fmt, out_path, subtype=ctx.input.get("subtype"))
+    output_filename = _output_name(ctx, "-watermarked", audio.FILE_EXTENSIONS[fmt])
     return Outcome(
         result={
             "message": message,
@@ -84,13 +86,39 @@ def _embed_outcome(ctx: JobContext, models: Any, samples: Any, rate: int, marked
                 "channels": int(marked.shape[0]),
                 "duration_seconds": round(marked.shape[-1] / rate, 4),
             },
+            "provenance": _sign_output(ctx, models, fmt, out_path, output_filename),
         },
         model_name=models.generator_name,
         model_version=models.generator_version,
         output_path=out_path,
-        output_filename=_output_name(ctx, "-watermarked", audio.FILE_EXTENSIONS[fmt]),
+        output_filename=output_filename,
         output_content_type=audio.CONTENT_TYPES[fmt],
     )
+
+
+def _sign_output(ctx: JobContext, models: Any, fmt: str, out_path: Path, title: str) -> dict[str, Any]:
+    """Embed the C2PA manifest (after encoding: the hard binding covers the final bytes) or say why not."""
+    job_provenance = ctx.provenance
+    if job_provenance is None or job_provenance.config is None:
+        reason = job_provenance.disabled_reason if job_provenance else "Content Credentials are not configured."
+        return {"signed": False, "reason": reason}
+    ctx.progress(90, "Signing Content Credentials")
+    request = provenance.SignRequest(
+        output_path=out_path,
+        output_format=fmt,
+        input_path=ctx.input_path,
+        input_format=ctx.input.get("format", "bin"),
+        title=title,
+        binding=provenance.WatermarkBinding(
+            engine="AudioSeal",
+            model_name=models.generator_name,
+            model_version=models.generator_version,
+            message=ctx.params["message"],
+            algorithm=job_provenance.soft_binding_alg,
+        ),
+        declaration=job_provenance.declaration,
+    )
+    return provenance.sign_output(request, job_provenance.config)
 
 
 def detection_search() -> Any:
