@@ -316,6 +316,20 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
 WEBHOOK_RETRY_WINDOW_SECONDS = env.int("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600)
+# Input by URL (`file_url`, jobs/remote.py): https only; fetched during the request under these limits (the
+# body is also capped at the plan's per-file limit while it streams). FILE_URL_ALLOWED_HOSTS exempts hosts
+# from the private-address refusal (tests and internal sources only); FILE_URL_CA_BUNDLE adds a CA file to
+# trust (the tests' self-signed server).
+FILE_URL_CONNECT_TIMEOUT_SECONDS = env.float("FILE_URL_CONNECT_TIMEOUT_SECONDS", default=5.0)
+FILE_URL_READ_TIMEOUT_SECONDS = env.float("FILE_URL_READ_TIMEOUT_SECONDS", default=10.0)
+FILE_URL_TOTAL_TIMEOUT_SECONDS = env.float("FILE_URL_TOTAL_TIMEOUT_SECONDS", default=30.0)
+FILE_URL_MAX_REDIRECTS = env.int("FILE_URL_MAX_REDIRECTS", default=3)
+FILE_URL_ALLOWED_HOSTS = env.list("FILE_URL_ALLOWED_HOSTS", default=[])
+FILE_URL_CA_BUNDLE = env("FILE_URL_CA_BUNDLE", default="")
+# Batches (POST /api/v1/batches): most items in one request; each item is a job with its own reservation.
+BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=50)
+# Presigned direct uploads to S3 (POST /api/v1/uploads): how long the PUT URL (and the unused upload) lives.
+DIRECT_UPLOAD_EXPIRY_SECONDS = env.int("DIRECT_UPLOAD_EXPIRY_SECONDS", default=3600)
 # Absolute base of links sent outside a request (webhook payloads).
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # TEST ONLY: every job sleeps this many seconds before its handler (one uninterrupted call, like a long model

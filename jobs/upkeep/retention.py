@@ -10,6 +10,8 @@
   removes them when the job ends; a worker killed mid-job leaves them behind. At worker start and
   periodically, directories whose job is not running on a live worker are removed.
 * ``clean_stale_uploads``: Django's temporary upload files left by a web process that crashed mid-request.
+* Presigned direct uploads never used for a job are deleted (object and row) once their URL expired
+  (``jobs.direct_uploads.clean_expired``, from ``periodic``).
 * ``periodic``: retention as a ``PERIODIC_TASKS`` entry (``manage.py run_scheduler`` enqueues it every
   ``RETENTION_INTERVAL_SECONDS`` on the maintenance queue); ``clean_host_temp``: every worker's maintenance
   loop (RQ's, every ``maintenance_interval``) cleans its own host's temporary files.
@@ -28,6 +30,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from billing import selectors as billing_selectors
+from jobs import direct_uploads
 from jobs.models import FINAL_STATUSES, Job
 
 logger = logging.getLogger(__name__)
@@ -113,4 +116,6 @@ def periodic() -> dict[str, int]:
     Safe if two run at once: each job is marked with a conditional UPDATE and deleting a file twice is a no-op.
     """
     report = expire_files()
-    return {"jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors)}
+    uploads = direct_uploads.clean_expired()
+    return {"jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors),
+            "uploads_expired": uploads}

@@ -21,7 +21,7 @@ from redis import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
-from jobs.models import Job, WebhookDelivery
+from jobs.models import Batch, Job, WebhookDelivery
 from jobs.queues import get_queue
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,36 @@ def on_job_final(job: Job) -> WebhookDelivery | None:
     body = json.dumps(payload_for(job), separators=(",", ":"), sort_keys=True)
     delivery = WebhookDelivery.objects.create(
         tenant_id=job.tenant_id, job=job, event=f"job.{job.status}", url=url, body=body,
+        next_attempt_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: dispatch(delivery))
+    return delivery
+
+
+def batch_payload_for(batch: Batch) -> dict[str, Any]:
+    """The ``batch.completed`` body: the batch, its item counts by final status, where to read it."""
+    from django.db.models import Count
+
+    counts = {row["status"]: row["n"] for row in batch.jobs.order_by().values("status").annotate(n=Count("id"))}
+    return {
+        "id": str(batch.id),
+        "object": "batch",
+        "kind": batch.kind,
+        "status": "completed",
+        "counts": {"items": batch.item_count, "refused": len(batch.refused or []), **counts},
+        "result_url": settings.PUBLIC_BASE_URL + reverse("api:batch-detail", kwargs={"pk": batch.pk}),
+    }
+
+
+def on_batch_completed(batch: Batch) -> WebhookDelivery | None:
+    """Record the batch's one ``batch.completed`` event (its callback URL, else the tenant's). Runs inside the
+    transaction of the item that completed it (``jobs.services``), which is exactly one."""
+    url = batch.callback_url or batch.tenant.webhook_url
+    if not url:
+        return None
+    body = json.dumps(batch_payload_for(batch), separators=(",", ":"), sort_keys=True)
+    delivery = WebhookDelivery.objects.create(
+        tenant_id=batch.tenant_id, batch=batch, event="batch.completed", url=url, body=body,
         next_attempt_at=timezone.now(),
     )
     transaction.on_commit(lambda: dispatch(delivery))
