@@ -143,8 +143,10 @@ def _prepare(req: BatchRequest, item: BatchItem, standing: Standing) -> _Prepare
     )
     try:
         infos = services.validate_submission(sub)
-    except BaseException:
+    except BaseException as exc:
         source.close()
+        if isinstance(exc, ServiceError):
+            raise source.relabel(exc)
         raise
     return _Prepared(item=item, submission=sub, infos=infos, close=source.close)
 

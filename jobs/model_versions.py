@@ -17,6 +17,7 @@ submission and run).
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,16 @@ def _watermark(source: str) -> ModelRef:
 
 @functools.lru_cache(maxsize=4)
 def _emotion(model_dir: str) -> ModelRef:
+    # The definition of ``media_ops.emotion.loading.model_version`` (sha256[:12] of the weights), computed
+    # here because importing media_ops.emotion pulls in torch and FunASR, which the web process never loads.
     path = Path(model_dir)
-    if (path / "model.pt").is_file():
-        from media_ops.emotion.loading import model_version
-
-        return ModelRef(path.name, model_version(path / "model.pt"))
+    weights = path / "model.pt"
+    if weights.is_file():
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return ModelRef(path.name, digest.hexdigest()[:12])
     return ModelRef(model_dir, model_dir)  # a hub name: its version is its name, as the loader records
 
 

@@ -27,6 +27,17 @@ class Source:
     stored_name: str = ""
     direct_upload_id: Any = None
 
+    @property
+    def field(self) -> str:
+        """The request field the input came from (errors name it)."""
+        return {"upload": "file", "url": "file_url", "direct": "upload_id"}[self.origin]
+
+    def relabel(self, error: ServiceError) -> ServiceError:
+        """An error about the probed file names the field the client used (``file_url``, not ``file``)."""
+        if error.details.get("field") == "file":
+            error.details["field"] = self.field
+        return error
+
     def close(self) -> None:
         """Remove the temporary copy of a fetched or direct upload (a request's own upload is Django's)."""
         if self.origin != "upload":

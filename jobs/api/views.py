@@ -158,9 +158,11 @@ class JobCreateView(waiting.WaitableView):
                     **extra,
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             if slot is not None:
                 slot.release()
+            if source is not None and isinstance(exc, ServiceError):
+                raise source.relabel(exc)
             raise
         finally:
             if source is not None:
