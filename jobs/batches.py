@@ -146,7 +146,7 @@ def _prepare(req: BatchRequest, item: BatchItem, standing: Standing) -> _Prepare
     except BaseException as exc:
         source.close()
         if isinstance(exc, ServiceError):
-            raise source.relabel(exc)
+            source.relabel(exc)
         raise
     return _Prepared(item=item, submission=sub, infos=infos, close=source.close)
 

@@ -162,7 +162,7 @@ class JobCreateView(waiting.WaitableView):
             if slot is not None:
                 slot.release()
             if source is not None and isinstance(exc, ServiceError):
-                raise source.relabel(exc)
+                source.relabel(exc)
             raise
         finally:
             if source is not None:
