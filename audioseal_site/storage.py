@@ -67,15 +67,12 @@ class PrivateS3Storage(S3Storage):
             )
         return self._public_client
 
-    def presigned_put_url(self, name: str, *, expire: int, content_length: int | None = None) -> str:
-        """A presigned PUT URL for a client's direct upload (``jobs.direct_uploads``); with
-        ``content_length`` the signature covers it, so S3 refuses a body of another size."""
+    def presigned_put_url(self, name: str, *, expire: int) -> str:
+        """A presigned PUT URL for a client's direct upload (``jobs.direct_uploads``). S3 does not bound the
+        size of a presigned PUT; the server checks the stored object's size before using it."""
         key = self._normalize_name(clean_name(name))
-        params: dict[str, Any] = {"Bucket": self.bucket_name, "Key": key}
-        if content_length is not None:
-            params["ContentLength"] = int(content_length)
         return self._signing_client().generate_presigned_url(
-            "put_object", Params=params, ExpiresIn=int(expire), HttpMethod="PUT"
+            "put_object", Params={"Bucket": self.bucket_name, "Key": key}, ExpiresIn=int(expire), HttpMethod="PUT"
         )
 
     def url(self, name: str, parameters: dict[str, Any] | None = None, expire: int | None = None,

@@ -1,9 +1,10 @@
 """Presigned direct uploads: a client PUTs a large file straight to S3, then creates a job from it.
 
 ``POST /api/v1/uploads`` → ``create``: a ``DirectUpload`` row and a presigned PUT URL for the object
-``uploads/<tenant>/<upload id>/<filename>`` (valid ``DIRECT_UPLOAD_EXPIRY_SECONDS``; with a declared
-``size_bytes`` the signature covers ``Content-Length``, so S3 refuses another size). The client PUTs the bytes;
-the web process never sees them. Job creation with ``upload_id`` → ``prepare``: the upload must be the
+``uploads/<tenant>/<upload id>/<filename>`` (valid ``DIRECT_UPLOAD_EXPIRY_SECONDS``; a declared
+``size_bytes`` over the plan's limit is refused at once). The client PUTs the bytes; the web process never
+sees them. A presigned PUT cannot bound the size, so the stored size is what counts, checked at use.
+Job creation with ``upload_id`` → ``prepare``: the upload must be the
 tenant's, unused and unexpired, and its object present and within the plan's file limit (a HEAD, before any
 download); it is then downloaded to a temporary file and probed like any upload. A refused one (too large,
 not audio) is deleted, object and row; a valid one becomes the job's input where it lies (no copy) and is
@@ -75,10 +76,9 @@ def create(
         storage_name=f"uploads/{tenant.pk}/{upload_id}/{safe}",
         expires_at=timezone.now() + timedelta(seconds=expiry),
     )
-    url = default_storage.presigned_put_url(upload.storage_name, expire=expiry, content_length=size_bytes)
+    url = default_storage.presigned_put_url(upload.storage_name, expire=expiry)
     upload.save(force_insert=True)
-    headers = {"Content-Length": str(size_bytes)} if size_bytes is not None else {}
-    return PresignedUpload(upload=upload, url=url, method="PUT", headers=headers)
+    return PresignedUpload(upload=upload, url=url, method="PUT", headers={})
 
 
 def _error(code: str, message: str, upload_id: Any) -> ServiceError:

@@ -245,8 +245,8 @@ class UploadCreateRequest(serializers.Serializer):
                                      help_text="The file's name (kept as the job's input filename).")
     size_bytes = serializers.IntegerField(
         required=False, min_value=1,
-        help_text="The exact size you will PUT; signed into the URL so S3 refuses another size. Checked against "
-        "the plan's file limit now.",
+        help_text="The size you will PUT, checked against the plan's file limit now (the stored size is checked "
+        "again when a job uses the upload).",
     )
 
 
