@@ -302,3 +302,55 @@ def test_api_docs_and_admin_pages_work_under_the_csp(open_page, fast_passwords):
     response = page.goto(f"/{django_settings.ADMIN_URL}django-rq/queues/0/")
     assert response.status == 200 and "'unsafe-inline'" in response.headers["content-security-policy"]
     assert not page.js_errors, page.js_errors
+
+
+# A drop of several files, as the browser delivers it: a DataTransfer holding File objects, dispatched on the
+# drop zone (the page's own drop handler moves them into the input).
+DROP_FILES = """([names, payloads]) => {
+  const transfer = new DataTransfer();
+  names.forEach((name, i) => {
+    const bytes = Uint8Array.from(atob(payloads[i]), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], name, { type: "audio/wav" }));
+  });
+  return transfer;
+}"""
+
+
+def drop_files(page, zone_selector: str, files: dict[str, bytes]) -> None:
+    import base64
+
+    transfer = page.evaluate_handle(DROP_FILES, [list(files), [base64.b64encode(b).decode() for b in files.values()]])
+    page.dispatch_event(zone_selector, "drop", {"dataTransfer": transfer})
+
+
+@pytest.mark.parametrize("viewport", [(1360, 900), (390, 844)], ids=["desktop", "phone"])
+def test_multi_file_drop_runs_a_batch_with_live_counts(open_page, worker_process, fast_passwords, viewport):
+    """Drop three files (one of them not audio) on the New job page → one batch → its page lists the items
+    and follows the counts live until every accepted item is final; the bad file is refused on its own."""
+    from testing.uploads import tone_wav_bytes
+
+    worker_process("watermark")
+    owner = services.get_or_create_user("bea@example.com", email="bea@example.com", password=PASSWORD)
+    services.create_tenant("Batch Audio", owner=owner)
+    page = open_page(*viewport)
+    log_in(page, "bea@example.com")
+
+    page.goto("/jobs/new/?kind=watermark_detect")
+    drop_files(page, "label[for=watermark_detect-file]", {
+        "first.wav": tone_wav_bytes(0.6), "second.wav": tone_wav_bytes(0.8), "notes.wav": b"not audio at all\n" * 64,
+    })
+    assert "3 files" in page.inner_text("label[for=watermark_detect-file] [data-chosen]")
+    page.click("[data-submit]")
+    page.wait_for_url("**/jobs/batches/*-*-*-*-*/")
+    page.evaluate("window.__sameDocument = true")
+    assert page.locator("tr[data-job-id]").count() == 2
+    assert "INVALID_FORMAT" in page.inner_text("tr[data-refused-item]")
+    poll(page, "document.querySelector('[data-batch-live]').dataset.status === 'completed'", JOB_TIMEOUT_MS)
+    assert page.inner_text("[data-batch-count=succeeded]") == "2"
+    assert page.inner_text("[data-batch-count=refused]") == "1"
+    assert page.inner_text("[data-batch-status]") == "Completed"
+    assert page.evaluate("window.__sameDocument === true"), "the batch page reloaded"
+    poll(page, "[...document.querySelectorAll('tr[data-job-id]')].every((r) => r.dataset.status === 'succeeded')")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "horizontal scroll"
+    shot(page, f"batch-completed-{viewport[0]}")
+    assert not page.js_errors, page.js_errors
