@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 
 from core.errors import ServiceError
 from jobs import services
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus, WebhookDelivery
+from jobs.models import ACTIVE_STATUSES, Batch, DirectUpload, Job, JobStatus, WebhookDelivery
 
 INPUT_FIELDS = ["input_file", "input", "extra_inputs", "audio_seconds"]
 RESULT_FIELDS = ["result", "error_code", "error_message", "model_name", "model_version", "output_file",
@@ -197,10 +197,42 @@ def _seconds(delta) -> str:
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     """Customer webhook deliveries (jobs.webhooks.delivery): read-only, with each attempt's outcome in attempt_log."""
 
-    list_display = ["id", "tenant", "job", "event", "status", "attempts", "last_status_code", "created_at"]
+    list_display = ["id", "tenant", "job", "batch", "event", "status", "attempts", "last_status_code", "created_at"]
     list_filter = ["status", "event", "created_at"]
     search_fields = ["id", "job__id", "url", "tenant__name"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Batches (jobs.batches): read-only; their item jobs are in the jobs list (filter by batch)."""
+
+    list_display = ["id", "tenant", "kind", "item_count", "open_items", "created_at", "completed_at"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["id", "tenant__name"]
+    readonly_fields = [f.name for f in Batch._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DirectUpload)
+class DirectUploadAdmin(admin.ModelAdmin):
+    """Presigned direct uploads (jobs.direct_uploads): read-only; unused ones are removed by retention."""
+
+    list_display = ["id", "tenant", "filename", "created_at", "expires_at", "consumed_at", "job"]
+    list_filter = ["created_at"]
+    search_fields = ["id", "tenant__name", "filename"]
+    readonly_fields = [f.name for f in DirectUpload._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False
