@@ -354,3 +354,38 @@ def test_multi_file_drop_runs_a_batch_with_live_counts(open_page, worker_process
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "horizontal scroll"
     shot(page, f"batch-completed-{viewport[0]}")
     assert not page.js_errors, page.js_errors
+
+
+def test_a_job_from_a_url_and_bad_urls_in_the_page(open_page, worker_process, https_files, fast_passwords,
+                                                   _isolated_media):
+    """The New job page's URL field: a private address and a 404 are refused next to the field with the API's
+    code and store nothing; a public https URL becomes a job that runs."""
+    from billing.models import Reservation
+    from jobs.models import Job
+    from testing.https_files import Route
+    from testing.uploads import stored_files
+
+    worker_process("watermark")
+    https_files.routes["/take.wav"] = Route(body=(FIXTURES / "speech_16k_mono.wav").read_bytes())
+    owner = services.get_or_create_user("uri@example.com", email="uri@example.com", password=PASSWORD)
+    services.create_tenant("Link Audio", owner=owner)
+    page = open_page(390, 844)  # the phone layout: the field must work there too
+    log_in(page, "uri@example.com")
+    page.goto("/jobs/new/?kind=watermark_detect")
+    error = "#watermark_detect-file_url-error"
+    for url, code in [(f"https://127.0.0.1:{https_files.port}/take.wav", "URL_NOT_ALLOWED"),
+                      ("https://10.0.0.1/take.wav", "URL_NOT_ALLOWED"),
+                      (https_files.url("/missing.wav"), "URL_FETCH_FAILED")]:
+        page.fill("#watermark_detect-file_url", url)
+        page.click("[data-submit]")
+        poll(page, f"document.querySelector('{error}').dataset.code === '{code}'")
+        assert page.inner_text(error)
+    assert Job.objects.count() == 0 and stored_files(_isolated_media) == [] and Reservation.objects.count() == 0
+    shot(page, "new-job-url-refused-phone")
+
+    page.fill("#watermark_detect-file_url", https_files.url("/take.wav"))
+    page.click("[data-submit]")
+    page.wait_for_url("**/jobs/*-*-*-*-*/")
+    assert wait_for_final(page) == "succeeded"
+    assert Job.objects.get().input["filename"] == "take.wav"
+    assert not page.js_errors, page.js_errors

@@ -37,6 +37,7 @@ def test_new_job_page_accepts_several_files_for_single_input_kinds(people):
     beatsync_input = re.search(r'<input type="file" id="beatsync-video"[^>]*>', page, re.S)[0]
     assert "multiple" not in beatsync_input  # two inputs per job: not batchable
     assert '"batchEndpoint": "/api/v1/batches"' in page
+    assert 'id="watermark_embed-file_url"' in page and 'id="beatsync-file_url"' not in page  # input by URL
 
 
 def test_a_session_batch_with_a_bad_file_and_its_page(people, _isolated_media):

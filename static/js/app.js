@@ -462,6 +462,20 @@
       const data = new FormData();
       let firstBad = null;
       const fileInputs = panel.querySelectorAll('input[type="file"]');
+      const urlInput = panel.querySelector("[data-file-url]");
+      showUrlError(urlInput, null);
+      if (urlInput && urlInput.value.trim() !== "") {
+        // Input by URL: the server fetches it (https only, checked there); no file may be chosen as well.
+        const url = urlInput.value.trim();
+        const error = fileInputs[0].files.length ? { code: "VALIDATION_ERROR", message: "Choose a file or give a URL, not both." }
+          : (!/^https:\/\//i.test(url) ? { code: "URL_NOT_ALLOWED", message: "`file_url` must be an https:// URL." } : null);
+        if (error) { showUrlError(urlInput, error); urlInput.focus(); return; }
+        showFileError(fileInputs[0], null);
+        data.append("file_url", url);
+        appendOptions(panel, data);
+        upload(config.kinds[currentKind()].endpoint, data, (body) => config.jobUrl.replace(ZERO_ID, body.id), "Job created — opening it…");
+        return;
+      }
       // Several files on a single-input kind: one batch (POST /api/v1/batches), each file an item.
       const batch = fileInputs.length === 1 && fileInputs[0].files.length > 1;
       fileInputs.forEach((input) => {
@@ -472,10 +486,7 @@
       });
       if (message && panel.contains(message) && !checkMessage() && !firstBad) firstBad = { input: message };
       if (firstBad) { firstBad.input.focus(); return; }
-      panel.querySelectorAll("select, input[type=text], input[type=checkbox]").forEach((input) => {
-        if (input.type === "checkbox") data.append(input.name, input.checked ? "true" : "false");
-        else if (input.value.trim() !== "") data.append(input.name, input.value.trim());
-      });
+      appendOptions(panel, data);
       if (batch) {
         data.append("kind", currentKind());
         upload(config.batchEndpoint, data, (body) => config.batchUrl.replace(ZERO_ID, body.id), "Batch created — opening it…");
@@ -483,6 +494,21 @@
         upload(config.kinds[currentKind()].endpoint, data, (body) => config.jobUrl.replace(ZERO_ID, body.id), "Job created — opening it…");
       }
     });
+
+    function appendOptions(panel, data) {
+      panel.querySelectorAll("select, input[type=text], input[type=checkbox]").forEach((input) => {
+        if (input.type === "checkbox") data.append(input.name, input.checked ? "true" : "false");
+        else if (input.value.trim() !== "") data.append(input.name, input.value.trim());
+      });
+    }
+
+    function showUrlError(input, error) {
+      if (!input) return;
+      const slot = input.parentElement.querySelector("[data-url-error]");
+      slot.textContent = error ? error.message : "";
+      if (error) slot.dataset.code = error.code; else delete slot.dataset.code;
+      input.setAttribute("aria-invalid", error ? "true" : "false");
+    }
 
     function upload(endpoint, data, pageFor, doneLabel) {
       const xhr = new XMLHttpRequest();
@@ -513,6 +539,7 @@
         const error = errorOf({ body, status: xhr.status });
         showError(error);
         const field = error.details && error.details.field;
+        if (field === "file_url") { showUrlError(currentPanel().querySelector("[data-file-url]"), error); return; }
         const input = field && currentPanel().querySelector('input[data-file-field="' + field + '"]');
         if (input) showFileError(input, error);
       });
