@@ -68,7 +68,8 @@ def test_a_batch_with_a_bad_item_creates_jobs_for_the_good_ones(api_client, tena
     deliveries = list(WebhookDelivery.objects.all())
     assert [d.event for d in deliveries] == ["batch.completed"]
     payload = json.loads(deliveries[0].body)
-    assert payload["id"] == body["id"] and payload["counts"]["succeeded"] == 3 and payload["counts"]["refused"] == 2
+    assert payload["type"] == "batch.completed" and payload["id"] == body["id"]
+    assert payload["counts"]["succeeded"] == 3 and payload["counts"]["refused"] == 2
     assert deliveries[0].batch_id is not None and deliveries[0].job_id is None
 
 

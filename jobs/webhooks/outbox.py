@@ -60,6 +60,8 @@ def batch_payload_for(batch: Batch) -> dict[str, Any]:
 
     counts = {row["status"]: row["n"] for row in batch.jobs.order_by().values("status").annotate(n=Count("id"))}
     return {
+        "type": "batch.completed",
+        "timestamp": timezone.now().isoformat(),
         "id": str(batch.id),
         "object": "batch",
         "kind": batch.kind,
