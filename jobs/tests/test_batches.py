@@ -164,8 +164,9 @@ def test_cancel_ends_the_batch_with_one_event(api_client, tenant):
 
 @pytest.mark.parametrize("round_", range(4))
 def test_batch_completed_is_written_exactly_once_when_items_finish_at_once(api_client, tenant, round_):
-    """Items finished by concurrent workers (threads with their own connections, released together): the
-    conditional count-down lets exactly one of them complete the batch and write its event."""
+    """Items finished by concurrent workers through the real state machine (threads with their own
+    connections, released together): exactly one completes the batch and writes its event. (Here billing's
+    period lock also orders the final transitions; the next test takes it away.)"""
     tenant.webhook_url = "https://hooks.example.com/batches"
     tenant.save()
     billing_services.change_subscription(tenant, overrides={"max_concurrent_jobs": 20})
@@ -201,3 +202,40 @@ def test_batch_completed_is_written_exactly_once_when_items_finish_at_once(api_c
     assert WebhookDelivery.objects.filter(batch=batch, event="batch.completed").count() == 1
     assert WebhookDelivery.objects.filter(job__batch=batch).count() == 0
     assert Job.objects.filter(batch=batch, status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED]).count() == 6
+
+
+def test_the_count_down_alone_completes_once_under_overlapping_transactions(api_client, tenant):
+    """The batch's own condition, without billing's period lock (which already serializes one tenant's final
+    transitions): six transactions each end an item, all still open when they count it down, then commit. A
+    check that read "no item active" would see the others' uncommitted items as active and never complete
+    the batch; the conditional count-down completes it exactly once."""
+    tenant.webhook_url = "https://hooks.example.com/batches"
+    tenant.save()
+    billing_services.change_subscription(tenant, overrides={"max_concurrent_jobs": 20})
+    batch_id = post_batch(api_client, [wav(f"{i}.wav") for i in range(6)], kind="watermark_detect").json()["id"]
+    job_ids = list(Job.objects.filter(batch_id=batch_id).values_list("pk", flat=True))
+    barrier = threading.Barrier(len(job_ids))
+    errors: list[BaseException] = []
+
+    def end_item(job_id) -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Job.objects.filter(pk=job_id).update(status=JobStatus.SUCCEEDED)
+                barrier.wait(10)  # every item's status is written, none committed
+                services._close_batch_item(Job.objects.get(pk=job_id))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=end_item, args=(pk,)) for pk in job_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    batch = Batch.objects.get(pk=batch_id)
+    assert batch.open_items == 0 and batch.completed_at is not None
+    assert WebhookDelivery.objects.filter(batch=batch, event="batch.completed").count() == 1
