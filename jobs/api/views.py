@@ -68,7 +68,8 @@ def serialize_for(request: Request):
 
 
 class JobCreateView(waiting.WaitableView):
-    """Base for endpoints that create a job from uploaded files."""
+    """Base for endpoints that create a job: from uploaded files, or (single-input kinds) from exactly one of
+    `file`, `file_url` (fetched now, jobs.remote) or `upload_id` (a presigned direct upload)."""
 
     parser_classes = [MultiPartParser, FormParser]
     kind: str = ""
