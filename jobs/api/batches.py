@@ -22,9 +22,8 @@ from accounts.scoping import tenant_for_request
 from billing.ratelimit import standing_for_request
 from core.errors import ServiceError
 from jobs import batch_selectors, batches, idempotency, model_versions
-from jobs.api import serializers
+from jobs.api import schema, serializers
 from jobs.api.views import (
-    IDEMPOTENCY_PARAM,
     EmotionAnalyzeView,
     JobCreateView,
     JobCursorPagination,
@@ -35,9 +34,9 @@ from jobs.models import JobKind
 
 # Per batchable kind: the single-job view whose option rules it shares, and the serializer of those options.
 KIND_OPTIONS: dict[str, tuple[type[JobCreateView], type[drf_serializers.Serializer]]] = {
-    JobKind.WATERMARK_EMBED: (WatermarkEmbedView, serializers.WatermarkEmbedParams),
-    JobKind.WATERMARK_DETECT: (WatermarkDetectView, serializers.NoParams),
-    JobKind.EMOTION: (EmotionAnalyzeView, serializers.EmotionParams),
+    JobKind.WATERMARK_EMBED: (WatermarkEmbedView, serializers.WatermarkEmbedOptions),
+    JobKind.WATERMARK_DETECT: (WatermarkDetectView, serializers.WatermarkDetectOptions),
+    JobKind.EMOTION: (EmotionAnalyzeView, serializers.EmotionOptions),
 }
 SHARED_OPTION_NAMES = ("message", "output_format", "granularity", "extract_embedding")
 
@@ -87,11 +86,7 @@ class BatchCreateView(APIView):
                 {"size_bytes": length, "limit_bytes": limit},
             )
 
-    @extend_schema(
-        request={"multipart/form-data": serializers.BatchCreateRequest},
-        responses={202: serializers.BatchSerializer}, parameters=[IDEMPOTENCY_PARAM],
-        summary="Submit many inputs as one batch (one job per item)",
-    )
+    @schema.batch_creation()
     def post(self, request: Request) -> Response:
         self._check_content_length(request)
         key = idempotency.key_from_request(request)
@@ -161,7 +156,14 @@ class BatchCollectionView(BatchCreateView, generics.ListAPIView):
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "with_items": False}
 
-    @extend_schema(summary="List batches, newest first (counts only; read one batch for its items)")
+    @extend_schema(
+        operation_id="list_batches",
+        responses={200: serializers.BatchSerializer(many=True),
+                   **schema.errors(_400="VALIDATION_ERROR, INVALID_CURSOR")},
+        summary="List batches, newest first (counts only; read one batch for its items)",
+        description="The tenant's batches, newest first, a page at a time: pass `next_cursor` back as `cursor` "
+        "for the next page. `items` is empty here; read one batch for them.",
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -169,7 +171,10 @@ class BatchCollectionView(BatchCreateView, generics.ListAPIView):
 class BatchDetailView(APIView):
     rate_family = "read"
 
-    @extend_schema(responses=serializers.BatchSerializer, summary="Read a batch: counts by status and its items")
+    @extend_schema(
+        operation_id="read_batch", responses={200: serializers.BatchSerializer, **schema.errors(404)},
+        summary="Read a batch: counts by status and its items",
+    )
     def get(self, request: Request, pk) -> Response:
         batch = generics.get_object_or_404(batch_selectors.batches_for(tenant_for_request(request)), pk=pk)
         return Response(serializers.BatchSerializer(batch, context={"request": request}).data)
@@ -178,8 +183,10 @@ class BatchDetailView(APIView):
 class BatchCancelView(APIView):
     rate_family = "read"
 
-    @extend_schema(request=None, responses=serializers.BatchSerializer,
-                   summary="Cancel a batch's queued and running items")
+    @extend_schema(
+        request=None, operation_id="cancel_batch", responses={200: serializers.BatchSerializer, **schema.errors(404)},
+        summary="Cancel a batch's queued and running items (final items stay as they are)",
+    )
     def post(self, request: Request, pk) -> Response:
         batch = generics.get_object_or_404(batch_selectors.batches_for(tenant_for_request(request)), pk=pk)
         batches.cancel(batch)

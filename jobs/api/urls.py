@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.api import batches, uploads, views
+from jobs.api import batches, uploads, views, webhooks
 
 urlpatterns = [
     path("watermark/embed", views.WatermarkEmbedView.as_view(), name="watermark-embed"),
@@ -17,4 +17,13 @@ urlpatterns = [
     path("batches/<uuid:pk>", batches.BatchDetailView.as_view(), name="batch-detail"),
     path("batches/<uuid:pk>/cancel", batches.BatchCancelView.as_view(), name="batch-cancel"),
     path("uploads", uploads.UploadCreateView.as_view(), name="upload-create"),
+    path("webhooks/endpoint", webhooks.WebhookEndpointView.as_view(), name="webhook-endpoint"),
+    path("webhooks/endpoint/rotate-secret", webhooks.WebhookSecretRotateView.as_view(), name="webhook-rotate"),
+    path("webhooks/endpoint/test", webhooks.WebhookTestEventView.as_view(), name="webhook-test"),
+    path("webhooks/deliveries", webhooks.WebhookDeliveryListView.as_view(), name="webhook-delivery-list"),
+    path("webhooks/deliveries/<uuid:pk>", webhooks.WebhookDeliveryDetailView.as_view(), name="webhook-delivery"),
+    path(
+        "webhooks/deliveries/<uuid:pk>/resend", webhooks.WebhookDeliveryResendView.as_view(),
+        name="webhook-delivery-resend",
+    ),
 ]

@@ -288,9 +288,11 @@ def test_client_side_messages_match_the_api(people, settings):
     body = client.post(reverse("api:watermark-detect"), {"file": upload("speech_16k_mono.wav")}).json()
     assert body["error"]["code"] == "FILE_TOO_LARGE"
     size = (FIXTURES / "speech_16k_mono.wav").stat().st_size
-    assert body["error"]["message"] == f"`file` is {size} bytes; the limit is 1000 bytes."
+    from core.units import human_bytes
+
+    assert body["error"]["message"] == f"`file` is {human_bytes(size)}; the limit is 1000 bytes."
     js = (settings.BASE_DIR / "static" / "js" / "app.js").read_text()
-    assert '"` is " + file.size + " bytes; the limit is " + config.maxBytes + " bytes."' in js
+    assert '"` is " + formatBytes(file.size) + "; the limit is " + formatBytes(config.maxBytes) + "."' in js
     assert client.get(reverse("dashboard:job-new")).context["upload_config"]["maxBytes"] == 1000
     from jobs.dashboard.views import AUDIO_TYPE_MESSAGE
 
