@@ -239,3 +239,37 @@ def test_the_count_down_alone_completes_once_under_overlapping_transactions(api_
     batch = Batch.objects.get(pk=batch_id)
     assert batch.open_items == 0 and batch.completed_at is not None
     assert WebhookDelivery.objects.filter(batch=batch, event="batch.completed").count() == 1
+
+
+@pytest.mark.parametrize(("event_types", "sent"), [
+    ([], True), (["batch.completed"], True), (["job.succeeded", "job.failed"], False),
+])
+def test_batch_completed_respects_the_tenant_event_filter(api_client, tenant, event_types, sent):
+    """``batch.completed`` is an event type like the job ones: the tenant's default URL gets it only when its
+    filter is empty or names it (and the item jobs still send none)."""
+    from jobs.webhooks.events import EVENT_TYPES
+
+    assert "batch.completed" in EVENT_TYPES
+    tenant.webhook_url = "https://hooks.example.com/batches"
+    tenant.webhook_event_types = event_types
+    tenant.save()
+    batch = post_batch(api_client, [wav("a.wav")], kind="watermark_detect").json()
+    assert api_client.post(f"{BATCHES}/{batch['id']}/cancel").json()["status"] == "completed"
+    events = list(WebhookDelivery.objects.values_list("event", flat=True))
+    assert events == (["batch.completed"] if sent else [])
+
+
+def test_a_resent_batch_event_keeps_its_batch(api_client, tenant, monkeypatch):
+    """Resending a ``batch.completed`` delivery (same ``webhook-id``) stays linked to its batch."""
+    from jobs.webhooks import outbox
+    from testing.dns import fake_dns
+
+    fake_dns(monkeypatch, {"hooks.example.com": "93.184.215.14"})  # the resend checks the URL again
+
+    tenant.webhook_url = "https://hooks.example.com/batches"
+    tenant.save()
+    batch = post_batch(api_client, [wav("a.wav")], kind="watermark_detect").json()
+    api_client.post(f"{BATCHES}/{batch['id']}/cancel")
+    original = WebhookDelivery.objects.get()
+    copy = outbox.resend(original)
+    assert str(copy.batch_id) == batch["id"] and copy.event_id == original.event_id and copy.job_id is None
