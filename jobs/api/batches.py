@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import check_may_create
 from accounts.scoping import tenant_for_request
 from billing.ratelimit import standing_for_request
 from core.errors import ServiceError
@@ -95,6 +96,7 @@ class BatchCreateView(APIView):
             raise _invalid("The request is invalid.", form.errors)
         data = form.validated_data
         kind = data["kind"]
+        check_may_create(request.auth, kind)  # the kind is in the body: KeyScope cannot see it
         view_class, options_serializer = KIND_OPTIONS[kind]
         raw_items: list[dict[str, Any]] = (
             [{"file": upload} for upload in data.get("file", [])]

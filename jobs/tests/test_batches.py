@@ -273,3 +273,16 @@ def test_a_resent_batch_event_keeps_its_batch(api_client, tenant, monkeypatch):
     original = WebhookDelivery.objects.get()
     copy = outbox.resend(original)
     assert str(copy.batch_id) == batch["id"] and copy.event_id == original.event_id and copy.job_id is None
+
+
+def test_a_key_limited_to_some_kinds_cannot_batch_others(tenant, redis_clean, _isolated_media):
+    """A batch's kind is in its body, not its URL: a key limited to detection is refused a batch of embeds
+    (403 KEY_SCOPE, nothing created) and may still batch detections."""
+    from accounts import services as accounts_services
+    from testing.factories import client_for
+
+    client = client_for(accounts_services.issue_api_key(tenant, "scoped", job_kinds=["watermark_detect"]).secret)
+    body = assert_error(post_batch(client, [wav("a.wav")], kind="watermark_embed"), 403, "KEY_SCOPE")
+    assert body["error"]["details"]["kind"] == "watermark_embed"
+    assert Batch.objects.count() == 0 and Job.objects.count() == 0 and stored_files(_isolated_media) == []
+    assert post_batch(client, [wav("a.wav")], kind="watermark_detect").status_code == 202

@@ -12,6 +12,8 @@
 * ``clean_stale_uploads``: Django's temporary upload files left by a web process that crashed mid-request.
 * Presigned direct uploads never used for a job are deleted (object and row) once their URL expired
   (``jobs.direct_uploads.clean_expired``, from ``periodic``).
+* ``prune_request_log``: the API request log (``accounts.ApiRequest``) older than the tenant's plan's
+  ``request_log_days``; the same periodic run.
 * ``periodic``: retention as a ``PERIODIC_TASKS`` entry (``manage.py run_scheduler`` enqueues it every
   ``RETENTION_INTERVAL_SECONDS`` on the maintenance queue); ``clean_host_temp``: every worker's maintenance
   loop (RQ's, every ``maintenance_interval``) cleans its own host's temporary files.
@@ -28,7 +30,8 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from accounts.models import Tenant
+from accounts import request_log
+from accounts.models import ApiRequest, Tenant
 from billing import selectors as billing_selectors
 from jobs import direct_uploads
 from jobs.models import FINAL_STATUSES, Job
@@ -107,6 +110,19 @@ def _expire_job(job: Job, now: datetime, report: RetentionReport) -> None:
     report.jobs_expired += updated
 
 
+def prune_request_log(now: datetime | None = None) -> int:
+    """Delete request log rows past their tenant's plan's ``request_log_days``; returns how many."""
+    now = now or timezone.now()
+    deleted = 0
+    for tenant_id in ApiRequest.objects.order_by().values_list("tenant_id", flat=True).distinct():
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is not None:
+            deleted += request_log.prune(tenant, now - timedelta(days=billing_selectors.request_log_days(tenant)))
+    if deleted:
+        logger.info("retention: %d request log row(s) pruned", deleted)
+    return deleted
+
+
 # --- periodic ----------------------------------------------------------------------------------------------
 
 
@@ -117,5 +133,8 @@ def periodic() -> dict[str, int]:
     """
     report = expire_files()
     uploads = direct_uploads.clean_expired()
-    return {"jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors),
-            "uploads_expired": uploads}
+    pruned = prune_request_log()
+    return {
+        "jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors),
+        "uploads_expired": uploads, "requests_pruned": pruned,
+    }
