@@ -33,11 +33,18 @@ class KeyScope(BasePermission):
                 {"read_only": True, "job_kinds": key.job_kinds},
             )
         kind = getattr(view, "key_scope_kind", "")
-        if kind and not key.may_create(kind):
-            allowed = ", ".join(services.kind_labels(key.job_kinds))
-            wanted = ", ".join(services.kind_labels([kind])) or kind
-            raise ServiceError(
-                "KEY_SCOPE", f"This API key may not create “{wanted}” jobs; it may create: {allowed}.",
-                {"kind": kind, "read_only": False, "job_kinds": key.job_kinds},
-            )
+        if kind:
+            check_may_create(key, kind)
         return True
+
+
+def check_may_create(key: object, kind: str) -> None:
+    """403 ``KEY_SCOPE`` unless ``key`` (an ``ApiKey``; anything else is a session: no limit) may create jobs
+    of ``kind``. For views whose kind is in the request body rather than the view (batches)."""
+    if isinstance(key, ApiKey) and not key.may_create(kind):
+        allowed = ", ".join(services.kind_labels(key.job_kinds))
+        wanted = ", ".join(services.kind_labels([kind])) or kind
+        raise ServiceError(
+            "KEY_SCOPE", f"This API key may not create “{wanted}” jobs; it may create: {allowed}.",
+            {"kind": kind, "read_only": False, "job_kinds": key.job_kinds},
+        )

@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "audioseal_site.openapi.add_shared_responses",
         "audioseal_site.openapi.add_links",
+        "audioseal_site.openapi.add_model_versions",
+        "audioseal_site.openapi.add_one_source_rule",
     ],
     # A job is documented per kind (jobs.api.serializers.job_schema); each kind's one-value enum gets a name.
     "ENUM_NAME_OVERRIDES": {
@@ -262,6 +264,7 @@ SPECTACULAR_SETTINGS = {
         "WatermarkDetectKindEnum": ["watermark_detect"],
         "EmotionKindEnum": ["emotion"],
         "BeatsyncKindEnum": ["beatsync"],
+        "BatchKindEnum": ["watermark_embed", "watermark_detect", "emotion"],  # the kinds a batch can run
         "JobStatusEnum": "jobs.models.JobStatus",
         "EmotionLabelEnum": "media_ops.emotion.labels.LABELS",
         "OutputFormatEnum": "media_ops.audio.OUTPUT_FORMATS",
@@ -337,6 +340,20 @@ WEBHOOK_LEGACY_SIGNATURE = env.bool("WEBHOOK_LEGACY_SIGNATURE", default=True)
 # Absolute base of links sent outside a request (webhook payloads). Unset: this machine at the port the web
 # server listens on (PORT, as `make run` and deploy/gunicorn.conf.py use it), so the links work on the quick start.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{env('PORT', default='8000')}").rstrip("/")
+# Input by URL (`file_url`, jobs/remote.py): https only; fetched during the request under these limits (the
+# body is also capped at the plan's per-file limit while it streams). FILE_URL_ALLOWED_HOSTS exempts hosts
+# from the private-address refusal (tests and internal sources only); FILE_URL_CA_BUNDLE adds a CA file to
+# trust (the tests' self-signed server).
+FILE_URL_CONNECT_TIMEOUT_SECONDS = env.float("FILE_URL_CONNECT_TIMEOUT_SECONDS", default=5.0)
+FILE_URL_READ_TIMEOUT_SECONDS = env.float("FILE_URL_READ_TIMEOUT_SECONDS", default=10.0)
+FILE_URL_TOTAL_TIMEOUT_SECONDS = env.float("FILE_URL_TOTAL_TIMEOUT_SECONDS", default=30.0)
+FILE_URL_MAX_REDIRECTS = env.int("FILE_URL_MAX_REDIRECTS", default=3)
+FILE_URL_ALLOWED_HOSTS = env.list("FILE_URL_ALLOWED_HOSTS", default=[])
+FILE_URL_CA_BUNDLE = env("FILE_URL_CA_BUNDLE", default="")
+# Batches (POST /api/v1/batches): most items in one request; each item is a job with its own reservation.
+BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=50)
+# Presigned direct uploads to S3 (POST /api/v1/uploads): how long the PUT URL (and the unused upload) lives.
+DIRECT_UPLOAD_EXPIRY_SECONDS = env.int("DIRECT_UPLOAD_EXPIRY_SECONDS", default=3600)
 # TEST ONLY: every job sleeps this many seconds before its handler (one uninterrupted call, like a long model
 # forward pass), so tests can kill a worker mid-job or overrun a timeout deterministically. 0 = off.
 JOB_TEST_DELAY_SECONDS = env.float("JOB_TEST_DELAY_SECONDS", default=0.0)

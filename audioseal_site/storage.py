@@ -56,6 +56,25 @@ class PrivateS3Storage(S3Storage):
         self.bucket.download_file(key, str(path), Config=self.transfer_config)
         return Path(path)
 
+    def _signing_client(self):
+        """The client presigned URLs are made with: the public endpoint's when one is configured."""
+        if not self.public_endpoint_url:
+            return self.connection.meta.client
+        if self._public_client is None:
+            self._public_client = self._create_session().client(
+                "s3", region_name=self.region_name, use_ssl=self.use_ssl,
+                endpoint_url=self.public_endpoint_url, config=self.client_config, verify=self.verify,
+            )
+        return self._public_client
+
+    def presigned_put_url(self, name: str, *, expire: int) -> str:
+        """A presigned PUT URL for a client's direct upload (``jobs.direct_uploads``). S3 does not bound the
+        size of a presigned PUT; the server checks the stored object's size before using it."""
+        key = self._normalize_name(clean_name(name))
+        return self._signing_client().generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket_name, "Key": key}, ExpiresIn=int(expire), HttpMethod="PUT"
+        )
+
     def url(self, name: str, parameters: dict[str, Any] | None = None, expire: int | None = None,
             http_method: str | None = None) -> str:
         """A presigned GET URL (short expiry), signed for the public endpoint when one is configured."""

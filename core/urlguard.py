@@ -21,10 +21,12 @@ class UnsafeURL(Exception):
     """The URL is not one we may call (scheme, unresolvable host, or a non-public address)."""
 
 
-def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+def _allow_list(
+    entries: list[str] | tuple[str, ...] | None = None,
+) -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
     names: set[str] = set()
     networks = []
-    for entry in settings.WEBHOOK_ALLOWED_HOSTS:
+    for entry in settings.WEBHOOK_ALLOWED_HOSTS if entries is None else entries:
         entry = entry.strip().lower()
         if not entry:
             continue
@@ -100,8 +102,10 @@ def parse_url(url: str) -> tuple[str, str, int]:
     return scheme, host, port or (443 if scheme == "https" else 80)
 
 
-def vetted_addresses(host: str, port: int) -> list[str]:
-    """Resolve ``host`` and return its addresses if every one of them may be called; else raise."""
+def vetted_addresses(host: str, port: int, allowed: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """Resolve ``host`` and return its addresses if every one of them may be called; else raise.
+
+    ``allowed``: the exemption list to apply (default ``WEBHOOK_ALLOWED_HOSTS``; input by URL passes its own)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
@@ -109,7 +113,7 @@ def vetted_addresses(host: str, port: int) -> list[str]:
     addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
     if not addresses:
         raise UnsafeURL(f"The host {host!r} does not resolve.")
-    names, networks = _allow_list()
+    names, networks = _allow_list(allowed)
     if host in names:
         return addresses
     refused = []
@@ -123,7 +127,7 @@ def vetted_addresses(host: str, port: int) -> list[str]:
         # Name the host, never what it resolved to: the answer of our internal DNS is nobody else's business.
         raise UnsafeURL(
             f"The host {host!r} is or resolves to a non-public address; "
-            "callbacks may only target public internet addresses."
+            "the server only calls public internet addresses."
         )
     return addresses
 

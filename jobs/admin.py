@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 
 from core.errors import ServiceError
 from jobs import services
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus, WebhookDelivery
+from jobs.models import ACTIVE_STATUSES, Batch, DirectUpload, Job, JobStatus, WebhookDelivery
 from jobs.webhooks import outbox, selectors
 
 INPUT_FIELDS = ["input_file", "input", "extra_inputs", "audio_seconds"]
@@ -199,12 +199,13 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     """Customer webhook deliveries (jobs.webhooks): read-only, each attempt as a table row, and a resend action
     that sends the event again (a new delivery with the same ``webhook-id``, as the customer's own resend)."""
 
-    list_display = ["id", "tenant", "job", "event", "status", "attempts", "last_status_code", "created_at"]
+    list_display = ["id", "tenant", "job", "batch", "event", "status", "attempts", "last_status_code", "created_at"]
     list_filter = ["status", "event", "created_at"]
     search_fields = ["id", "event_id", "job__id", "url", "tenant__name"]
     actions = ["resend_deliveries"]
     fields = [
-        "id", "event_id", "tenant", "job", "resent_from", "event", "url", "status", "attempts", "next_attempt_at",
+        "id", "event_id", "tenant", "job", "batch", "resent_from", "event", "url", "status", "attempts",
+        "next_attempt_at",
         "last_attempt_at", "last_status_code", "last_error", "last_response_body", "created_at", "delivered_at",
         "attempts_table", "body",
     ]
@@ -255,3 +256,34 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             messages.success(request, f"Resent {sent} delivery(ies); each is a new delivery with the same webhook-id.")
         if refused:
             messages.error(request, "Not resent: " + "; ".join(refused))
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Batches (jobs.batches): read-only; their item jobs are in the jobs list (filter by batch)."""
+
+    list_display = ["id", "tenant", "kind", "item_count", "open_items", "created_at", "completed_at"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["id", "tenant__name"]
+    readonly_fields = [f.name for f in Batch._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DirectUpload)
+class DirectUploadAdmin(admin.ModelAdmin):
+    """Presigned direct uploads (jobs.direct_uploads): read-only; unused ones are removed by retention."""
+
+    list_display = ["id", "tenant", "filename", "created_at", "expires_at", "consumed_at", "job"]
+    list_filter = ["created_at"]
+    search_fields = ["id", "tenant__name", "filename"]
+    readonly_fields = [f.name for f in DirectUpload._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -78,6 +78,13 @@ class Job(models.Model):
     batch_size_limit = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Set to 1 after a CUDA out-of-memory error: run this job unbatched."
     )
+    batch = models.ForeignKey(
+        "jobs.Batch", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs",
+        help_text="The batch this job is an item of (POST /api/v1/batches), if any.",
+    )
+    batch_index = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The item's position in its batch request (0-based)."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -134,7 +141,11 @@ class WebhookDelivery(models.Model):
     tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="webhook_deliveries")
     job = models.ForeignKey(
         Job, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries",
-        help_text="The job the event is about (none for a webhook.test event).",
+        help_text="The job the event is about (none for a batch's event or a webhook.test event).",
+    )
+    batch = models.ForeignKey(
+        "jobs.Batch", null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries",
+        help_text="The batch whose event this is (batch.completed); empty for a job's event.",
     )
     resent_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends",
@@ -198,3 +209,83 @@ class ResultCache(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.content_hash[:12]} ({self.model_version})"
+
+
+class Batch(models.Model):
+    """Many inputs submitted in one request (``POST /api/v1/batches``): one job per accepted item.
+
+    Items refused at submission (a bad file, a URL that failed, the quota) are recorded in ``refused`` and get
+    no job; they do not fail the batch. ``open_items`` counts the item jobs not final yet: every job's final
+    transition decrements it in the same transaction, and the one that takes it to 0 sets ``completed_at``
+    and writes the ``batch.completed`` webhook (``jobs.services``), so the event is written exactly once
+    however many workers finish items at the same time.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="batches")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+    kind = models.CharField(max_length=32, choices=JobKind.choices)
+    params = models.JSONField(default=dict, blank=True, help_text="The params shared by every item.")
+    item_count = models.PositiveIntegerField(default=0, help_text="Items in the request, accepted or not.")
+    open_items = models.PositiveIntegerField(default=0, help_text="Item jobs not final yet.")
+    refused = models.JSONField(
+        default=list, blank=True, help_text="Items refused at submission: index, input, error code and message."
+    )
+    callback_url = models.URLField(max_length=2000, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="When the last item job became final.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="batch_tenant_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="batch_tenant_idempotency_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.id} ({self.kind}, {self.item_count} items)"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.completed_at is not None
+
+
+class DirectUpload(models.Model):
+    """A file a client PUTs straight to S3 through a presigned URL (``POST /api/v1/uploads``), then names by
+    ``upload_id`` when creating a job. Consumed once (``consumed_at`` and ``job`` set in the job's creation
+    transaction); unconsumed ones are deleted, object and row, by retention after ``expires_at``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="direct_uploads")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="direct_uploads"
+    )
+    filename = models.CharField(max_length=255, blank=True, default="")
+    storage_name = models.CharField(max_length=500, help_text="The object key the presigned PUT writes.")
+    max_bytes = models.PositiveBigIntegerField(help_text="The plan's per-file limit when the upload was created.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="Unused after this: the PUT URL expired; retention deletes it.")
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    job = models.OneToOneField(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="direct_upload",
+        help_text="The job created from this upload.",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["consumed_at", "expires_at"], name="direct_upload_expiry")]
+
+    def __str__(self) -> str:
+        return f"upload {self.id} ({self.filename})"

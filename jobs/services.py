@@ -28,7 +28,7 @@ import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -40,7 +40,7 @@ from core.errors import ServiceError, from_media_error
 from core.units import human_bytes
 from jobs import notify
 from jobs.kinds import spec
-from jobs.models import FINAL_STATUSES, Job, JobStatus
+from jobs.models import FINAL_STATUSES, Batch, DirectUpload, Job, JobStatus
 from jobs.queues import get_queue
 from jobs.webhooks import endpoints, outbox
 from media_ops import beatsync
@@ -87,6 +87,12 @@ class Submission:
     # (embed's ``message=auto`` takes the next free message of the tenant's registry here), and whatever it
     # writes rolls back with the job when the submission fails.
     prepare: Callable[[Job], None] | None = None
+    batch: Batch | None = None  # the batch this job is an item of (jobs.batches)
+    batch_index: int | None = None
+    # Inputs already in storage (field -> storage name): a presigned direct upload, used in place (not
+    # copied), never deleted by a refusal here; ``direct_upload_id`` is consumed in the job's transaction.
+    stored_inputs: Mapping[str, str] = field(default_factory=dict)
+    direct_upload_id: Any = None
 
 
 def _upload_path(upload: UploadedFile) -> tuple[str, bool]:
@@ -153,13 +159,10 @@ def _storage_name(job: Job, role: str, upload_name: str, fmt: str) -> str:
     return f"inputs/{job.tenant_id}/{job.id}/{role}-{stem}.{fmt}"
 
 
-def submit(sub: Submission) -> Job:
-    """Validate the uploads, store them and create the queued job, all or nothing.
-
-    The files are probed before anything is written. The row, the stored files and (later) the quota
-    reservation are made in one transaction; if any step fails the stored files are deleted, so a refused
-    upload leaves no row and no file. The job is enqueued only after the transaction commits.
-    """
+def validate_submission(sub: Submission) -> dict[str, dict[str, Any]]:
+    """Check a submission before anything is written: the callback URL and every input file (probed against
+    the plan's limits). Returns each input's probe info. A refused direct upload is discarded (object and
+    row): nothing refused stays stored."""
     kind_spec = spec(sub.kind)
     if sub.callback_url:
         endpoints.check_callback_url(sub.callback_url)  # INVALID_CALLBACK_URL before any work (SSRF guard)
@@ -167,10 +170,50 @@ def submit(sub: Submission) -> Job:
     if missing:
         raise ServiceError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
     standing = sub.standing or billing_selectors.standing_for(sub.tenant)
-    infos = {
-        name: probe_upload(sub.kind, sub.files[name], name, sub.tenant, limits=standing.limits)
-        for name in kind_spec.input_names
-    }
+    try:
+        return {
+            name: probe_upload(sub.kind, sub.files[name], name, sub.tenant, limits=standing.limits)
+            for name in kind_spec.input_names
+        }
+    except ServiceError:
+        if sub.direct_upload_id is not None:
+            discard_direct_upload(sub.direct_upload_id)
+        raise
+
+
+def discard_direct_upload(upload_id: Any) -> None:
+    """Delete a refused direct upload: its object, then its row (only while unconsumed)."""
+    upload = DirectUpload.objects.filter(pk=upload_id, consumed_at__isnull=True).first()
+    if upload is not None:
+        _delete_file(upload.storage_name)
+        upload.delete()
+
+
+def _consume_direct_upload(sub: Submission, job: Job) -> None:
+    """Mark the direct upload used by ``job``, once: a conditional UPDATE inside the job's transaction, so two
+    jobs racing for one upload cannot both have it and a refused job (quota) leaves it unused."""
+    consumed = DirectUpload.objects.filter(
+        pk=sub.direct_upload_id, tenant=sub.tenant, consumed_at__isnull=True
+    ).update(consumed_at=timezone.now(), job=job)
+    if not consumed:
+        raise ServiceError(
+            "UPLOAD_ALREADY_USED", "This upload was already used for a job; upload the file again.",
+            {"field": "upload_id", "upload_id": str(sub.direct_upload_id)},
+        )
+
+
+def submit(sub: Submission, infos: dict[str, dict[str, Any]] | None = None) -> Job:
+    """Validate the uploads, store them and create the queued job, all or nothing.
+
+    The files are probed before anything is written (``infos``: when ``validate_submission`` already ran, as
+    batches do before their transaction). The row, the stored files and the quota reservation are made in
+    one transaction; if any step fails the stored files are deleted, so a refused upload leaves no row and
+    no file. The job is enqueued only after the transaction commits.
+    """
+    kind_spec = spec(sub.kind)
+    if infos is None:
+        infos = validate_submission(sub)
+    standing = sub.standing or billing_selectors.standing_for(sub.tenant)
 
     stored: list[str] = []
     try:
@@ -190,16 +233,21 @@ def submit(sub: Submission) -> Job:
                 callback_url=sub.callback_url,
                 progress_message="Queued",
                 enqueued_at=timezone.now(),
+                batch=sub.batch,
+                batch_index=sub.batch_index,
             )
             job.rq_job_id = _new_rq_job_id(job)  # in the row from the start: pushed to RQ after the commit
             extra: dict[str, Any] = {}
             for name in kind_spec.input_names:
                 upload = sub.files[name]
-                upload.seek(0)
-                saved = default_storage.save(
-                    _storage_name(job, name, upload.name, infos[name].get("format", "bin")), upload
-                )
-                stored.append(saved)
+                if name in sub.stored_inputs:  # a direct upload: already in storage, used where it is
+                    saved = sub.stored_inputs[name]
+                else:
+                    upload.seek(0)
+                    saved = default_storage.save(
+                        _storage_name(job, name, upload.name, infos[name].get("format", "bin")), upload
+                    )
+                    stored.append(saved)
                 if name == primary:
                     job.input_file = saved
                 else:
@@ -208,6 +256,8 @@ def submit(sub: Submission) -> Job:
             if sub.prepare is not None:
                 sub.prepare(job)
             job.save(force_insert=True)
+            if sub.direct_upload_id is not None:
+                _consume_direct_upload(sub, job)
             billing_services.reserve(billable_job(job), standing)
             transaction.on_commit(lambda: _push_after_commit(job))
     except BaseException:
@@ -277,6 +327,12 @@ def enqueue(job: Job, *, claim: Mapping[str, Any] | None = None) -> bool:
     return True
 
 
+def delete_files(names: Sequence[str]) -> None:
+    """Delete stored files a rolled-back creation left behind (missing ones are fine; errors are logged)."""
+    for name in names:
+        _delete_file(name)
+
+
 def _delete_file(name: str) -> None:
     if not name:
         return
@@ -317,9 +373,34 @@ def _transition(job: Job, to: str, *, where: Mapping[str, Any] | None = None, **
             setattr(job, name, value)
         if to in FINAL_STATUSES:
             billing_services.on_job_final(billable_job(job))
-            outbox.on_job_final(job)  # the delivery row commits with the final status (an outbox)
+            if job.batch_id is None:
+                outbox.on_job_final(job)  # the delivery row commits with the final status (an outbox)
+            else:
+                _close_batch_item(job)  # a batch sends ONE event, when its last item ends
         transaction.on_commit(lambda: notify.publish(job.id, to, job.progress))
     return True
+
+
+# Take one item off the batch's open count; the statement that takes it to 0 also stamps completed_at, so
+# exactly one transaction sees ``completed`` true. The UPDATE locks the batch row: concurrent finishers of one
+# batch decrement one after another (each sees the others' committed decrements), never both from 1.
+_CLOSE_BATCH_ITEM_SQL = """
+UPDATE jobs_batch SET open_items = open_items - 1,
+       completed_at = CASE WHEN open_items = 1 THEN %(now)s ELSE completed_at END
+WHERE id = %(batch)s AND open_items > 0
+RETURNING open_items = 0 AND completed_at = %(now)s
+"""
+
+
+def _close_batch_item(job: Job) -> None:
+    """Inside a batch item's final transition: count it done; the last one writes ``batch.completed``."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_CLOSE_BATCH_ITEM_SQL, {"now": now, "batch": job.batch_id})
+        row = cursor.fetchone()
+    if row and row[0]:
+        batch = Batch.objects.select_related("tenant").get(pk=job.batch_id)
+        outbox.on_batch_completed(batch)
 
 
 def start(job_id, worker_name: str, rq_job_id: str | None = None) -> Job | None:

@@ -150,3 +150,51 @@ def dev_signing(settings, _dev_chain_dir):
     settings.PROVENANCE_SIGNING_HOOK = ""
     settings.PROVENANCE_TRUST_ANCHORS = str(_dev_chain_dir / devchain.CA_FILE)
     return _dev_chain_dir
+
+
+# --- input by URL and direct uploads -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def https_files(settings, monkeypatch, tmp_path):
+    """A local HTTPS file server (``testing.https_files``) whose host name resolves to 127.0.0.1, is the one
+    host exempt from the SSRF guard for ``file_url``, and whose self-signed certificate is trusted."""
+    from testing.dns import fake_dns
+    from testing.https_files import HOST, HTTPSFileServer
+
+    server = HTTPSFileServer(tmp_path).start()
+    fake_dns(monkeypatch, {HOST: "127.0.0.1"})
+    settings.FILE_URL_ALLOWED_HOSTS = [HOST]
+    settings.FILE_URL_CA_BUNDLE = str(server.cert)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """moto's S3 server (``testing.servers.MotoS3Server``), one per test session that asks for it."""
+    from testing.servers import MotoS3Server
+
+    server = MotoS3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_s3, settings):
+    """A fresh private bucket made the default storage exactly as settings.py does for STORAGE_BUCKET;
+    yields (bucket name, boto3 client)."""
+    import uuid
+
+    name = f"audioseal-{uuid.uuid4().hex[:10]}"
+    client = moto_s3.client()
+    client.create_bucket(Bucket=name)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "audioseal_site.storage.PrivateS3Storage", "OPTIONS": {
+            "bucket_name": name, "endpoint_url": moto_s3.endpoint, "region_name": "us-east-1",
+            "access_key": "testing", "secret_key": "testing", "querystring_expire": 120,
+        }},
+    }
+    yield name, client

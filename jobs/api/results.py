@@ -40,24 +40,35 @@ class _BitProbabilities(serializers.ListField):
 # --- params ---------------------------------------------------------------------------------------------------
 
 
+def _pinned_version() -> serializers.CharField:
+    return serializers.CharField(
+        required=False, help_text="Present when the request pinned a model version (`model_version`)."
+    )
+
+
 class WatermarkEmbedParams(serializers.Serializer):
     message = serializers.RegexField(MESSAGE_PATTERN, help_text="The 16-bit message embedded (4 hex digits).")
     output_format = serializers.ChoiceField(
         choices=OUTPUT_FORMATS, required=False, help_text="Present when the request chose the output format."
     )
+    model_version = _pinned_version()
 
 
 class WatermarkDetectParams(serializers.Serializer):
-    """Detection takes no options."""
+    """Detection takes no options (only, when pinned, the model version)."""
+
+    model_version = _pinned_version()
 
 
 class EmotionParams(serializers.Serializer):
     granularity = serializers.ChoiceField(choices=("utterance", "frame"))
     extract_embedding = serializers.BooleanField()
+    model_version = _pinned_version()
 
 
 class BeatsyncParams(serializers.Serializer):
     trim_silence = serializers.BooleanField()
+    model_version = _pinned_version()
 
 
 # --- watermark results ----------------------------------------------------------------------------------------

@@ -56,7 +56,20 @@ CREATE_ERRORS = errors(
     _409="IDEMPOTENCY_CONFLICT: the key was used for another request",
     _413="FILE_TOO_LARGE: over the plan's size limit",
     _415="INVALID_FORMAT: not a decodable file of an accepted type",
-    _422="AUDIO_TOO_LONG, NO_AUDIO_TRACK, VIDEO_TOO_LARGE, FRAME_RATE_TOO_HIGH",
+    _422="AUDIO_TOO_LONG, NO_AUDIO_TRACK, VIDEO_TOO_LARGE, FRAME_RATE_TOO_HIGH, UNKNOWN_MODEL_VERSION",
+)
+# A single-input kind also takes its input as `file_url` or `upload_id` (jobs.sources), with their own errors.
+SOURCE_CREATE_ERRORS = errors(
+    _400="VALIDATION_ERROR (a field, or not exactly one of `file`, `file_url`, `upload_id`), EMPTY_FILE, "
+    "INVALID_CALLBACK_URL, INVALID_IDEMPOTENCY_KEY, URL_NOT_ALLOWED (`file_url` not https or not public)",
+    _402="QUOTA_EXCEEDED (the period's minutes are used up), SUBSCRIPTION_INACTIVE",
+    _404="UPLOAD_NOT_FOUND: no such direct upload for this tenant",
+    _409="IDEMPOTENCY_CONFLICT: the key was used for another request; UPLOAD_ALREADY_USED, UPLOAD_INCOMPLETE",
+    _410="UPLOAD_EXPIRED: the direct upload expired",
+    _413="FILE_TOO_LARGE: over the plan's size limit",
+    _415="INVALID_FORMAT: not a decodable file of an accepted type",
+    _422="AUDIO_TOO_LONG, NO_AUDIO_TRACK, UNKNOWN_MODEL_VERSION, URL_FETCH_FAILED (`file_url` did not answer "
+    "a file in time)",
 )
 
 
@@ -68,7 +81,7 @@ def job_created(kind: str, example: dict[str, Any]) -> dict[int, OpenApiResponse
             description="Accepted: the job is queued (or final, when `wait` was long enough).",
             examples=[OpenApiExample(f"A new {kind} job", value=example, status_codes=["202"], response_only=True)],
         ),
-        **CREATE_ERRORS,
+        **(SOURCE_CREATE_ERRORS if len(spec(kind).input_names) == 1 else CREATE_ERRORS),
     }
 
 
@@ -101,6 +114,11 @@ EXAMPLES = {
 
 def job_creation(kind: str, request: type, summary: str, description: str):
     """``extend_schema`` of a job-creating operation: multipart only, its own description and example."""
+    if len(spec(kind).input_names) == 1:
+        description += (
+            "\n\nThe input is exactly one of: `file` (uploaded in this request), `file_url` (an https URL the "
+            "server fetches now) or `upload_id` (a presigned direct upload, `POST /api/v1/uploads`)."
+        )
     return extend_schema(
         operation_id=spec(kind).url_name.replace("-", "_"),
         request=request,  # its content types are the view's parsers': multipart only
@@ -139,3 +157,36 @@ def download_responses(content_types: tuple[str, ...], not_found: str) -> dict:
         302: OpenApiResponse(description="S3 storage: redirect to a short-lived presigned URL of the file."),
         **errors(_404=not_found, _410="FILE_EXPIRED: deleted by the retention policy"),
     }
+
+
+# --- batches and direct uploads ---------------------------------------------------------------------------------
+
+BATCH_CREATE_ERRORS = errors(
+    _400="VALIDATION_ERROR (a field, `item_params`, no item), BATCH_TOO_LARGE (over `BATCH_MAX_ITEMS`), "
+    "INVALID_MESSAGE, INVALID_CALLBACK_URL, INVALID_IDEMPOTENCY_KEY",
+    _402="QUOTA_EXCEEDED, SUBSCRIPTION_INACTIVE (for the whole batch; an item over the quota is refused alone)",
+    _409="IDEMPOTENCY_CONFLICT: the key was used for another request",
+    _413="FILE_TOO_LARGE: the request is over the batch's size limit",
+    _422="BATCH_REJECTED: every item was refused (nothing created); UNKNOWN_MODEL_VERSION",
+)
+
+
+def batch_creation():
+    """``extend_schema`` of ``POST /api/v1/batches``: multipart only, like a job's creation."""
+    return extend_schema(
+        operation_id="create_batch",
+        request=serializers.BatchCreateRequest,
+        responses={
+            202: OpenApiResponse(serializers.BatchSerializer, description="Accepted: one job per accepted item; "
+                                 "refused items are listed with their error."),
+            **BATCH_CREATE_ERRORS,
+        },
+        parameters=[IDEMPOTENCY_PARAM, REPLAYED_HEADER],
+        summary="Submit many inputs as one batch (one job per item)",
+        description="Items are every `file` part, then every `file_url`, then every `upload_id`, in that order "
+        f"(at most `BATCH_MAX_ITEMS`, {settings.BATCH_MAX_ITEMS} by default). Each item is a job of `kind`, "
+        "checked and charged alone: an item that is refused (a bad file, a URL that failed, the quota) is listed "
+        "in `items` with its error and the others run. The batch's `callback_url` (else the tenant's webhook URL, "
+        "if its event filter wants `batch.completed`) receives one `batch.completed` event when every item job "
+        "is final.\n\nUploads are `multipart/form-data` only.",
+    )

@@ -12,7 +12,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 
 from jobs.api import results
-from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
+from jobs.models import Batch, DirectUpload, Job, JobKind, JobStatus, WebhookDelivery
 from media_ops.audio import OUTPUT_FORMATS
 from provenance import selectors as provenance_selectors
 
@@ -20,6 +20,12 @@ from provenance import selectors as provenance_selectors
 # schema's second branch, from allow_blank, says so).
 REQUEST_MESSAGE_PATTERN = r"^([0-9A-Fa-f]{4}|auto)$"
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
+FILE_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]://"  # https only (jobs.remote)
+MODEL_VERSION_MAX_LENGTH = 100
+MODEL_VERSION_HELP = (
+    "Pin the model version to run (a job's `model.version`); unknown versions are refused with 422 "
+    "UNKNOWN_MODEL_VERSION listing the available ones. Default: the version this deployment serves."
+)
 
 
 @extend_schema_field({
@@ -48,15 +54,49 @@ class MessageField(serializers.CharField):
         super().__init__(required=False, allow_blank=True, trim_whitespace=False, **kwargs)
 
 
+@extend_schema_field({
+    "type": "string", "format": "uri", "maxLength": 2000, "pattern": FILE_URL_PATTERN,
+    "description": "Fetch the input from this https:// URL instead of uploading it: its host must resolve to "
+    "public addresses only (else 400 URL_NOT_ALLOWED); redirects are followed and re-checked (at most 3); the "
+    "plan's file size limit applies (413 FILE_TOO_LARGE) and 30 s in all (else 422 URL_FETCH_FAILED).",
+})
+class FileUrlField(serializers.CharField):
+    """A ``file_url`` as sent; ``jobs.remote`` checks and fetches it."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(max_length=2000, **kwargs)
+
+
+class ModelVersionField(serializers.CharField):
+    """``model_version``: checked against the versions served by ``jobs.model_versions.resolve``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(required=False, allow_blank=True, max_length=MODEL_VERSION_MAX_LENGTH,
+                         help_text=MODEL_VERSION_HELP, **kwargs)
+
+
 class JobCreateRequest(serializers.Serializer):
     """Fields every job-creating endpoint accepts."""
 
     callback_url = CallbackUrlField()
+    model_version = ModelVersionField()
 
 
-@extend_schema_serializer(component_name="WatermarkEmbed")  # + "Request" in the schema
-class WatermarkEmbedRequest(JobCreateRequest):
-    file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
+class RemoteSourceFields(serializers.Serializer):
+    """The alternatives to uploading the file in the request (send exactly one of file, file_url, upload_id;
+    else 400 VALIDATION_ERROR)."""
+
+    file_url = FileUrlField(allow_blank=True)  # '' = not this source (a form sends its empty field)
+    upload_id = serializers.UUIDField(
+        required=False,
+        help_text="Use a presigned direct upload (POST /api/v1/uploads, then PUT) as the input: 404 "
+        "UPLOAD_NOT_FOUND, 409 UPLOAD_ALREADY_USED or UPLOAD_INCOMPLETE, 410 UPLOAD_EXPIRED.",
+    )
+
+
+# The options of each single-input kind, shared by its endpoint and by batches (jobs.api.batches).
+class WatermarkEmbedOptions(serializers.Serializer):
     message = MessageField()
     label = serializers.CharField(
         required=False, allow_blank=True, max_length=200,
@@ -71,17 +111,34 @@ class WatermarkEmbedRequest(JobCreateRequest):
     )
 
 
-@extend_schema_serializer(component_name="WatermarkDetect")  # + "Request" in the schema
-class WatermarkDetectRequest(JobCreateRequest):
-    file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
+class WatermarkDetectOptions(serializers.Serializer):
+    """Watermark detection takes no options."""
 
 
-@extend_schema_serializer(component_name="EmotionAnalyze")  # + "Request" in the schema
-class EmotionAnalyzeRequest(JobCreateRequest):
-    file = serializers.FileField(help_text="Speech audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
+class EmotionOptions(serializers.Serializer):
     granularity = serializers.ChoiceField(choices=("utterance", "frame"), default="utterance")
     extract_embedding = serializers.BooleanField(
         default=False, help_text="Store the embedding as a downloadable .npy output."
+    )
+
+
+SOURCE_HELP = " Send exactly one of `file`, `file_url` and `upload_id`."
+
+
+@extend_schema_serializer(component_name="WatermarkEmbed")  # + "Request" in the schema
+class WatermarkEmbedRequest(JobCreateRequest, RemoteSourceFields, WatermarkEmbedOptions):
+    file = serializers.FileField(required=False, help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4." + SOURCE_HELP)
+
+
+@extend_schema_serializer(component_name="WatermarkDetect")  # + "Request" in the schema
+class WatermarkDetectRequest(JobCreateRequest, RemoteSourceFields, WatermarkDetectOptions):
+    file = serializers.FileField(required=False, help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4." + SOURCE_HELP)
+
+
+@extend_schema_serializer(component_name="EmotionAnalyze")  # + "Request" in the schema
+class EmotionAnalyzeRequest(JobCreateRequest, RemoteSourceFields, EmotionOptions):
+    file = serializers.FileField(
+        required=False, help_text="Speech audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4." + SOURCE_HELP
     )
 
 
@@ -258,3 +315,154 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "delivered_at", "attempt_log",
         ]
         read_only_fields = fields
+
+
+# --- batches -------------------------------------------------------------------------------------------------
+
+
+@extend_schema_field({
+    "type": "string", "format": "uri", "maxLength": 2000, "pattern": CALLBACK_URL_PATTERN,
+    "description": "Receives ONE signed `batch.completed` event when every item job is final (item jobs send "
+    "none). An http(s) URL whose host resolves to public addresses only (else 400 INVALID_CALLBACK_URL); "
+    "default: the tenant's webhook URL, if its event filter wants `batch.completed`.",
+})
+class BatchCallbackUrlField(CallbackUrlField):
+    """A batch's callback URL: the same checks as a job's, one event for the whole batch."""
+
+
+BATCH_KINDS = [JobKind.WATERMARK_EMBED, JobKind.WATERMARK_DETECT, JobKind.EMOTION]  # single-input kinds
+
+
+@extend_schema_field({
+    "type": "string",
+    "description": "A JSON array with one object per item (in item order) of options overriding the shared ones, "
+    'e.g. `[{"message": "1A2B"}, {}]` (else 400 VALIDATION_ERROR).',
+})
+class ItemParamsField(serializers.JSONField):
+    """``item_params``: JSON text in a form field; its shape is checked by the view (``jobs.api.batches``)."""
+
+
+@extend_schema_serializer(component_name="BatchCreate")  # + "Request" in the schema
+class BatchCreateRequest(serializers.Serializer):
+    """``POST /api/v1/batches`` (multipart). Items are every ``file`` part, then every ``file_url``, then every
+    ``upload_id``, in order; the kind's options (e.g. ``message``) apply to all, ``item_params`` overrides them
+    per item."""
+
+    kind = serializers.ChoiceField(choices=BATCH_KINDS, help_text="What to do with every item (single-input kinds).")
+    file = serializers.ListField(child=serializers.FileField(), required=False, help_text="One part per file.")
+    file_url = serializers.ListField(child=FileUrlField(required=True), required=False,
+                                     help_text="One part per URL, fetched like a job's `file_url`.")
+    upload_id = serializers.ListField(child=serializers.UUIDField(), required=False,
+                                      help_text="One part per presigned direct upload.")
+    item_params = ItemParamsField(required=False)
+    callback_url = BatchCallbackUrlField()
+    model_version = ModelVersionField()
+    message = MessageField(help_text="watermark_embed: as for one job; random per item when omitted.")
+    output_format = serializers.ChoiceField(choices=OUTPUT_FORMATS, required=False,
+                                            help_text="watermark_embed: as for one job.")
+    granularity = serializers.ChoiceField(choices=("utterance", "frame"), required=False,
+                                          help_text="emotion: as for one job.")
+    extract_embedding = serializers.BooleanField(required=False, help_text="emotion: as for one job.")
+
+
+class BatchCountsSerializer(serializers.Serializer):
+    items = serializers.IntegerField(help_text="Items in the request.")
+    accepted = serializers.IntegerField(help_text="Items that became jobs.")
+    refused = serializers.IntegerField(help_text="Items refused at submission (see `items[].error`).")
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    canceled = serializers.IntegerField()
+
+
+class BatchItemErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class BatchItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    input = serializers.CharField(help_text="The item's file name, URL or upload id.")
+    job = job_schema(allow_null=True, help_text="The item's job (typed by `kind`); null when it was refused.")
+    error = BatchItemErrorSerializer(allow_null=True, help_text="Why the item was refused; null when accepted.")
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+    counts = serializers.SerializerMethodField()
+    items = serializers.SerializerMethodField()
+    kind = serializers.ChoiceField(choices=BATCH_KINDS)
+    callback_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Batch
+        fields = ["id", "kind", "status", "created_at", "completed_at", "params", "callback_url", "counts", "items"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField(
+        allow_null=True, help_text="The batch's own callback URL; null when it has none (the tenant's webhook "
+        "URL applies then)."
+    ))
+    def get_callback_url(self, batch: Batch) -> str | None:
+        return batch.callback_url or None
+
+    @extend_schema_field(serializers.ChoiceField(choices=("processing", "completed")))
+    def get_status(self, batch: Batch) -> str:
+        return "completed" if batch.completed_at else "processing"
+
+    @extend_schema_field(BatchCountsSerializer())
+    def get_counts(self, batch: Batch) -> dict:
+        from jobs.batch_selectors import batch_counts
+
+        return batch_counts(batch)
+
+    @extend_schema_field(BatchItemSerializer(many=True))
+    def get_items(self, batch: Batch) -> list:
+        from jobs.batch_selectors import batch_items
+
+        if not self.context.get("with_items", True):
+            return []
+        jobs_json = JobSerializer(context=self.context)
+        return [
+            {"index": item["index"], "input": item["input"],
+             "job": jobs_json.to_representation(item["job"]) if item["job"] is not None else None,
+             "error": item["error"]}
+            for item in batch_items(batch)
+        ]
+
+
+# --- direct uploads --------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="UploadCreate")  # + "Request" in the schema
+class UploadCreateRequest(serializers.Serializer):
+    filename = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                     help_text="The file's name (kept as the job's input filename).")
+    size_bytes = serializers.IntegerField(
+        required=False, min_value=1,
+        help_text="The size you will PUT, checked against the plan's file limit now (the stored size is checked "
+        "again when a job uses the upload).",
+    )
+
+
+class UploadSerializer(serializers.ModelSerializer):
+    upload_url = serializers.SerializerMethodField(help_text="PUT the file's bytes here (presigned).")
+    method = serializers.SerializerMethodField()
+    headers = serializers.SerializerMethodField(help_text="Headers the PUT must carry.")
+
+    class Meta:
+        model = DirectUpload
+        fields = ["id", "filename", "max_bytes", "expires_at", "upload_url", "method", "headers"]
+        read_only_fields = fields
+
+    def get_upload_url(self, upload: DirectUpload) -> str:
+        return self.context["presigned"].url
+
+    def get_method(self, upload: DirectUpload) -> str:
+        return self.context["presigned"].method
+
+    @extend_schema_field(serializers.DictField(child=serializers.CharField()))
+    def get_headers(self, upload: DirectUpload) -> dict:
+        return self.context["presigned"].headers

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.api import views, webhooks
+from jobs.api import batches, uploads, views, webhooks
 
 urlpatterns = [
     path("watermark/embed", views.WatermarkEmbedView.as_view(), name="watermark-embed"),
@@ -13,6 +13,10 @@ urlpatterns = [
     path("jobs/<uuid:pk>/input", views.JobInputView.as_view(), name="job-input"),
     path("jobs/<uuid:pk>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<uuid:pk>/deliveries", views.JobDeliveriesView.as_view(), name="job-deliveries"),
+    path("batches", batches.BatchCollectionView.as_view(), name="batch-list"),
+    path("batches/<uuid:pk>", batches.BatchDetailView.as_view(), name="batch-detail"),
+    path("batches/<uuid:pk>/cancel", batches.BatchCancelView.as_view(), name="batch-cancel"),
+    path("uploads", uploads.UploadCreateView.as_view(), name="upload-create"),
     path("webhooks/endpoint", webhooks.WebhookEndpointView.as_view(), name="webhook-endpoint"),
     path("webhooks/endpoint/rotate-secret", webhooks.WebhookSecretRotateView.as_view(), name="webhook-rotate"),
     path("webhooks/endpoint/test", webhooks.WebhookTestEventView.as_view(), name="webhook-test"),

@@ -26,7 +26,7 @@ from billing.ratelimit import standing_for_request
 from core.asgi import FileResponse  # streamed chunk by chunk under ASGI too
 from core.errors import ServiceError
 from core.units import human_bytes
-from jobs import attribution, idempotency, services
+from jobs import attribution, idempotency, model_versions, services, sources
 from jobs.api import schema, serializers, waiting
 from jobs.kinds import spec
 from jobs.models import Job, JobKind, JobStatus
@@ -61,7 +61,9 @@ def serialize_for(request: Request):
 
 
 class JobCreateView(waiting.WaitableView):
-    """Base for endpoints that create a job from uploaded files (each subclass documents its operation).
+    """Base for endpoints that create a job (each subclass documents its operation): from uploaded files, or
+    (single-input kinds) from exactly one of `file`, `file_url` (fetched now, jobs.remote) or `upload_id` (a
+    presigned direct upload).
 
     Multipart only: the schema offers exactly one request body type, so a generated client sends files the one
     way the server reads them (an urlencoded form cannot carry a file)."""
@@ -121,27 +123,62 @@ class JobCreateView(waiting.WaitableView):
         if not serializer.is_valid():
             self.raise_invalid(serializer.errors)
         data = serializer.validated_data
+        tenant = tenant_for_request(request)
+        standing = standing_for_request(request)  # read once per request (the throttle did)
+        params = self.params_from(data)
+        pin = model_versions.resolve(self.kind, data.get("model_version"))
+        if pin:
+            params[model_versions.PARAM] = pin
+        fingerprint = idempotency.request_fingerprint(self.kind, request) if key else ""
+        if key:  # a replay answers before any URL is fetched or upload read again
+            existing = idempotency.replay(tenant, key, fingerprint)
+            if existing is not None:
+                return self._respond(request, existing, wait, None, replayed=True)
         slot = waiting.acquire(request, wait)  # before submitting: a refused wait creates no job
+        source = None
         try:
+            input_names = spec(self.kind).input_names
+            extra: dict[str, Any] = {}
+            if len(input_names) == 1:
+                sources.check_one_source(data)
+                source = sources.resolve(
+                    tenant, max_bytes=standing.limits.max_file_bytes, file=data.get("file"),
+                    file_url=(data.get("file_url") or "").strip(), upload_id=data.get("upload_id"),
+                )
+                files = {input_names[0]: source.upload}
+                if source.stored_name:
+                    extra = {"stored_inputs": {input_names[0]: source.stored_name},
+                             "direct_upload_id": source.direct_upload_id}
+            else:
+                files = {name: data[name] for name in input_names}
             job, replayed = idempotency.submit(
                 services.Submission(
-                    tenant=tenant_for_request(request),
+                    tenant=tenant,
                     kind=self.kind,
-                    files={name: data[name] for name in spec(self.kind).input_names},
-                    params=self.params_from(data),
+                    files=files,
+                    params=params,
                     api_key=request.auth if request.auth is not None else None,
                     user=request.user,
                     idempotency_key=key,
-                    request_fingerprint=idempotency.request_fingerprint(self.kind, request) if key else "",
+                    request_fingerprint=fingerprint,
                     callback_url=(data.get("callback_url") or "").strip(),
-                    standing=standing_for_request(request),  # read once per request (the throttle did)
+                    standing=standing,
                     prepare=self.prepare_for(request, data),
+                    **extra,
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             if slot is not None:
                 slot.release()
+            if source is not None and isinstance(exc, ServiceError):
+                source.relabel(exc)
             raise
+        finally:
+            if source is not None:
+                source.close()
+        return self._respond(request, job, wait, slot, replayed=replayed)
+
+    def _respond(self, request: Request, job: Job, wait: float, slot, *, replayed: bool) -> Response:
         response = waiting.respond(
             request, job, wait, serialize_for(request), status=status.HTTP_202_ACCEPTED, slot=slot
         )

@@ -18,6 +18,7 @@ from django.views.generic import TemplateView
 
 from accounts.views import DashboardMixin
 from billing.selectors import limits_for, usage_summary
+from jobs import batch_selectors, batches
 from jobs.api import serializers
 from jobs.dashboard.presenters import (
     DEMO_EMOTION_MODEL,
@@ -186,6 +187,10 @@ class JobNewView(DashboardMixin, TemplateView):
                 ]} for k in kinds
             },
             "jobUrl": reverse("dashboard:job-detail", kwargs={"pk": "00000000-0000-0000-0000-000000000000"}),
+            # Several files dropped on a single-input kind become one batch (POST /api/v1/batches).
+            "batchEndpoint": reverse("api:batch-list"),
+            "batchUrl": reverse("dashboard:batch-detail", kwargs={"pk": "00000000-0000-0000-0000-000000000000"}),
+            "maxBatchItems": batches.max_items(),
         }
         context["output_formats"] = OUTPUT_FORMATS
         context["emotion_demo"] = emotion_model_is_demo()
@@ -227,6 +232,30 @@ class JobDetailView(DashboardMixin, TemplateView):
         return context
 
 
+class BatchDetailView(DashboardMixin, TemplateView):
+    """A batch: counts by status and every item (its job row, live like the jobs list, or why it was refused);
+    ``static/js/app.js`` refreshes the counts from ``GET /api/v1/batches/<id>`` until the batch completes."""
+
+    template_name = "dashboard/batch_detail.html"
+    nav = "jobs"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        batch = get_object_or_404(batch_selectors.batches_for(self.tenant), pk=self.kwargs["pk"])
+        counts = batch_selectors.batch_counts(batch)
+        context.update(
+            batch=batch,
+            items=batch_selectors.batch_items(batch),
+            counts=counts,
+            status_counts=[
+                {"status": value, "label": label, "count": counts[value]} for value, label in JobStatus.choices
+            ],
+            batch_api=reverse("api:batch-detail", kwargs={"pk": batch.pk}),
+            active_statuses=sorted(ACTIVE_STATUSES),
+        )
+        return context
+
+
 def media_kind(content_type: str) -> str:
     """Which player, if any, can show an output: audio, video or none (e.g. a .npy embedding)."""
     if content_type.startswith("audio/"):
@@ -241,4 +270,5 @@ urlpatterns = [
     path("jobs/", JobListView.as_view(), name="jobs"),
     path("jobs/new/", JobNewView.as_view(), name="job-new"),
     path("jobs/<uuid:pk>/", JobDetailView.as_view(), name="job-detail"),
+    path("jobs/batches/<uuid:pk>/", BatchDetailView.as_view(), name="batch-detail"),
 ]

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts import services
 from accounts.models import Membership
-from testing.browser import PASSWORD, log_in, poll, shot, submit_job, wait_for_final
+from testing.browser import JOB_TIMEOUT_MS, PASSWORD, log_in, poll, shot, submit_job, wait_for_final
 from testing.uploads import FIXTURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -161,4 +161,91 @@ def test_api_docs_and_admin_pages_work_under_the_csp(open_page, fast_passwords):
     assert page.goto(reverse("admin:django_rq_dashboard_changelist")).status == 200
     response = page.goto(f"/{django_settings.ADMIN_URL}django-rq/queues/0/")
     assert response.status == 200 and "'unsafe-inline'" in response.headers["content-security-policy"]
+    assert not page.js_errors, page.js_errors
+
+
+# A drop of several files, as the browser delivers it: a DataTransfer holding File objects, dispatched on the
+# drop zone (the page's own drop handler moves them into the input).
+DROP_FILES = """([names, payloads]) => {
+  const transfer = new DataTransfer();
+  names.forEach((name, i) => {
+    const bytes = Uint8Array.from(atob(payloads[i]), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], name, { type: "audio/wav" }));
+  });
+  return transfer;
+}"""
+
+
+def drop_files(page, zone_selector: str, files: dict[str, bytes]) -> None:
+    import base64
+
+    transfer = page.evaluate_handle(DROP_FILES, [list(files), [base64.b64encode(b).decode() for b in files.values()]])
+    page.dispatch_event(zone_selector, "drop", {"dataTransfer": transfer})
+
+
+@pytest.mark.parametrize("viewport", [(1360, 900), (390, 844)], ids=["desktop", "phone"])
+def test_multi_file_drop_runs_a_batch_with_live_counts(open_page, worker_process, fast_passwords, viewport):
+    """Drop three files (one of them not audio) on the New job page → one batch → its page lists the items
+    and follows the counts live until every accepted item is final; the bad file is refused on its own."""
+    from testing.uploads import tone_wav_bytes
+
+    worker_process("watermark")
+    owner = services.get_or_create_user("bea@example.com", email="bea@example.com", password=PASSWORD)
+    services.create_tenant("Batch Audio", owner=owner)
+    page = open_page(*viewport)
+    log_in(page, "bea@example.com")
+
+    page.goto("/jobs/new/?kind=watermark_detect")
+    drop_files(page, "label[for=watermark_detect-file]", {
+        "first.wav": tone_wav_bytes(0.6), "second.wav": tone_wav_bytes(0.8), "notes.wav": b"not audio at all\n" * 64,
+    })
+    assert "3 files" in page.inner_text("label[for=watermark_detect-file] [data-chosen]")
+    page.click("[data-submit]")
+    page.wait_for_url("**/jobs/batches/*-*-*-*-*/")
+    page.evaluate("window.__sameDocument = true")
+    assert page.locator("tr[data-job-id]").count() == 2
+    assert "INVALID_FORMAT" in page.inner_text("tr[data-refused-item]")
+    poll(page, "document.querySelector('[data-batch-live]').dataset.status === 'completed'", JOB_TIMEOUT_MS)
+    assert page.inner_text("[data-batch-count=succeeded]") == "2"
+    assert page.inner_text("[data-batch-count=refused]") == "1"
+    assert page.inner_text("[data-batch-status]") == "Completed"
+    assert page.evaluate("window.__sameDocument === true"), "the batch page reloaded"
+    poll(page, "[...document.querySelectorAll('tr[data-job-id]')].every((r) => r.dataset.status === 'succeeded')")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "horizontal scroll"
+    shot(page, f"batch-completed-{viewport[0]}")
+    assert not page.js_errors, page.js_errors
+
+
+def test_a_job_from_a_url_and_bad_urls_in_the_page(open_page, worker_process, https_files, fast_passwords,
+                                                   _isolated_media):
+    """The New job page's URL field: a private address and a 404 are refused next to the field with the API's
+    code and store nothing; a public https URL becomes a job that runs."""
+    from billing.models import Reservation
+    from jobs.models import Job
+    from testing.https_files import Route
+    from testing.uploads import stored_files
+
+    worker_process("watermark")
+    https_files.routes["/take.wav"] = Route(body=(FIXTURES / "speech_16k_mono.wav").read_bytes())
+    owner = services.get_or_create_user("uri@example.com", email="uri@example.com", password=PASSWORD)
+    services.create_tenant("Link Audio", owner=owner)
+    page = open_page(390, 844)  # the phone layout: the field must work there too
+    log_in(page, "uri@example.com")
+    page.goto("/jobs/new/?kind=watermark_detect")
+    error = "#watermark_detect-file_url-error"
+    for url, code in [(f"https://127.0.0.1:{https_files.port}/take.wav", "URL_NOT_ALLOWED"),
+                      ("https://10.0.0.1/take.wav", "URL_NOT_ALLOWED"),
+                      (https_files.url("/missing.wav"), "URL_FETCH_FAILED")]:
+        page.fill("#watermark_detect-file_url", url)
+        page.click("[data-submit]")
+        poll(page, f"document.querySelector('{error}').dataset.code === '{code}'")
+        assert page.inner_text(error)
+    assert Job.objects.count() == 0 and stored_files(_isolated_media) == [] and Reservation.objects.count() == 0
+    shot(page, "new-job-url-refused-phone")
+
+    page.fill("#watermark_detect-file_url", https_files.url("/take.wav"))
+    page.click("[data-submit]")
+    page.wait_for_url("**/jobs/*-*-*-*-*/")
+    assert wait_for_final(page) == "succeeded"
+    assert Job.objects.get().input["filename"] == "take.wav"
     assert not page.js_errors, page.js_errors

@@ -20,7 +20,7 @@ from accounts import services
 from accounts.models import ApiKey, Membership
 from billing.models import Subscription
 from jobs.dashboard.presenters import DEMO_EMOTION_MODEL, TIMELINE_POINTS
-from jobs.models import JobKind, JobStatus, WebhookDelivery
+from jobs.models import Batch, JobKind, JobStatus, WebhookDelivery
 from jobs.tests.test_console import BEATSYNC_RESULT, LABELS
 from jobs.tests.test_console_pages import billed
 from jobs.tests.test_dashboard import DETECT_RESULT, EMOTION_RESULT, make_job
@@ -84,9 +84,26 @@ def seed_console(tmp_path):
     return tenant, owner, member, jobs
 
 
+def seed_batches(tenant) -> list[Batch]:
+    """A batch still processing (a done item, a running one, a refused one) and a completed one."""
+    refusal = {"index": 2, "input": "notes.wav", "code": "INVALID_FORMAT",
+               "message": "The file is not a supported audio file.", "details": {"field": "file"}}
+    processing = Batch.objects.create(tenant=tenant, kind=JobKind.WATERMARK_DETECT, item_count=3, open_items=1,
+                                      refused=[refusal])
+    make_job(tenant, batch=processing, batch_index=0, filename="first.wav", result=DETECT_RESULT)
+    make_job(tenant, batch=processing, batch_index=1, filename="second.wav", status=JobStatus.RUNNING,
+             progress_message="detecting")
+    completed = Batch.objects.create(tenant=tenant, kind=JobKind.WATERMARK_EMBED, item_count=1, open_items=0,
+                                     params={"message": "1A2B"}, completed_at=timezone.now())
+    make_job(tenant, kind=JobKind.WATERMARK_EMBED, batch=completed, batch_index=0, output=b"RIFFout",
+             params={"message": "1A2B"}, result={"message": "1A2B", "bits": [0, 1] * 8, "snr_db": 22.1})
+    return [processing, completed]
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_passwords, tmp_path, viewport):
     tenant, owner, member, jobs = seed_console(tmp_path)
+    batches = seed_batches(tenant)
     member_row = Membership.objects.get(user=member, tenant=tenant)
     key = ApiKey.objects.get(tenant=tenant)
     delivery = WebhookDelivery.objects.create(
@@ -124,6 +141,7 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
         reverse("dashboard:usage"), reverse("dashboard:usage") + "?by=key&range=90d",
         reverse("dashboard:quickstart"), reverse("dashboard:key-edit", args=[key.pk]),
         *(reverse("dashboard:job-detail", args=[job.pk]) for job in jobs.values()),
+        *(reverse("dashboard:batch-detail", args=[batch.pk]) for batch in batches),
     ]
     for url in pages:
         check_page(page, url, "owner")

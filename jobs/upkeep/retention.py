@@ -10,6 +10,8 @@
   removes them when the job ends; a worker killed mid-job leaves them behind. At worker start and
   periodically, directories whose job is not running on a live worker are removed.
 * ``clean_stale_uploads``: Django's temporary upload files left by a web process that crashed mid-request.
+* Presigned direct uploads never used for a job are deleted (object and row) once their URL expired
+  (``jobs.direct_uploads.clean_expired``, from ``periodic``).
 * ``prune_request_log``: the API request log (``accounts.ApiRequest``) older than the tenant's plan's
   ``request_log_days``; the same periodic run.
 * ``periodic``: retention as a ``PERIODIC_TASKS`` entry (``manage.py run_scheduler`` enqueues it every
@@ -31,6 +33,7 @@ from django.utils import timezone
 from accounts import request_log
 from accounts.models import ApiRequest, Tenant
 from billing import selectors as billing_selectors
+from jobs import direct_uploads
 from jobs.models import FINAL_STATUSES, Job
 
 logger = logging.getLogger(__name__)
@@ -129,8 +132,9 @@ def periodic() -> dict[str, int]:
     Safe if two run at once: each job is marked with a conditional UPDATE and deleting a file twice is a no-op.
     """
     report = expire_files()
+    uploads = direct_uploads.clean_expired()
     pruned = prune_request_log()
     return {
         "jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors),
-        "requests_pruned": pruned,
+        "uploads_expired": uploads, "requests_pruned": pruned,
     }

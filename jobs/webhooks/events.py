@@ -8,11 +8,13 @@ An endpoint's ``event_types`` allow-list holds names from ``EVENT_TYPES`` (empty
 from __future__ import annotations
 
 TEST_EVENT = "webhook.test"
+BATCH_COMPLETED = "batch.completed"
 
 EVENT_TYPES: dict[str, str] = {
     "job.succeeded": "A job finished with a result.",
     "job.failed": "A job failed (the payload's error_code says why).",
     "job.canceled": "A job was canceled before it finished.",
+    BATCH_COMPLETED: "Every item of a batch reached a final state (the payload counts them by status).",
 }
 
 # What a person asked for explicitly: delivered whatever the endpoint's filter says.

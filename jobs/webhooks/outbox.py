@@ -1,13 +1,14 @@
 """The webhook outbox: every message to a customer's URL is a ``WebhookDelivery`` row, sent after commit.
 
 ``on_job_final`` runs inside ``jobs.services``' final transition and records the job's event when the job (or
-its tenant) has a callback URL, so the event commits with the status or not at all. ``send_test_event`` and
+its tenant) has a callback URL, so the event commits with the status or not at all; ``on_batch_completed``
+does the same for a batch's ``batch.completed`` when its last item ends. ``send_test_event`` and
 ``resend`` write rows the same way; every row then takes the same path: put on the ``webhooks`` RQ queue
 after the commit (``dispatch``), or, if Redis is down, handed back later by the reconciler
 (``enqueue_due``). Sending, signing and the SSRF check at delivery are ``jobs.webhooks.delivery``.
 
 The tenant's ``webhook_event_types`` filters what goes to its default callback URL; a job's own
-``callback_url`` was asked for on that job and receives the job's event whatever the filter says.
+``callback_url`` (or a batch's) was asked for on that job and receives its event whatever the filter says.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import django_rq
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 from redis import RedisError
@@ -26,10 +28,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
 from core.errors import ServiceError
-from jobs.models import Job, WebhookDelivery
+from jobs.models import Batch, Job, WebhookDelivery
 from jobs.queues import get_queue
 from jobs.webhooks.endpoints import check_callback_url
-from jobs.webhooks.events import TEST_EVENT, is_wanted, job_event
+from jobs.webhooks.events import BATCH_COMPLETED, TEST_EVENT, is_wanted, job_event
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
@@ -53,12 +55,15 @@ def payload_for(job: Job, event_type: str) -> dict[str, Any]:
 
 
 def record_event(
-    tenant: Tenant, event_type: str, payload: dict[str, Any], url: str, job: Job | None = None
+    tenant: Tenant, event_type: str, payload: dict[str, Any], url: str, job: Job | None = None,
+    batch: Batch | None = None,
 ) -> WebhookDelivery:
-    """Write one event for ``url`` and send it after the commit. The caller has checked the URL and the filter."""
+    """Write one event for ``url`` and send it after the commit. The caller has checked the URL and the filter.
+
+    ``job`` or ``batch`` links the row to what the event is about (neither for ``webhook.test``)."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     delivery = WebhookDelivery.objects.create(
-        tenant=tenant, job=job, event=event_type, url=url, body=body, next_attempt_at=timezone.now()
+        tenant=tenant, job=job, batch=batch, event=event_type, url=url, body=body, next_attempt_at=timezone.now()
     )
     transaction.on_commit(lambda: dispatch(delivery))
     return delivery
@@ -106,11 +111,44 @@ def resend(delivery: WebhookDelivery) -> WebhookDelivery:
     check_callback_url(delivery.url)
     with transaction.atomic():
         copy = WebhookDelivery.objects.create(
-            tenant_id=delivery.tenant_id, job_id=delivery.job_id, event=delivery.event, url=delivery.url,
-            body=delivery.body, event_id=delivery.event_id, resent_from=delivery, next_attempt_at=timezone.now(),
+            tenant_id=delivery.tenant_id, job_id=delivery.job_id, batch_id=delivery.batch_id, event=delivery.event,
+            url=delivery.url, body=delivery.body, event_id=delivery.event_id, resent_from=delivery,
+            next_attempt_at=timezone.now(),
         )
         transaction.on_commit(lambda: dispatch(copy))
     return copy
+
+
+def batch_payload_for(batch: Batch) -> dict[str, Any]:
+    """The ``batch.completed`` body: the batch, its item counts by final status, where to read it."""
+
+    counts = {row["status"]: row["n"] for row in batch.jobs.order_by().values("status").annotate(n=Count("id"))}
+    return {
+        "type": BATCH_COMPLETED,
+        "timestamp": timezone.now().isoformat(),
+        "id": str(batch.id),
+        "object": "batch",
+        "kind": batch.kind,
+        "status": "completed",
+        "counts": {"items": batch.item_count, "refused": len(batch.refused or []), **counts},
+        "result_url": settings.PUBLIC_BASE_URL + reverse("api:batch-detail", kwargs={"pk": batch.pk}),
+    }
+
+
+def on_batch_completed(batch: Batch) -> WebhookDelivery | None:
+    """Record the batch's one ``batch.completed`` event. Runs inside the transaction of the item that completed
+    it (``jobs.services``), which is exactly one.
+
+    Like a job's event: the batch's own ``callback_url`` was asked for on that batch and always receives it;
+    the tenant's default URL receives it only if its ``webhook_event_types`` filter wants it."""
+    tenant = batch.tenant
+    if batch.callback_url:
+        url = batch.callback_url
+    elif tenant.webhook_url and is_wanted(BATCH_COMPLETED, tenant.webhook_event_types):
+        url = tenant.webhook_url
+    else:
+        return None
+    return record_event(tenant, BATCH_COMPLETED, batch_payload_for(batch), url, batch=batch)
 
 
 def _rq_id(delivery: WebhookDelivery) -> str:

@@ -11,6 +11,7 @@ fails, retries or is given back the same way whether it ran alone or in a batch.
     InputMissing (stored input gone)     ->  failed FILE_NOT_FOUND
     StorageError (transient)             ->  retried with backoff, then failed STORAGE_ERROR
     MediaError retryable / not           ->  retried / failed with the media code
+    ModelPinMismatch (pinned elsewhere)  ->  failed MODEL_VERSION_UNAVAILABLE
     CUDA out of memory                   ->  retried unbatched (batch_size_limit=1), then failed RESOURCE_LIMIT
     anything else                        ->  failed PROCESSING_FAILED (logged)
 """
@@ -50,6 +51,34 @@ class StorageError(Exception):
 
 class InputMissing(Exception):
     """The job's stored input is gone: retrying cannot help."""
+
+
+class ModelPinMismatch(Exception):
+    """The job asked for a model version (``params.model_version``) this worker does not hold."""
+
+
+def loaded_model_version(kind: str, pool: Any) -> str:
+    """The version of the model this worker's pool runs ``kind`` on (what the result will record)."""
+    from jobs.model_versions import BEATSYNC_MODEL
+    from jobs.models import JobKind
+
+    if kind == JobKind.WATERMARK_EMBED:
+        return pool.get("watermark").generator_version
+    if kind == JobKind.WATERMARK_DETECT:
+        return pool.get("watermark").detector_version
+    if kind == JobKind.EMOTION:
+        return pool.get("emotion").version
+    return BEATSYNC_MODEL[1]
+
+
+def check_model_pin(job: Job, pool: Any) -> None:
+    """Refuse to run a pinned job on another model than the one it pinned (never a silent substitute)."""
+    pinned = (job.params or {}).get("model_version")
+    if not pinned:
+        return
+    loaded = loaded_model_version(job.kind, pool)
+    if loaded != pinned:
+        raise ModelPinMismatch(f"The job pinned model version {pinned}; this worker runs {loaded}.")
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
@@ -115,6 +144,7 @@ def progress_reporter(job: Job) -> Callable[[int, str], None]:
 
 def build_context(job: Job, pool: Any) -> JobContext:
     """A fresh work directory with the job's inputs downloaded into it, and the handler's context."""
+    check_model_pin(job, pool)
     workdir = work_root() / str(job.id)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -188,6 +218,9 @@ def settle_error(job: Job, exc: BaseException) -> str:
         return "failed"
     if isinstance(exc, InputMissing):
         services.fail(job, "FILE_NOT_FOUND", "The job's input file is missing from storage.")
+        return "failed"
+    if isinstance(exc, ModelPinMismatch):
+        services.fail(job, "MODEL_VERSION_UNAVAILABLE", str(exc))
         return "failed"
     if isinstance(exc, StorageError):
         logger.warning("job %s: storage error: %s", job.id, exc)

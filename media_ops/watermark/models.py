@@ -41,6 +41,12 @@ def _describe(source: str) -> tuple[str, str]:
     return source, source
 
 
+def describe_source(source: str) -> tuple[str, str]:
+    """(name, version) that ``WatermarkModels.load`` records for ``source``, without loading it: a service
+    that must name the versions it serves (model pinning) reads them from the checkpoints' bytes."""
+    return _describe(source)
+
+
 @dataclass
 class WatermarkModels:
     """A loaded generator + detector pair, held by the worker's model pool."""

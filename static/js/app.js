@@ -7,6 +7,7 @@
 (function () {
   "use strict";
 
+  const ZERO_ID = "00000000-0000-0000-0000-000000000000"; // the placeholder id in page URLs from the server
   const STATUS_LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", canceled: "Canceled" };
   const ACTIVE = new Set(["queued", "running"]);
   const POLL_DETAIL_MS = 1000;
@@ -439,11 +440,25 @@
       return config.kinds[currentKind()].files.find((f) => f.name === input.dataset.fileField);
     }
 
-    /** The API's checks, in the API's words (jobs.services.check_upload_size / probe_upload, media_ops). */
+    /** The API's checks, in the API's words (jobs.services.check_upload_size / probe_upload, media_ops). With
+     * several files (a batch) each is checked and the message names the file. */
     function checkFile(input) {
-      const file = input.files[0];
+      if (!input.files.length) return { code: "VALIDATION_ERROR", message: "Choose a file to upload." };
+      if (input.files.length > 1 && input.files.length > config.maxBatchItems) {
+        return { code: "BATCH_TOO_LARGE", message: "A batch holds at most " + config.maxBatchItems + " items; you chose " + input.files.length + "." };
+      }
+      for (const file of input.files) {
+        const error = checkOne(input, file);
+        if (error) {
+          if (input.files.length > 1) error.message = file.name + ": " + error.message;
+          return error;
+        }
+      }
+      return null;
+    }
+
+    function checkOne(input, file) {
       const name = input.dataset.fileField;
-      if (!file) return { code: "VALIDATION_ERROR", message: "Choose a file to upload." };
       if (file.size === 0) return { code: "EMPTY_FILE", message: "`" + name + "` is empty." };
       if (file.size > config.maxBytes) {
         return { code: "FILE_TOO_LARGE", message: "`" + name + "` is " + formatBytes(file.size) + "; the limit is " + formatBytes(config.maxBytes) + "." };
@@ -452,6 +467,13 @@
       const lower = file.name.toLowerCase();
       if (spec && !spec.extensions.some((ext) => lower.endsWith(ext))) return { code: "INVALID_FORMAT", message: spec.typeMessage };
       return null;
+    }
+
+    function describeChoice(input) {
+      const files = Array.from(input.files);
+      if (!files.length) return input.multiple ? "Drop files here or browse" : "Drop a file here or browse";
+      if (files.length === 1) return files[0].name + " · " + formatBytes(files[0].size);
+      return files.length + " files · " + formatBytes(files.reduce((sum, f) => sum + f.size, 0)) + " · one batch";
     }
 
     function markFileInvalid(input) {
@@ -472,9 +494,8 @@
       const input = zone.querySelector('input[type="file"]');
       const chosen = zone.querySelector("[data-chosen]");
       input.addEventListener("change", () => {
-        const file = input.files[0];
-        chosen.textContent = file ? file.name + " · " + formatBytes(file.size) : "Drop a file here or browse";
-        showFileError(input, file ? checkFile(input) : null);
+        chosen.textContent = describeChoice(input);
+        showFileError(input, input.files.length ? checkFile(input) : null);
       });
       ["dragenter", "dragover"].forEach((type) => zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("dragover"); }));
       ["dragleave", "drop"].forEach((type) => zone.addEventListener(type, () => zone.classList.remove("dragover")));
@@ -520,22 +541,56 @@
       const panel = currentPanel();
       const data = new FormData();
       let firstBad = null;
-      panel.querySelectorAll('input[type="file"]').forEach((input) => {
+      const fileInputs = panel.querySelectorAll('input[type="file"]');
+      const urlInput = panel.querySelector("[data-file-url]");
+      showUrlError(urlInput, null);
+      if (urlInput && urlInput.value.trim() !== "") {
+        // Input by URL: the server fetches it (https only, checked there); no file may be chosen as well.
+        const url = urlInput.value.trim();
+        const error = fileInputs[0].files.length ? { code: "VALIDATION_ERROR", message: "Choose a file or give a URL, not both." }
+          : (!/^https:\/\//i.test(url) ? { code: "URL_NOT_ALLOWED", message: "`file_url` must be an https:// URL." } : null);
+        if (error) { showUrlError(urlInput, error); urlInput.focus(); return; }
+        showFileError(fileInputs[0], null);
+        data.append("file_url", url);
+        appendOptions(panel, data);
+        upload(config.kinds[currentKind()].endpoint, data, (body) => config.jobUrl.replace(ZERO_ID, body.id), "Job created — opening it…");
+        return;
+      }
+      // Several files on a single-input kind: one batch (POST /api/v1/batches), each file an item.
+      const batch = fileInputs.length === 1 && fileInputs[0].files.length > 1;
+      fileInputs.forEach((input) => {
         const error = checkFile(input);
         showFileError(input, error);
         if (error && !firstBad) firstBad = { input, error };
-        if (!error) data.append(input.name, input.files[0]);
+        if (!error) Array.from(batch ? input.files : [input.files[0]]).forEach((file) => data.append(input.name, file));
       });
       if (message && panel.contains(message) && !checkMessage() && !firstBad) firstBad = { input: message };
       if (firstBad) { firstBad.input.focus(); return; }
+      appendOptions(panel, data);
+      if (batch) {
+        data.append("kind", currentKind());
+        upload(config.batchEndpoint, data, (body) => config.batchUrl.replace(ZERO_ID, body.id), "Batch created — opening it…");
+      } else {
+        upload(config.kinds[currentKind()].endpoint, data, (body) => config.jobUrl.replace(ZERO_ID, body.id), "Job created — opening it…");
+      }
+    });
+
+    function appendOptions(panel, data) {
       panel.querySelectorAll("select, input[type=text], input[type=checkbox]").forEach((input) => {
         if (input.type === "checkbox") data.append(input.name, input.checked ? "true" : "false");
         else if (input.value.trim() !== "") data.append(input.name, input.value.trim());
       });
-      upload(config.kinds[currentKind()].endpoint, data);
-    });
+    }
 
-    function upload(endpoint, data) {
+    function showUrlError(input, error) {
+      if (!input) return;
+      const slot = input.parentElement.querySelector("[data-url-error]");
+      slot.textContent = error ? error.message : "";
+      if (error) slot.dataset.code = error.code; else delete slot.dataset.code;
+      input.setAttribute("aria-invalid", error ? "true" : "false");
+    }
+
+    function upload(endpoint, data, pageFor, doneLabel) {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", endpoint);
       xhr.setRequestHeader("X-CSRFToken", csrfToken());
@@ -555,8 +610,8 @@
         let body = null;
         try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
         if (xhr.status === 202 && body) {
-          label.textContent = "Job created — opening it…";
-          window.location.assign(config.jobUrl.replace("00000000-0000-0000-0000-000000000000", body.id));
+          label.textContent = doneLabel;
+          window.location.assign(pageFor(body));
           return;
         }
         status.hidden = true;
@@ -564,6 +619,7 @@
         const error = errorOf({ body, status: xhr.status });
         showError(error);
         const field = error.details && error.details.field;
+        if (field === "file_url") { showUrlError(currentPanel().querySelector("[data-file-url]"), error); return; }
         const input = field && currentPanel().querySelector('input[data-file-field="' + field + '"]');
         if (input) markFileInvalid(input);
       });
@@ -608,6 +664,35 @@
     });
   }
 
+  /** Batch page: refresh the counts from the API until every item is final (the rows refresh themselves,
+   * like the jobs list). */
+  function initBatchLive() {
+    const live = document.querySelector("[data-batch-live]");
+    if (!live || live.dataset.status === "completed") return;
+    function paint(batch) {
+      live.querySelectorAll("[data-batch-count]").forEach((el) => {
+        const value = batch.counts[el.dataset.batchCount];
+        if (value !== undefined) el.textContent = String(value);
+      });
+      const badge = live.querySelector("[data-batch-status]");
+      const done = batch.status === "completed";
+      badge.className = "badge " + (done ? "succeeded" : "running");
+      badge.textContent = done ? "Completed" : "Processing";
+      live.dataset.status = batch.status;
+    }
+    async function tick() {
+      if (!document.hidden) {
+        const result = await api(live.dataset.api);
+        if (result.ok) {
+          paint(result.body);
+          if (result.body.status === "completed") return;
+        }
+      }
+      setTimeout(tick, POLL_LIST_MS);
+    }
+    setTimeout(tick, POLL_DETAIL_MS);
+  }
+
   /** Progress bars are rendered with aria-valuenow only (no style="" attributes: the Content-Security-Policy
    * refuses them); their width is set here, through the CSSOM, which the policy allows. */
   function initProgressBars(root) {
@@ -632,6 +717,7 @@
     initPage(document);
     initJobDetail();
     initJobForm();
+    initBatchLive();
     document.body.addEventListener("htmx:afterSettle", (e) => initPage(e.target));
   });
 })();
