@@ -367,6 +367,11 @@ WATERMARK_DETECTOR = env("WATERMARK_DETECTOR", default=str(DEMO_MODELS_DIR / "au
 # more search (about 0.2 s on one CPU thread), so it is off by default.
 WATERMARK_SEARCH = env.bool("WATERMARK_SEARCH", default=True)
 WATERMARK_SEARCH_SPEEDS = env.list("WATERMARK_SEARCH_SPEEDS", cast=float, default=[])
+# Robustness report (job kind watermark_report, media_ops.watermark.report): the longest file it accepts (it
+# reads the file once per attack of the battery; refused at upload with AUDIO_TOO_LONG), and what it bills:
+# duration x attacks x WATERMARK_REPORT_ATTACK_RATE seconds (each attack at that fraction of a detection).
+WATERMARK_REPORT_MAX_SECONDS = env.float("WATERMARK_REPORT_MAX_SECONDS", default=60.0)
+WATERMARK_REPORT_ATTACK_RATE = env.float("WATERMARK_REPORT_ATTACK_RATE", default=0.25)
 EMOTION_MODEL_DIR = env("EMOTION_MODEL_DIR", default=str(DEMO_MODELS_DIR / "emotion2vec_demo"))
 MODEL_DEVICE = env("MODEL_DEVICE", default="auto")  # auto = cuda when available, else cpu
 MODEL_THREADS = env.int("MODEL_THREADS", default=min(4, os.cpu_count() or 1))

@@ -157,14 +157,12 @@ def submit(sub: Submission) -> Job:
     kind_spec = spec(sub.kind)
     if sub.callback_url:
         endpoints.check_callback_url(sub.callback_url)  # INVALID_CALLBACK_URL before any work (SSRF guard)
-    missing = [name for name in kind_spec.input_names if name not in sub.files]
+    missing = [i.name for i in kind_spec.inputs if i.required and sub.files.get(i.name) is None]
     if missing:
         raise ServiceError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
+    sent = [name for name in kind_spec.input_names if sub.files.get(name) is not None]  # optional ones may be absent
     standing = sub.standing or billing_selectors.standing_for(sub.tenant)
-    infos = {
-        name: probe_upload(sub.kind, sub.files[name], name, sub.tenant, limits=standing.limits)
-        for name in kind_spec.input_names
-    }
+    infos = {name: probe_upload(sub.kind, sub.files[name], name, sub.tenant, limits=standing.limits) for name in sent}
 
     stored: list[str] = []
     try:
@@ -178,7 +176,7 @@ def submit(sub: Submission) -> Job:
                 api_key=sub.api_key,
                 created_by=sub.user if getattr(sub.user, "is_authenticated", False) else None,
                 input=infos[primary],
-                audio_seconds=float(infos[primary].get("duration_seconds") or 0.0),
+                audio_seconds=kind_spec.billable_seconds(infos, primary),
                 idempotency_key=sub.idempotency_key,
                 request_fingerprint=sub.request_fingerprint,
                 callback_url=sub.callback_url,
@@ -187,7 +185,7 @@ def submit(sub: Submission) -> Job:
             )
             job.rq_job_id = _new_rq_job_id(job)  # in the row from the start: pushed to RQ after the commit
             extra: dict[str, Any] = {}
-            for name in kind_spec.input_names:
+            for name in sent:
                 upload = sub.files[name]
                 upload.seek(0)
                 saved = default_storage.save(

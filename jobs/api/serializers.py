@@ -36,6 +36,45 @@ class WatermarkDetectRequest(JobCreateRequest):
     file = serializers.FileField(help_text="Audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
 
 
+class WatermarkReportRequest(JobCreateRequest):
+    file = serializers.FileField(
+        help_text="The watermarked audio (e.g. an embed job's output): WAV, FLAC, OGG, MP3 or M4A/AAC/MP4, "
+        "at most WATERMARK_REPORT_MAX_SECONDS (60 s by default) long."
+    )
+    original = serializers.FileField(
+        required=False,
+        help_text="Optional: the audio before watermarking; adds the watermark's quality (SNR, segmental SNR).",
+    )
+    message = serializers.CharField(
+        required=False, allow_blank=True, max_length=16,
+        help_text="The 16-bit message the file should carry (4 hex digits). Default: the message detection "
+        "decodes from the file as uploaded.",
+    )
+
+
+class AttackSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Stable within a battery version, e.g. mp3_24k.")
+    family = serializers.CharField(help_text="codec, resample, filter, noise, room, dynamics, pitch, speed, cut, "
+                                   "level or mix.")
+    description = serializers.CharField()
+    params = serializers.DictField(help_text="The attack's settings (also in its description).")
+    changes_length = serializers.BooleanField()
+
+
+class ReportBillingSerializer(serializers.Serializer):
+    attack_rate = serializers.FloatField(help_text="Each attack is billed as this fraction of a detection.")
+    seconds_per_audio_second = serializers.FloatField(
+        help_text="Billed seconds per second of the watermarked file: attacks × attack_rate."
+    )
+
+
+class AttackBatterySerializer(serializers.Serializer):
+    version = serializers.CharField(help_text="Named in every report's result (`battery.version`).")
+    attacks = AttackSerializer(many=True)
+    max_duration_seconds = serializers.FloatField(help_text="The longest file a report accepts.")
+    billing = ReportBillingSerializer()
+
+
 class EmotionAnalyzeRequest(JobCreateRequest):
     file = serializers.FileField(help_text="Speech audio: WAV, FLAC, OGG, MP3 or M4A/AAC/MP4.")
     granularity = serializers.ChoiceField(choices=("utterance", "frame"), default="utterance")

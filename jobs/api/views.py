@@ -25,7 +25,7 @@ from core.asgi import FileResponse  # streamed chunk by chunk under ASGI too
 from core.errors import ServiceError
 from jobs import idempotency, services
 from jobs.api import serializers, waiting
-from jobs.kinds import spec
+from jobs.kinds import report_battery, spec
 from jobs.models import Job, JobKind, JobStatus
 from media_ops.audio import CONTENT_TYPES
 from media_ops.watermark import parse_message, random_message
@@ -121,7 +121,7 @@ class JobCreateView(waiting.WaitableView):
                 services.Submission(
                     tenant=tenant_for_request(request),
                     kind=self.kind,
-                    files={name: data[name] for name in spec(self.kind).input_names},
+                    files={name: data[name] for name in spec(self.kind).input_names if data.get(name) is not None},
                     params=self.params_from(data),
                     api_key=request.auth if request.auth is not None else None,
                     user=request.user,
@@ -186,6 +186,45 @@ class WatermarkDetectView(JobCreateView):
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
+
+
+class WatermarkReportView(JobCreateView):
+    """A robustness report: the watermarked file through the attack battery, each copy read back by detection.
+    Billed as ``duration × attacks × WATERMARK_REPORT_ATTACK_RATE`` seconds (see the attacks endpoint)."""
+
+    kind = JobKind.WATERMARK_REPORT
+    request_serializer = serializers.WatermarkReportRequest
+
+    def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        message = (data.get("message") or "").strip()
+        if not message:
+            return {}
+        try:
+            parse_message(message)
+        except ValueError as exc:
+            raise ServiceError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
+        return {"message": message.upper()}
+
+    @extend_schema(
+        request=serializers.WatermarkReportRequest, responses={202: serializers.JobSerializer},
+        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Robustness report: attack a watermarked file",
+        description="Runs the versioned attack battery (`GET /api/v1/watermark/report/attacks`) on the file and "
+        "reports, per attack, detection, probability, whether the message survived and the bit accuracy; with "
+        "`original`, the watermark's quality. A file without a detectable watermark (and no `message`) fails "
+        "with `NO_WATERMARK`, unbilled.",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class WatermarkAttacksView(APIView):
+    """The attack battery of the robustness report: a read of the code's versioned list, the same for all."""
+
+    rate_family = "read"
+
+    @extend_schema(responses=serializers.AttackBatterySerializer, summary="The robustness report's attack battery")
+    def get(self, request: Request) -> Response:
+        return Response(serializers.AttackBatterySerializer(report_battery()).data)
 
 
 class EmotionAnalyzeView(JobCreateView):
