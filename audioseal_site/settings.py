@@ -287,7 +287,8 @@ def _per_kind(name: str, cast=int) -> dict:
 
 # A running job is failed with TIMEOUT after its kind's timeout (default JOB_TIMEOUT_SECONDS): the worker
 # interrupts it (SIGALRM); the reconciler enforces it too, JOB_TIMEOUT_GRACE_SECONDS later, for a stuck call.
-JOB_TIMEOUTS = _per_kind("JOB_TIMEOUTS")
+# A robustness report reads its file once per attack (31 detections of up to 60 s): 1800 s unless set here.
+JOB_TIMEOUTS = {"watermark_report": 1800, **_per_kind("JOB_TIMEOUTS")}
 JOB_TIMEOUT_GRACE_SECONDS = env.int("JOB_TIMEOUT_GRACE_SECONDS", default=60)
 # Attempts (starts) per job before a transient error or a lost worker fails it for good.
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
