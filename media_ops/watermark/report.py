@@ -186,6 +186,8 @@ def robustness_report(
     if len(expected_bits) != NBITS:
         raise ValueError(f"expected {NBITS} bits")
 
+    # Before the attacks: an original that cannot be compared fails the job before the expensive part.
+    quality_result = quality(original[0], original[1], samples, sample_rate) if original is not None else None
     mono = audio.to_mono(samples)
     names = [describe_attack(a) for a in battery]
     rows: list[dict[str, Any]] = []
@@ -213,7 +215,6 @@ def robustness_report(
                 row.update(_reading(next(readings), expected_bits), error=None)
             rows.append(row)
 
-    quality_result = quality(original[0], original[1], samples, sample_rate) if original is not None else None
     detected = sum(r["detected"] for r in rows)
     survived = sum(r["message_survived"] for r in rows)
     count = len(rows)
