@@ -7,11 +7,14 @@ PY     := $(VENV)/bin/python
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt sdk/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
+	# The SDK and `studio` CLI (sdk/; its tests are in the suite): editable, built with the setuptools just
+	# installed (no download). Not in requirements.txt: the server images install that file alone.
+	$(PY) -m pip install -q --no-build-isolation -e ./sdk
 	touch $@
 
 run: venv

@@ -15,9 +15,9 @@ os.environ.setdefault("MODEL_THREADS", "1")
 
 import pytest  # noqa: E402
 
-# The shared fixtures (tenants, API clients, people, Redis, workers); plain helpers are imported explicitly
-# from `testing.*` by the tests that use them.
-pytest_plugins = ["testing.fixtures"]
+# The shared fixtures (tenants, API clients, people, Redis, workers; the browser tests' Chromium); plain
+# helpers are imported explicitly from `testing.*` by the tests that use them.
+pytest_plugins = ["testing.fixtures", "testing.browser"]
 
 
 @pytest.fixture(autouse=True)

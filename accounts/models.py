@@ -7,6 +7,7 @@ used to find the row; the secret itself exists only in the response that created
 
 from __future__ import annotations
 
+import base64
 import secrets
 import uuid
 
@@ -16,8 +17,11 @@ from django.utils import timezone
 
 
 def new_webhook_secret() -> str:
-    """A per-tenant secret that signs job webhooks (HMAC-SHA256); shown to the tenant, rotatable."""
-    return f"whsec_{secrets.token_urlsafe(32)}"
+    """A Standard Webhooks signing secret: ``whsec_`` + base64 of 32 random bytes (the HMAC-SHA256 key).
+
+    The spec's format, so ``standardwebhooks.Webhook(secret)`` (and Svix's libraries) take it as it is.
+    """
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 class Tenant(models.Model):
@@ -32,7 +36,19 @@ class Tenant(models.Model):
         "Checked by the SSRF guard wherever it is set (dashboard, admin): private addresses are refused.",
     )
     webhook_secret = models.CharField(
-        max_length=100, default=new_webhook_secret, help_text="Signs job webhooks (see jobs/WEBHOOKS.md)."
+        max_length=100, default=new_webhook_secret,
+        help_text="Signs job webhooks (Standard Webhooks, whsec_<base64 key>; see jobs/WEBHOOKS.md).",
+    )
+    webhook_previous_secret = models.CharField(
+        max_length=100, blank=True, default="",
+        help_text="The secret before the last rotation: deliveries are signed with it too until it expires.",
+    )
+    webhook_previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="End of the rotation's overlap window (then only the new secret signs)."
+    )
+    webhook_event_types = models.JSONField(
+        default=list, blank=True,
+        help_text="Event types sent to the default callback URL (e.g. job.failed); empty = all of them.",
     )
 
     class Meta:

@@ -138,13 +138,18 @@ def get_or_create_user(
     username: str, *, email: str = "", password: str | None = None, staff: bool = False
 ) -> AbstractBaseUser:
     """The user named ``username``, created if missing (commands, quick start, invitations). Without a
-    password a new user gets an unusable one: they set it through the emailed link; ``staff`` only adds."""
+    password a new user gets an unusable one: they set it through the emailed link; ``staff`` only adds.
+
+    A ``password`` the user already has is not hashed again: a new hash (a new salt) would change the
+    session's auth hash and sign the user out everywhere; ``make run`` calls this on every start."""
     User = get_user_model()
     user, created = User.objects.get_or_create(username=username, defaults={"email": email})
-    if created or password:
-        if password:
+    rehash = created or bool(password and not user.check_password(password))
+    promote = staff and not (user.is_staff and user.is_superuser)
+    if rehash or promote:
+        if rehash and password:
             user.set_password(password)
-        else:
+        elif rehash:
             user.set_unusable_password()
         user.is_staff = user.is_superuser = staff or user.is_staff
         user.save()

@@ -30,6 +30,7 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("invite/<uidb64>/<token>/", views.InviteAcceptView.as_view(), name="invite-accept"),
     path("welcome/", views.WelcomeView.as_view(), name="welcome"),
     path("organisation/switch/", views.SwitchTenantView.as_view(), name="switch-tenant"),
     path("keys/", views.ApiKeysView.as_view(), name="keys"),

@@ -10,14 +10,16 @@ up inside the current tenant and anything else is a 404. ``DashboardMixin`` is s
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import FormView, TemplateView
@@ -110,6 +112,27 @@ class SignupView(FormView):
         return redirect("dashboard:overview")
 
 
+class InviteAcceptView(auth_views.PasswordResetConfirmView):
+    """The link an invited member gets by email (``accounts.services.invite_member``): Django's password
+    token, but the page says "Set your password" (they never had one) and, once it is set, signs them in
+    to the organisation that invited them instead of sending them to the sign-in form."""
+
+    template_name = "registration/invite_accept.html"
+    post_reset_login = True
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+    success_url = reverse_lazy("dashboard:overview")
+
+    def form_valid(self, form) -> HttpResponse:
+        response = super().form_valid(form)
+        membership = (
+            Membership.objects.select_related("tenant").filter(user=form.user).order_by("-created_at").first()
+        )
+        if membership is not None:
+            self.request.session[SESSION_TENANT_KEY] = str(membership.tenant_id)
+            messages.success(self.request, f"Welcome to {membership.tenant.name} on AudioSeal Studio!")
+        return response
+
+
 class WelcomeView(LoginRequiredMixin, FormView):
     """For a signed-in user without an organisation: create one (staff also get a link to the admin)."""
 
@@ -153,12 +176,29 @@ class SwitchTenantView(LoginRequiredMixin, View):
 # --- API keys -----------------------------------------------------------------------------------------------
 
 
+NEW_KEY_SESSION_KEY = "dashboard:new_api_key"
+NEW_KEY_SHOWN_FOR_SECONDS = 300  # a redirect followed later than this shows no secret (the key stays listed)
+
+
 class ApiKeysView(DashboardMixin, TemplateView):
-    """List the tenant's keys and create new ones. A new key's secret is in this one response only."""
+    """List the tenant's keys and create new ones: POST, redirect, GET. The new key's secret rides in the
+    session from the POST to the one GET that shows it (it is popped there), so reloading that page neither
+    creates another key nor shows the secret again, and the back button finds no page that holds it."""
 
     template_name = "dashboard/keys.html"
     manage_required = True
     nav = "keys"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        issued = request.session.pop(NEW_KEY_SESSION_KEY, None)
+        if issued and issued.get("tenant") != str(self.tenant.pk):
+            issued = None  # created for the organisation the user has since switched away from
+        if issued and time.time() - float(issued.get("at", 0)) > NEW_KEY_SHOWN_FOR_SECONDS:
+            issued = None
+        response = self.render_to_response(self.get_context_data(issued=issued))
+        if issued:
+            response["Cache-Control"] = "no-store"  # the only page that ever holds the secret
+        return response
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -171,13 +211,11 @@ class ApiKeysView(DashboardMixin, TemplateView):
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
         issued = services.issue_api_key(self.tenant, form.cleaned_data["name"], created_by=request.user)
-        response = self.render_to_response(
-            self.get_context_data(form=forms.ApiKeyCreateForm(), issued=issued), status=201
-        )
-        # Rendered, not redirected: the secret is never stored anywhere (not even in the session) and must
-        # not be kept by a cache or the back button.
-        response["Cache-Control"] = "no-store"
-        return response
+        request.session[NEW_KEY_SESSION_KEY] = {
+            "tenant": str(self.tenant.pk), "name": issued.api_key.name, "secret": issued.secret,
+            "at": time.time(),
+        }
+        return redirect("dashboard:keys", permanent=False)
 
 
 class ApiKeyRevokeView(DashboardMixin, TemplateView):

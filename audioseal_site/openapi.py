@@ -1,9 +1,11 @@
-"""OpenAPI schema additions: the API-key security scheme and the error shape on every operation.
+"""OpenAPI schema additions: the API-key security scheme, what every operation shares, and the links.
 
 Without an extension drf-spectacular cannot describe ``ApiKeyAuthentication`` (``check --deploy`` warns and
 the schema has no security requirement), and without documented error responses every 4xx the API
-answers is "undocumented" to a client generator or a contract tester (schemathesis). Every operation under
-``/api/`` therefore gets a ``default`` response with the one error shape of ``audioseal_site.errors``.
+answers is "undocumented" to a client generator or a contract tester (schemathesis). What views document
+themselves (their bodies, parameters, errors and examples) is in their ``extend_schema``; what every operation
+under ``/api/`` shares because middleware or authentication does it (401, 429, the request-id and rate-limit
+headers, the ``default`` error) is added here, as are the OpenAPI links between operations.
 
 Imported by ``audioseal_site.urls`` so the extension is registered before any schema is generated.
 """
@@ -12,23 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "properties": {
-                "code": {"type": "string", "description": "Stable upper-case code, e.g. FILE_TOO_LARGE."},
-                "message": {"type": "string"},
-                "details": {"type": "object", "additionalProperties": True},
-            },
-        }
-    },
-}
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -43,19 +30,95 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
-def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: the error shape as every API operation's ``default`` response."""
+ERROR_REF = {"$ref": "#/components/schemas/Error"}  # jobs.api.serializers.ErrorSerializer
+
+# Headers the middleware sets on API responses (audioseal_site.middleware, billing.ratelimit).
+REQUEST_ID_HEADER = {
+    "schema": {"type": "string"},
+    "description": "This request's id (the caller's `X-Request-ID` when sane): quote it to support.",
+}
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {
+        "schema": {"type": "integer", "minimum": 0}, "description": "Requests per window for this key and family."
+    },
+    "X-RateLimit-Remaining": {
+        "schema": {"type": "integer", "minimum": 0}, "description": "Requests left in the current window."
+    },
+    "X-RateLimit-Reset": {
+        "schema": {"type": "integer", "minimum": 0}, "description": "Seconds until the window resets."
+    },
+}
+RETRY_AFTER_HEADER = {
+    "required": True, "schema": {"type": "integer", "minimum": 0}, "description": "Seconds to wait before retrying.",
+}
+ALWAYS = {
+    401: "UNAUTHENTICATED, INVALID_API_KEY, API_KEY_REVOKED, API_KEY_EXPIRED",
+    429: "RATE_LIMITED, CONCURRENCY_LIMIT or TOO_MANY_WAITS; retry after `Retry-After` seconds",
+}
+
+# OpenAPI links (schemathesis' stateful tests follow them; clients read them as documentation): from a job in
+# a response to the operations on that job, and from a page of jobs to the next page.
+CREATING = ("watermark_embed", "watermark_detect", "watermark_report", "emotion_analyze", "beatsync_align")  # op ids
+JOB_LINKS = {
+    "ReadJob": "read_job", "CancelJob": "cancel_job", "DownloadOutput": "download_output",
+    "DownloadInput": "download_input", "ListDeliveries": "list_deliveries",
+}
+
+
+def add_shared_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: what every API operation shares because middleware or
+    authentication does it, not the view: 401 and 429 errors, the request id and rate-limit headers, the
+    error shape as the ``default`` response, and the live ``?wait`` maximum."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
-    components.setdefault("Error", ERROR_SCHEMA)
-    ref = {"$ref": "#/components/schemas/Error"}
+    assert "Error" in components, "the jobs API's ErrorSerializer defines the Error component"
+    result["components"]["headers"] = {
+        "X-Request-ID": {**REQUEST_ID_HEADER, "required": True}, **RATE_LIMIT_HEADERS,
+        "Retry-After": RETRY_AFTER_HEADER,
+    }
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/api/"):
             continue
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            operation["responses"].setdefault(
+            responses = operation["responses"]
+            for status, description in ALWAYS.items():
+                responses.setdefault(
+                    str(status), {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
+                )
+            responses.setdefault(
                 "default",
-                {"description": "An error: see `error.code`.", "content": {"application/json": {"schema": ref}}},
+                {"description": "An error: see `error.code`.", "content": {"application/json": {"schema": ERROR_REF}}},
             )
+            responses["429"].setdefault("headers", {})["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+            for response in responses.values():
+                response.setdefault("headers", {}).update(
+                    {name: {"$ref": f"#/components/headers/{name}"} for name in ("X-Request-ID", *RATE_LIMIT_HEADERS)}
+                )
+            for parameter in operation.get("parameters", []):  # the setting now, not at import (tests lower it)
+                if parameter.get("in") == "query" and parameter.get("name") == "wait":
+                    parameter["schema"]["maximum"] = settings.MAX_WAIT_SECONDS
     return result
+
+
+def add_links(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the OpenAPI links between operations (see ``JOB_LINKS``)."""
+    operations = [op for ops in result.get("paths", {}).values() for op in ops.values() if isinstance(op, dict)]
+    ids = {operation.get("operationId") for operation in operations}
+    job_links = {
+        name: {"operationId": op_id, "parameters": {"id": "$response.body#/id"}}
+        for name, op_id in JOB_LINKS.items() if op_id in ids
+    }
+    for operation in operations:
+        op_id = operation.get("operationId", "")
+        for status, response in operation.get("responses", {}).items():
+            if not status.startswith("2"):
+                continue
+            if op_id in CREATING or op_id in ("read_job", "cancel_job"):
+                response["links"] = dict(job_links)
+            elif op_id == "list_jobs":
+                response["links"] = {
+                    "NextPage": {"operationId": "list_jobs", "parameters": {"cursor": "$response.body#/next_cursor"}}
+                }
+    return result
+

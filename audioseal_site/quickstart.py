@@ -80,8 +80,15 @@ A crashed process is restarted (the supervisor says so here). Ctrl-C stops every
     print("stopped.", flush=True)
 
 
+def public_base_url(host: str, port: str) -> str:
+    """Where the quick start is reachable from this machine: links in webhook payloads point here."""
+    reachable = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    return f"http://{f'[{reachable}]' if ':' in reachable else reachable}:{port}"
+
+
 def programs(base_dir: Path, host: str, port: str) -> list[Program]:
     env = {**os.environ, "EMBEDDED_SERVICES": "false", "PORT": port, "GUNICORN_BIND_HOST": host}
+    env.setdefault("PUBLIC_BASE_URL", public_base_url(host, port))  # the served port, not 8000 (issue 19.5)
     env.setdefault("WEB_CONCURRENCY", "2")
     manage = [sys.executable, str(base_dir / "manage.py")]
     return [

@@ -251,8 +251,20 @@ SPECTACULAR_SETTINGS = {
     # The API-key security scheme and the error shape on every operation (audioseal_site/openapi.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "audioseal_site.openapi.add_error_responses",
+        "audioseal_site.openapi.add_shared_responses",
+        "audioseal_site.openapi.add_links",
     ],
+    # A job is documented per kind (jobs.api.serializers.job_schema); each kind's one-value enum gets a name.
+    "ENUM_NAME_OVERRIDES": {
+        "WatermarkEmbedKindEnum": ["watermark_embed"],
+        "WatermarkDetectKindEnum": ["watermark_detect"],
+        "EmotionKindEnum": ["emotion"],
+        "BeatsyncKindEnum": ["beatsync"],
+        "WatermarkReportKindEnum": ["watermark_report"],
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "EmotionLabelEnum": "media_ops.emotion.labels.LABELS",
+        "OutputFormatEnum": "media_ops.audio.OUTPUT_FORMATS",
+    },
 }
 
 # --- Jobs and workers ---------------------------------------------------------------------------------------
@@ -317,8 +329,14 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
 WEBHOOK_RETRY_WINDOW_SECONDS = env.int("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600)
-# Absolute base of links sent outside a request (webhook payloads).
-PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Rotating the signing secret keeps the old one signing (both signatures sent) this long unless told otherwise.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env.int("WEBHOOK_SECRET_OVERLAP_SECONDS", default=24 * 3600)
+WEBHOOK_SECRET_OVERLAP_MAX_SECONDS = env.int("WEBHOOK_SECRET_OVERLAP_MAX_SECONDS", default=7 * 24 * 3600)
+# DEPRECATED: also send the pre-Standard-Webhooks `AudioSeal-Signature: t=…,v1=<hex>` header (jobs/WEBHOOKS.md).
+WEBHOOK_LEGACY_SIGNATURE = env.bool("WEBHOOK_LEGACY_SIGNATURE", default=True)
+# Absolute base of links sent outside a request (webhook payloads). Unset: this machine at the port the web
+# server listens on (PORT, as `make run` and deploy/gunicorn.conf.py use it), so the links work on the quick start.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{env('PORT', default='8000')}").rstrip("/")
 # TEST ONLY: every job sleeps this many seconds before its handler (one uninterrupted call, like a long model
 # forward pass), so tests can kill a worker mid-job or overrun a timeout deterministically. 0 = off.
 JOB_TEST_DELAY_SECONDS = env.float("JOB_TEST_DELAY_SECONDS", default=0.0)

@@ -19,6 +19,7 @@ class UsageView(APIView):
     rate_family = "read"
 
     @extend_schema(
+        operation_id="get_usage",
         responses=UsageSerializer,
         summary="Usage in the current billing period",
         description="Minutes used, reserved by queued/running jobs and included (plan + grants), usage per "

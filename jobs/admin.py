@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from core.errors import ServiceError
 from jobs import services
 from jobs.models import ACTIVE_STATUSES, Job, JobStatus, WebhookDelivery
+from jobs.webhooks import outbox, selectors
 
 INPUT_FIELDS = ["input_file", "input", "extra_inputs", "audio_seconds"]
 RESULT_FIELDS = ["result", "error_code", "error_message", "model_name", "model_version", "output_file",
@@ -197,15 +198,62 @@ def _seconds(delta) -> str:
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    """Customer webhook deliveries (jobs.webhooks.delivery): read-only, with each attempt's outcome in attempt_log."""
+    """Customer webhook deliveries (jobs.webhooks): read-only, each attempt as a table row, and a resend action
+    that sends the event again (a new delivery with the same ``webhook-id``, as the customer's own resend)."""
 
     list_display = ["id", "tenant", "job", "event", "status", "attempts", "last_status_code", "created_at"]
     list_filter = ["status", "event", "created_at"]
-    search_fields = ["id", "job__id", "url", "tenant__name"]
-    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    search_fields = ["id", "event_id", "job__id", "url", "tenant__name"]
+    actions = ["resend_deliveries"]
+    fields = [
+        "id", "event_id", "tenant", "job", "resent_from", "event", "url", "status", "attempts", "next_attempt_at",
+        "last_attempt_at", "last_status_code", "last_error", "last_response_body", "created_at", "delivered_at",
+        "attempts_table", "body",
+    ]
+    readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="Attempt log")
+    def attempts_table(self, delivery: WebhookDelivery) -> str:
+        """The attempt log as a table (newest first) instead of its raw JSON."""
+        rows = selectors.attempts_of(delivery)
+        if not rows:
+            return "No attempt yet."
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{row['at']:%Y-%m-%d %H:%M:%S} UTC" if row["at"] else "—",
+                    row["status_code"] if row["status_code"] is not None else "—",
+                    "ok" if row["ok"] else "failed",
+                    f"{row['ms']} ms" if row["ms"] is not None else "—",
+                    row["error"] or "",
+                    row["response"] or "",
+                )
+                for row in rows
+            ),
+        )
+        return format_html(
+            '<table class="attempt-log"><thead><tr><th>When</th><th>HTTP status</th><th>Result</th><th>Time</th>'
+            "<th>Error</th><th>Answer (excerpt)</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
+
+    @admin.action(description="Resend selected deliveries (same webhook-id)")
+    def resend_deliveries(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        sent, refused = 0, []
+        for delivery in queryset:
+            try:
+                outbox.resend(delivery)
+                sent += 1
+            except ServiceError as exc:
+                refused.append(f"{delivery.pk}: {exc.message}")
+        if sent:
+            messages.success(request, f"Resent {sent} delivery(ies); each is a new delivery with the same webhook-id.")
+        if refused:
+            messages.error(request, "Not resent: " + "; ".join(refused))

@@ -111,11 +111,15 @@ class Job(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    """One webhook event (a job reaching a final state) and its delivery attempts to the customer's URL.
+    """One webhook message (a job reaching a final state, a test event) and its attempts to one URL.
 
     The row is written in the same transaction as the final transition (an outbox), so an event is never
     lost to a crash; attempts are claimed with a lease (``next_attempt_at``) so two senders never POST the
-    same attempt. ``attempt_log`` keeps each attempt's outcome for the admin and the API.
+    same attempt. ``attempt_log`` keeps each attempt's outcome for the dashboard, the admin and the API.
+
+    ``event_id`` is the Standard Webhooks ``webhook-id``: the same on every retry *and* on every resend (a
+    resend is a new row with the original's ``event_id`` and body, ``resent_from`` pointing at it), so a
+    receiver that deduplicates on it processes the event once.
     """
 
     class Status(models.TextChoices):
@@ -124,9 +128,20 @@ class WebhookDelivery(models.Model):
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event_id = models.UUIDField(
+        default=uuid.uuid4, editable=False, db_index=True,
+        help_text="Sent as webhook-id; shared by the resends of one event (receivers deduplicate on it).",
+    )
     tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="webhook_deliveries")
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
-    event = models.CharField(max_length=40, help_text="e.g. job.succeeded")
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries",
+        help_text="The job the event is about (none for a webhook.test event).",
+    )
+    resent_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends",
+        help_text="The delivery this one resends (same event id and body).",
+    )
+    event = models.CharField(max_length=40, help_text="The event type, e.g. job.succeeded")
     url = models.CharField(max_length=2000)
     body = models.TextField(help_text="The exact JSON body sent (and signed).")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -135,17 +150,23 @@ class WebhookDelivery(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True, default="")
+    last_response_body = models.CharField(
+        max_length=500, blank=True, default="", help_text="The start of the receiver's last answer."
+    )
     attempt_log = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         verbose_name_plural = "webhook deliveries"
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_due"),
+            models.Index(fields=["tenant", "-created_at"], name="webhook_tenant_created"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.event} for {self.job_id} ({self.status})"
+        return f"{self.event} {self.event_id} ({self.status})"
 
 
 class ResultCache(models.Model):

@@ -37,6 +37,7 @@ from billing import services as billing_services
 from billing.contracts import BillableJob
 from billing.selectors import Limits, Standing
 from core.errors import ServiceError, from_media_error
+from core.units import human_bytes
 from jobs import notify
 from jobs.kinds import spec
 from jobs.models import FINAL_STATUSES, Job, JobStatus
@@ -103,7 +104,8 @@ def check_upload_size(upload: UploadedFile, field_name: str, limit: int | None =
     if upload.size > limit:
         raise ServiceError(
             "FILE_TOO_LARGE",
-            f"`{field_name}` is {upload.size} bytes; the limit is {limit} bytes.",
+            # In the units the upload page states the limit in (core.units); the exact bytes are in details.
+            f"`{field_name}` is {human_bytes(upload.size)}; the limit is {human_bytes(limit)}.",
             {"field": field_name, "size_bytes": upload.size, "limit_bytes": limit},
         )
 

@@ -49,6 +49,9 @@ PAGES = [
 @pytest.mark.parametrize(("name", "manage"), PAGES)
 def test_page_permissions(people, who, name, manage):
     response = people.client(who).get(reverse(name))
+    if who == "anonymous" and name == "dashboard:overview":  # the landing page (jobs/tests/test_console.py)
+        assert response.status_code == 200 and "landing.html" in [t.name for t in response.templates]
+        return
     assert response.status_code == expected(who, manage=manage), (who, name)
     if who == "anonymous":
         assert response["Location"].startswith(reverse("dashboard:login"))
@@ -212,7 +215,7 @@ def test_login_with_email_or_username_and_logout(people):
     assert response.status_code == 302
     assert client.get(reverse("dashboard:overview")).status_code == 200
     assert client.post(reverse("dashboard:logout")).status_code == 302
-    assert client.get(reverse("dashboard:overview")).status_code == 302
+    assert client.get(reverse("dashboard:jobs")).status_code == 302
     bad = Client().post(reverse("dashboard:login"), {"username": "owner@example.com", "password": "wrong"})
     assert bad.status_code == 200 and bad.context["form"].errors
 
@@ -258,17 +261,48 @@ def test_switch_tenant_only_between_own_memberships(people):
 
 
 def test_create_key_shows_secret_once(people):
+    """POST, redirect, GET: the secret is on the one page the redirect leads to; reloading that page shows
+    no secret and creates no key (the POST's response used to be the page, so a reload posted again)."""
     client = people.client("admin")
     response = client.post(reverse("dashboard:keys"), {"name": "production"})
-    assert response.status_code == 201
-    assert response["Cache-Control"] == "no-store"
-    secret = response.context["issued"].secret
-    assert secret in response.content.decode()
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard:keys")
+    shown = client.get(reverse("dashboard:keys"))
+    assert shown["Cache-Control"] == "no-store"
+    secret = shown.context["issued"]["secret"]
+    assert secret in shown.content.decode() and "production" in shown.content.decode()
     key = ApiKey.objects.get(tenant=people.tenant, name="production")
     assert key.created_by == people.users["admin"] and services.verify_key(key, secret)
-    again = client.get(reverse("dashboard:keys")).content.decode()
-    assert secret not in again and key.prefix in again
-    assert secret not in str(dict(client.session))  # never parked in the session either
+    assert secret not in str(dict(client.session))  # it left the session when it was shown
+    again = client.get(reverse("dashboard:keys"))
+    assert secret not in again.content.decode() and key.prefix in again.content.decode()
+    assert "Cache-Control" not in again or "no-store" not in again["Cache-Control"]
+    assert ApiKey.objects.filter(tenant=people.tenant).count() == 1
+
+
+def test_new_key_secret_is_not_shown_after_a_late_redirect(people, monkeypatch):
+    import time
+
+    client = people.client("owner")
+    client.post(reverse("dashboard:keys"), {"name": "late"})
+    later = time.time() + 301
+    monkeypatch.setattr(time, "time", lambda: later)
+    page = client.get(reverse("dashboard:keys"))
+    assert page.context["issued"] is None and "late" in page.content.decode()
+    assert "dashboard:new_api_key" not in client.session  # popped all the same
+
+
+def test_new_key_secret_is_not_shown_in_another_organisation(people):
+    """Created in Acme, then switched to another organisation before the redirect landed: not shown there."""
+    from accounts.scoping import SESSION_TENANT_KEY
+
+    client = people.client("owner")
+    second = services.create_tenant("Second", owner=people.users["owner"])
+    client.post(reverse("dashboard:keys"), {"name": "acme key"})
+    session = client.session
+    session[SESSION_TENANT_KEY] = str(second.pk)
+    session.save()
+    page = client.get(reverse("dashboard:keys"))
+    assert page.context["issued"] is None and "data-new-key" not in page.content.decode()
 
 
 def test_revoke_key(people):
@@ -307,7 +341,26 @@ def test_admin_adds_existing_user_and_invites_new_one(people, mailoutbox):
     )
     invited = Membership.objects.get(user__email="brand.new@example.com", tenant=people.tenant)
     assert invited.role == "admin" and not invited.user.has_usable_password()
-    assert len(mailoutbox) == 1 and "Acme" in mailoutbox[0].subject and "/reset/" in mailoutbox[0].body
+    assert len(mailoutbox) == 1 and "Acme" in mailoutbox[0].subject and "/invite/" in mailoutbox[0].body
+
+
+def test_invited_member_sets_a_password_and_is_signed_in(people, mailoutbox):
+    """The emailed link says "Set your password" (not "Choose a new password": they never had one) and,
+    once it is set, the new member lands on the inviting organisation's overview, signed in."""
+    import re
+
+    people.client("admin").post(reverse("dashboard:members"), {"email": "brand.new@example.com", "role": "member"})
+    link = re.search(r"https?://[^/\s]+(/invite/\S+)", mailoutbox[0].body)[1]
+    client = Client()
+    form_page = client.get(link, follow=True)
+    html = form_page.content.decode()
+    assert "Set your password" in html and "Choose a new password" not in html
+    done = client.post(form_page.redirect_chain[-1][0] if form_page.redirect_chain else link,
+                       {"new_password1": "a-fresh-password-77", "new_password2": "a-fresh-password-77"})
+    assert done.status_code == 302 and done["Location"] == reverse("dashboard:overview")
+    overview = client.get(reverse("dashboard:overview"))
+    assert overview.status_code == 200 and overview.context["tenant"] == people.tenant
+    assert overview.context["user"].email == "brand.new@example.com"
 
 
 def test_admin_cannot_grant_owner_or_touch_owners(people):

@@ -35,7 +35,7 @@ def test_invite_member_sends_the_set_password_link(people, mailoutbox):
     added = services.add_member(people.membership("owner"), "new@example.com", "member")
     services.invite_member(added.membership, inviter=people.users["owner"], domain="app.test", use_https=True)
     assert len(mailoutbox) == 1 and mailoutbox[0].to == ["new@example.com"]
-    assert "https://app.test/reset/" in mailoutbox[0].body and "Acme" in mailoutbox[0].subject
+    assert "https://app.test/invite/" in mailoutbox[0].body and "Acme" in mailoutbox[0].subject
 
 
 def test_change_role_and_remove_keep_an_owner(people):

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -179,6 +180,33 @@ def test_a_burst_of_requests_keeps_database_connections_bounded(quickstart):
     assert statuses == [200] * 200, sorted({str(s) for s in statuses})  # no 500, no reset connection
     assert seen and max(seen) <= bound, (max(seen), bound)
     print(f"burst of 200: at most {max(seen)} PostgreSQL connections (bound {bound})")
+
+
+def test_the_studio_cli_processes_a_directory_against_the_quick_start(quickstart, tmp_path):
+    """The SDK's command line as a user runs it after ``make run``: the installed ``studio`` console script,
+    configured from the environment, embeds a directory of files with a progress bar, then detects them."""
+    qs = quickstart
+    studio = Path(sys.executable).parent / "studio"
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    names = ("speech_16k_mono.wav", "speech2_16k_mono.wav", "speech.mp3", "speech_44k_stereo.flac")
+    for name in names:
+        shutil.copy(FIXTURES / name, inputs / name)
+    env = {**os.environ, "STUDIO_API_KEY": qs.key, "STUDIO_BASE_URL": f"http://127.0.0.1:{qs.port}"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(studio), *args], env=env, capture_output=True, text=True, timeout=300)
+
+    started = time.monotonic()
+    embedded = cli("embed", str(inputs), "--message", "1A2B", "--concurrency", "4", "--out", str(outputs))
+    seconds = time.monotonic() - started
+    assert embedded.returncode == 0, embedded.stderr
+    assert "4/4" in embedded.stderr and "4 succeeded, 0 failed" in embedded.stderr  # the progress bar, done
+    assert len(list(outputs.iterdir())) == len(names)
+    detected = cli("detect", str(outputs), "--json")
+    assert detected.returncode == 0, detected.stderr
+    assert [row["job"]["result"]["message"] for row in json.loads(detected.stdout)] == ["1A2B"] * len(names)
+    print(f"studio embed: {len(names)} files in {seconds:.1f} s against the quick start")
 
 
 def test_ctrl_c_stops_everything(quickstart):

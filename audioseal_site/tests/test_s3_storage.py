@@ -79,7 +79,20 @@ def float_wav(seconds: float, rate: int = 44_100, channels: int = 2) -> bytes:
     return buf.getvalue()
 
 
-def test_upload_job_output_presigned_download_and_retention(api_client, run_worker, bucket, s3_server):
+def conforms_to_the_schema(api_key, operation_path: str, job_id: str) -> None:
+    """The download's answer (302 under S3, 410 once expired) is one the schema documents: status, headers
+    (``Location`` on the 302) and content type, checked by schemathesis against the live schema."""
+    import schemathesis
+
+    from audioseal_site.wsgi import application
+
+    operation = schemathesis.openapi.from_wsgi("/api/schema/", application)[operation_path]["GET"]
+    operation.Case(path_parameters={"id": job_id}).call_and_validate(
+        headers={"Authorization": f"Bearer {api_key.secret}"}
+    )
+
+
+def test_upload_job_output_presigned_download_and_retention(api_client, api_key, run_worker, bucket, s3_server):
     name, client = bucket
     audio = float_wav(18.0)
     assert len(audio) > 6 * MB
@@ -122,6 +135,8 @@ def test_upload_job_output_presigned_download_and_retention(api_client, run_work
     served = requests.get(location, timeout=10)
     assert served.status_code == 200 and served.content == stored
     assert served.headers["Content-Disposition"] == f'attachment; filename="{job.output_filename}"'
+    conforms_to_the_schema(api_key, "/api/v1/jobs/{id}/output", job_id)
+    conforms_to_the_schema(api_key, "/api/v1/jobs/{id}/input", job_id)
 
     # Retention: past the tenant's retention the objects go, the row stays, downloads answer 410.
     from jobs.upkeep.retention import expire_files
@@ -131,6 +146,7 @@ def test_upload_job_output_presigned_download_and_retention(api_client, run_work
     assert report.jobs_expired == 1 and report.files_deleted == 2 and not report.errors
     assert keys(client, name, "inputs/") == [] and keys(client, name, "outputs/") == []
     assert_error(api_client.get(f"/api/v1/jobs/{job_id}/output"), 410, "FILE_EXPIRED")
+    conforms_to_the_schema(api_key, "/api/v1/jobs/{id}/output", job_id)
     detail = api_client.get(f"/api/v1/jobs/{job_id}")
     assert detail.status_code == 200 and detail.json()["status"] == "succeeded"
     assert detail.json()["result"]["embedding_shape"]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.api import views
+from jobs.api import views, webhooks
 
 urlpatterns = [
     path("watermark/embed", views.WatermarkEmbedView.as_view(), name="watermark-embed"),
@@ -15,4 +15,13 @@ urlpatterns = [
     path("jobs/<uuid:pk>/input", views.JobInputView.as_view(), name="job-input"),
     path("jobs/<uuid:pk>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<uuid:pk>/deliveries", views.JobDeliveriesView.as_view(), name="job-deliveries"),
+    path("webhooks/endpoint", webhooks.WebhookEndpointView.as_view(), name="webhook-endpoint"),
+    path("webhooks/endpoint/rotate-secret", webhooks.WebhookSecretRotateView.as_view(), name="webhook-rotate"),
+    path("webhooks/endpoint/test", webhooks.WebhookTestEventView.as_view(), name="webhook-test"),
+    path("webhooks/deliveries", webhooks.WebhookDeliveryListView.as_view(), name="webhook-delivery-list"),
+    path("webhooks/deliveries/<uuid:pk>", webhooks.WebhookDeliveryDetailView.as_view(), name="webhook-delivery"),
+    path(
+        "webhooks/deliveries/<uuid:pk>/resend", webhooks.WebhookDeliveryResendView.as_view(),
+        name="webhook-delivery-resend",
+    ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -14,7 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,22 +24,13 @@ from accounts.scoping import tenant_for_request
 from billing.ratelimit import standing_for_request
 from core.asgi import FileResponse  # streamed chunk by chunk under ASGI too
 from core.errors import ServiceError
+from core.units import human_bytes
 from jobs import idempotency, services
-from jobs.api import serializers, waiting
+from jobs.api import schema, serializers, waiting
 from jobs.kinds import report_battery, spec
 from jobs.models import Job, JobKind, JobStatus
 from media_ops.audio import CONTENT_TYPES
 from media_ops.watermark import parse_message, random_message
-
-WAIT_PARAM = OpenApiParameter(
-    "wait", OpenApiTypes.NUMBER, description="Hold the response up to N seconds (0–30) until the job is final."
-)
-IDEMPOTENCY_PARAM = OpenApiParameter(
-    idempotency.HEADER, OpenApiTypes.STR, location=OpenApiParameter.HEADER,
-    description="Retry-safe creation: the same key and request return the original job (never a second "
-    "charge); the same key with a different request gets 409 IDEMPOTENCY_CONFLICT. Scoped to the tenant, "
-    "kept at least 24 h.",
-)
 
 
 def parse_wait(request: Request) -> float:
@@ -68,9 +60,12 @@ def serialize_for(request: Request):
 
 
 class JobCreateView(waiting.WaitableView):
-    """Base for endpoints that create a job from uploaded files."""
+    """Base for endpoints that create a job from uploaded files (each subclass documents its operation).
 
-    parser_classes = [MultiPartParser, FormParser]
+    Multipart only: the schema offers exactly one request body type, so a generated client sends files the one
+    way the server reads them (an urlencoded form cannot carry a file)."""
+
+    parser_classes = [MultiPartParser]
     kind: str = ""
     request_serializer: type[serializers.serializers.Serializer]
 
@@ -92,7 +87,8 @@ class JobCreateView(waiting.WaitableView):
         if length > limit:
             raise ServiceError(
                 "FILE_TOO_LARGE",
-                f"The request is {length} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes per file.",
+                f"The request is {human_bytes(length)}; "
+                f"the limit is {human_bytes(settings.MAX_UPLOAD_BYTES)} per file.",
                 {"size_bytes": length, "limit_bytes": settings.MAX_UPLOAD_BYTES},
             )
 
@@ -154,9 +150,11 @@ class WatermarkEmbedView(JobCreateView):
     request_serializer = serializers.WatermarkEmbedRequest
 
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
-        message = (data.get("message") or "").strip()
+        message = data.get("message") or ""
         if message:
             try:
+                if message != message.strip():  # the schema's pattern: exactly 4 hex digits
+                    raise ValueError("message must be exactly 4 hexadecimal digits (16 bits), e.g. 1A2B")
                 parse_message(message)
             except ValueError as exc:
                 raise ServiceError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
@@ -168,9 +166,10 @@ class WatermarkEmbedView(JobCreateView):
             params["output_format"] = data["output_format"]
         return params
 
-    @extend_schema(
-        request=serializers.WatermarkEmbedRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Embed a 16-bit watermark",
+    @schema.job_creation(
+        JobKind.WATERMARK_EMBED, serializers.WatermarkEmbedRequest, "Embed a 16-bit watermark",
+        "Hides an inaudible 16-bit message (AudioSeal) in speech or music. The output is the watermarked "
+        "audio in the input's format (or `output_format`); the result has the message, its bits and the SNR.",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -180,9 +179,10 @@ class WatermarkDetectView(JobCreateView):
     kind = JobKind.WATERMARK_DETECT
     request_serializer = serializers.WatermarkDetectRequest
 
-    @extend_schema(
-        request=serializers.WatermarkDetectRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Detect a watermark and decode its message",
+    @schema.job_creation(
+        JobKind.WATERMARK_DETECT, serializers.WatermarkDetectRequest, "Detect a watermark and decode its message",
+        "Finds where in the audio a watermark is (`segments`, each decoded from its own samples, with the "
+        "offset, polarity and speed it was read at) and the message of the strongest region. No output file.",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -196,22 +196,24 @@ class WatermarkReportView(JobCreateView):
     request_serializer = serializers.WatermarkReportRequest
 
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
-        message = (data.get("message") or "").strip()
+        message = data.get("message") or ""
         if not message:
-            return {}
+            return {}  # the worker reads the expected message from the file as uploaded
         try:
+            if message != message.strip():  # the schema's pattern: exactly 4 hex digits
+                raise ValueError("message must be exactly 4 hexadecimal digits (16 bits), e.g. 1A2B")
             parse_message(message)
         except ValueError as exc:
             raise ServiceError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
         return {"message": message.upper()}
 
-    @extend_schema(
-        request=serializers.WatermarkReportRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Robustness report: attack a watermarked file",
-        description="Runs the versioned attack battery (`GET /api/v1/watermark/report/attacks`) on the file and "
-        "reports, per attack, detection, probability, whether the message survived and the bit accuracy; with "
-        "`original`, the watermark's quality. A file without a detectable watermark (and no `message`) fails "
-        "with `NO_WATERMARK`, unbilled.",
+    @schema.job_creation(
+        JobKind.WATERMARK_REPORT, serializers.WatermarkReportRequest, "Robustness report: attack a watermarked file",
+        "Runs the versioned attack battery (`GET /api/v1/watermark/report/attacks`) on the file and reports, per "
+        "attack, detection, probability, whether the message survived and the bit accuracy; with `original`, the "
+        "watermark's quality. Billed as duration × attacks × `WATERMARK_REPORT_ATTACK_RATE` seconds; a file longer "
+        "than the battery's `max_duration_seconds` is 422 AUDIO_TOO_LONG. A file without a detectable watermark "
+        "(and no `message`) fails with `NO_WATERMARK`, unbilled. No output file.",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -222,7 +224,13 @@ class WatermarkAttacksView(APIView):
 
     rate_family = "read"
 
-    @extend_schema(responses=serializers.AttackBatterySerializer, summary="The robustness report's attack battery")
+    @extend_schema(
+        operation_id="list_report_attacks",
+        responses={200: serializers.AttackBatterySerializer, **schema.errors()},
+        summary="The robustness report's attack battery",
+        description="The battery a `watermark/report` job runs now: its version (named in every report's "
+        "`battery.version`), each attack with its settings, the longest file a report accepts and its price.",
+    )
     def get(self, request: Request) -> Response:
         return Response(serializers.AttackBatterySerializer(report_battery()).data)
 
@@ -234,9 +242,10 @@ class EmotionAnalyzeView(JobCreateView):
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"granularity": data["granularity"], "extract_embedding": data["extract_embedding"]}
 
-    @extend_schema(
-        request=serializers.EmotionAnalyzeRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM], summary="Recognise the emotion in speech (emotion2vec+)",
+    @schema.job_creation(
+        JobKind.EMOTION, serializers.EmotionAnalyzeRequest, "Recognise the emotion in speech (emotion2vec+)",
+        "Scores nine emotions over the whole utterance or (`granularity=frame`) per 20 ms frame. With "
+        "`extract_embedding` the model's embedding is the output, as a float32 `.npy` file.",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -249,10 +258,11 @@ class BeatsyncAlignView(JobCreateView):
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"trim_silence": data["trim_silence"]}
 
-    @extend_schema(
-        request=serializers.BeatsyncAlignRequest, responses={202: serializers.JobSerializer},
-        parameters=[WAIT_PARAM, IDEMPOTENCY_PARAM],
-        summary="Align a dance video to its music and render the synced video",
+    @schema.job_creation(
+        JobKind.BEATSYNC, serializers.BeatsyncAlignRequest,
+        "Align a dance video to its music and render the synced video",
+        "Finds where the clean `music` track sits in the `video`'s recorded sound and renders an MP4 with the "
+        "music in place of the recording (optionally trimmed to the non-silent span).",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -279,6 +289,35 @@ class JobCursorPagination(CursorPagination):
                 raise _invalid_cursor() from exc
         return cursor
 
+    def get_paginated_response(self, data) -> Response:
+        """DRF's page plus ``next_cursor``: the ``cursor`` value of the next page, so a client need not parse
+        it out of the ``next`` URL."""
+        response = super().get_paginated_response(data)
+        response.data["next_cursor"] = _cursor_of(response.data.get("next"))
+        return response
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["required"] = ["next", "previous", "next_cursor", "results"]
+        paginated["properties"]["next_cursor"] = {
+            "type": "string", "nullable": True,
+            "description": "Pass as `cursor` to read the next page; null on the last page.",
+        }
+        for name in ("next", "previous"):
+            paginated["properties"][name].pop("example", None)
+        return paginated
+
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        return [
+            {"name": self.cursor_query_param, "required": False, "in": "query",
+             "description": "Opaque: the `next_cursor` (or the `cursor` of `next`/`previous`) of a page this "
+             "listing gave out; any other value is 400 INVALID_CURSOR.", "schema": {"type": "string"}},
+            {"name": self.page_size_query_param, "required": False, "in": "query",
+             "description": f"Jobs per page (default {self.page_size}); outside 1–{self.max_page_size} is 400 "
+             "VALIDATION_ERROR.",
+             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size}},
+        ]
+
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
@@ -295,6 +334,13 @@ class JobCursorPagination(CursorPagination):
         return size
 
 
+def _cursor_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    values = parse_qs(urlsplit(url).query).get(JobCursorPagination.cursor_query_param)
+    return values[0] if values else None
+
+
 def _invalid_cursor() -> ServiceError:
     return ServiceError(
         "INVALID_CURSOR", "The `cursor` is not one this listing gave out; start again without it.",
@@ -302,13 +348,6 @@ def _invalid_cursor() -> ServiceError:
     )
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("status", OpenApiTypes.STR, enum=[s.value for s in JobStatus]),
-        OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in JobKind]),
-    ],
-    summary="List jobs, newest first",
-)
 class JobListView(generics.ListAPIView):
     rate_family = "read"
     serializer_class = serializers.JobSerializer
@@ -318,7 +357,7 @@ class JobListView(generics.ListAPIView):
         queryset = tenant_jobs(self.request)
         for name, choices in (("status", JobStatus.values), ("kind", JobKind.values)):
             value = self.request.query_params.get(name)
-            if value:
+            if value is not None:  # `?kind=` is not "any kind": the schema's enum has no empty value
                 if value not in choices:
                     raise ServiceError(
                         "VALIDATION_ERROR", f"Unknown {name} {value!r}.", {"fields": {name: list(choices)}}
@@ -326,11 +365,32 @@ class JobListView(generics.ListAPIView):
                 queryset = queryset.filter(**{name: value})
         return queryset
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=[s.value for s in JobStatus],
+                             description="Only jobs in this status."),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in JobKind],
+                             description="Only jobs of this kind."),
+        ],
+        operation_id="list_jobs",
+        responses={200: serializers.job_schema(many=True), **schema.errors(_400="VALIDATION_ERROR, INVALID_CURSOR")},
+        summary="List jobs, newest first",
+        description="The tenant's jobs, newest first, a page at a time: pass `next_cursor` back as `cursor` for "
+        "the next page.",
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
 
 class JobDetailView(waiting.WaitableView):
     rate_family = "read"
 
-    @extend_schema(responses=serializers.JobSerializer, parameters=[WAIT_PARAM], summary="Read a job")
+    @extend_schema(
+        operation_id="read_job",
+        responses={200: serializers.job_schema(), **schema.errors(404, _400="VALIDATION_ERROR (`wait`)")},
+        parameters=[schema.WAIT_PARAM], summary="Read a job",
+        description="The job, its progress and, once it has succeeded, its typed `result` (by `kind`).",
+    )
     def get(self, request: Request, pk) -> Response:
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         return waiting.respond(request, job, parse_wait(request), serialize_for(request))
@@ -340,7 +400,8 @@ class JobDeliveriesView(APIView):
     rate_family = "read"
 
     @extend_schema(
-        responses=serializers.WebhookDeliverySerializer(many=True),
+        operation_id="list_deliveries",
+        responses={200: serializers.WebhookDeliverySerializer(many=True), **schema.errors(404)},
         summary="The job's webhook deliveries and their attempts, newest first",
     )
     def get(self, request: Request, pk) -> Response:
@@ -352,7 +413,11 @@ class JobDeliveriesView(APIView):
 class JobCancelView(APIView):
     rate_family = "read"
 
-    @extend_schema(request=None, responses=serializers.JobSerializer, summary="Cancel a queued or running job")
+    @extend_schema(
+        request=None, operation_id="cancel_job",
+        responses={200: serializers.job_schema(), **schema.errors(404, _409="INVALID_STATE: the job is already final")},
+        summary="Cancel a queued or running job",
+    )
     def post(self, request: Request, pk) -> Response:
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         services.cancel(job)
@@ -363,8 +428,11 @@ class JobOutputView(APIView):
     rate_family = "read"
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-        summary="Download the job's output file",
+        operation_id="download_output",
+        responses=schema.download_responses(schema.OUTPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no output (yet)"),
+        parameters=schema.DOWNLOAD_HEADERS, summary="Download the job's output file",
+        description="The watermarked audio (its format's type), the emotion embedding (`application/x-npy`) "
+        "or the synced video (`video/mp4`). With S3 storage the answer is a 302 to a short-lived presigned URL.",
     )
     def get(self, request: Request, pk):
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
@@ -396,28 +464,26 @@ def output_response(job: Job):
     )
 
 
-ROLE_PARAM = OpenApiParameter(
-    "role", OpenApiTypes.STR, description="Which input of a multi-input job, e.g. `music` of a beat-sync job."
-)
-
-
 class JobInputView(APIView):
     """The job's uploaded input, tenant-scoped like its output: the dashboard plays it next to the output."""
 
     rate_family = "read"
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-        parameters=[ROLE_PARAM], summary="Download the job's input file",
+        operation_id="download_input",
+        responses=schema.download_responses(schema.INPUT_CONTENT_TYPES, "FILE_NOT_FOUND: no such input"),
+        parameters=[schema.ROLE_PARAM, *schema.DOWNLOAD_HEADERS], summary="Download the job's input file",
+        description="The uploaded file as it was stored, with a content type from its sniffed format. With S3 "
+        "storage the answer is a 302 to a short-lived presigned URL.",
     )
     def get(self, request: Request, pk):
         job = generics.get_object_or_404(tenant_jobs(request), pk=pk)
         if job.files_expired_at:
             raise ServiceError("FILE_EXPIRED", "The job's files were deleted by the retention policy.")
-        role = request.query_params.get("role") or ""
-        if role and role not in (job.extra_inputs or {}):
+        role = request.query_params.get("role")  # absent: the primary input; present: one of its roles
+        if role is not None and role not in (job.extra_inputs or {}):
             raise ServiceError("FILE_NOT_FOUND", f"This job has no input {role!r}.", {"role": role})
-        meta = job.extra_inputs[role] if role else {**job.input, "file": job.input_file}
+        meta = job.extra_inputs[role] if role is not None else {**job.input, "file": job.input_file}
         if not meta.get("file"):
             raise ServiceError("FILE_NOT_FOUND", "This job has no stored input.")
         return input_response(meta)

@@ -11,13 +11,22 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.views.generic import TemplateView
 
 from accounts.views import DashboardMixin
 from billing.selectors import limits_for, usage_summary
 from jobs.api import serializers
+from jobs.dashboard.presenters import (
+    DEMO_EMOTION_MODEL,
+    beatsync_summary,
+    cache_info,
+    emotion_model_is_demo,
+    emotion_timeline,
+    option_rows,
+)
 from jobs.kinds import KINDS, report_battery
 from jobs.models import ACTIVE_STATUSES, Job, JobKind, JobStatus
 from media_ops.audio import OUTPUT_FORMATS
@@ -83,8 +92,16 @@ def job_json(job: Job, request) -> dict[str, Any]:
 
 
 class OverviewView(DashboardMixin, TemplateView):
+    """``/``: the signed-in tenant's overview; a signed-out visitor gets the landing page instead of being
+    bounced to the sign-in form, so the site's address says what the product is."""
+
     template_name = "dashboard/overview.html"
     nav = "overview"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return render(request, "landing.html")
+        return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -175,6 +192,7 @@ class JobNewView(DashboardMixin, TemplateView):
         }
         context["output_formats"] = OUTPUT_FORMATS
         context["report_max_seconds"] = report_battery()["max_duration_seconds"]
+        context["emotion_demo"] = emotion_model_is_demo()
         return context
 
 
@@ -205,12 +223,14 @@ class JobDetailView(DashboardMixin, TemplateView):
             input_media="video" if job.kind == JobKind.BEATSYNC else "audio",
             files_expired=bool(job.files_expired_at),
             can_cancel=job.status in ACTIVE_STATUSES,
-            result_rows=[
-                (key.replace("_", " ").capitalize(), value) for key, value in result.items() if key != "model"
-            ] if job.kind == JobKind.BEATSYNC else [],
+            option_rows=option_rows(job),
+            cache=cache_info(job, self.tenant),
+            beatsync=beatsync_summary(result) if job.kind == JobKind.BEATSYNC and result else None,
             emotion_scores=sorted(
                 (result.get("scores") or {}).items(), key=lambda item: item[1], reverse=True
             ) if job.kind == JobKind.EMOTION else [],
+            emotion_timeline=emotion_timeline(result.get("frames")) if job.kind == JobKind.EMOTION else None,
+            demo_model=job.kind == JobKind.EMOTION and job.model_name == DEMO_EMOTION_MODEL,
         )
         return context
 

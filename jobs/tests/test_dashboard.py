@@ -228,17 +228,19 @@ def _report_row(name: str, detected: bool, survived: bool) -> dict:
             "alignment": None, "error": None}
 
 
+_REPORT_ROWS = [_report_row("gain_-10db", True, True), _report_row("lowpass_3k", False, False)]
+REPORT_RESULT = {  # a two-attack report: one attack survived, one broke the watermark
+    "battery": {"version": "2026-12-1", "attacks": 2}, "expected_message": "1A2B", "message_source": "detected",
+    "reference": _REPORT_ROWS[0], "quality": {"snr_db": 22.04, "segmental_snr_db": 19.7, "offset_samples": 0,
+                                              "compared_seconds": 2.0},
+    "summary": {"attacks": 2, "detected": 1, "message_survived": 1, "detection_rate": 0.5, "message_rate": 0.5,
+                "text": "Watermark detected after 1 of 2 attacks, message exact after 1"},
+    "attacks": _REPORT_ROWS, "duration_seconds": 2.0, "compute_seconds": 3.1,
+}
+
+
 def test_report_detail_renders_the_attack_table_and_chart(people):
-    rows = [_report_row("gain_-10db", True, True), _report_row("lowpass_3k", False, False)]
-    result = {
-        "battery": {"version": "2026-12-1", "attacks": 2}, "expected_message": "1A2B", "message_source": "detected",
-        "reference": rows[0], "quality": {"snr_db": 22.04, "segmental_snr_db": 19.7, "offset_samples": 0,
-                                          "compared_seconds": 2.0},
-        "summary": {"attacks": 2, "detected": 1, "message_survived": 1, "detection_rate": 0.5, "message_rate": 0.5,
-                    "text": "Watermark detected after 1 of 2 attacks, message exact after 1"},
-        "attacks": rows, "duration_seconds": 2.0, "compute_seconds": 3.1,
-    }
-    job = make_job(people.tenant, kind=JobKind.WATERMARK_REPORT, result=result)
+    job = make_job(people.tenant, kind=JobKind.WATERMARK_REPORT, result=REPORT_RESULT)
     html = people.client("member").get(reverse("dashboard:job-detail", args=[job.pk])).content.decode()
     assert 'data-chart="robustness"' in html and "Watermark detected after 1 of 2 attacks" in html
     table = re.search(r"<table[^>]*data-report-attacks.*?</table>", html, re.S)[0]
@@ -325,9 +327,11 @@ def test_client_side_messages_match_the_api(people, settings):
     body = client.post(reverse("api:watermark-detect"), {"file": upload("speech_16k_mono.wav")}).json()
     assert body["error"]["code"] == "FILE_TOO_LARGE"
     size = (FIXTURES / "speech_16k_mono.wav").stat().st_size
-    assert body["error"]["message"] == f"`file` is {size} bytes; the limit is 1000 bytes."
+    from core.units import human_bytes
+
+    assert body["error"]["message"] == f"`file` is {human_bytes(size)}; the limit is 1000 bytes."
     js = (settings.BASE_DIR / "static" / "js" / "app.js").read_text()
-    assert '"` is " + file.size + " bytes; the limit is " + config.maxBytes + " bytes."' in js
+    assert '"` is " + formatBytes(file.size) + "; the limit is " + formatBytes(config.maxBytes) + "."' in js
     assert client.get(reverse("dashboard:job-new")).context["upload_config"]["maxBytes"] == 1000
     from jobs.dashboard.views import AUDIO_TYPE_MESSAGE
 

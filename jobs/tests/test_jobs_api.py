@@ -60,6 +60,32 @@ def test_list_is_newest_first_with_cursor_pagination_and_filters(api_client, red
     assert_error(api_client.get("/api/v1/jobs?status=bogus"), 400, "VALIDATION_ERROR")
 
 
+def test_next_cursor_reads_the_next_page(api_client, redis_clean):
+    """A page carries the cursor of the next one, to pass back as `cursor` (no URL parsing in clients)."""
+    ids = [_submit(api_client)["id"] for _ in range(3)]
+    page = api_client.get("/api/v1/jobs?page_size=2").json()
+    assert page["next_cursor"] and page["next_cursor"] in page["next"]
+    last = api_client.get("/api/v1/jobs", {"page_size": 2, "cursor": page["next_cursor"]}).json()
+    assert [j["id"] for j in last["results"]] == ids[:1] and last["next_cursor"] is None
+
+
+@pytest.mark.parametrize("query", ["kind=", "status=", "page_size=", "page_size=101"])
+def test_empty_or_out_of_range_filters_are_refused_not_ignored(api_client, redis_clean, query):
+    """What the schema calls invalid (an empty enum value, a page size outside 1-100) is a 400, not "any"."""
+    assert_error(api_client.get(f"/api/v1/jobs?{query}"), 400, "VALIDATION_ERROR")
+
+
+def test_an_input_role_the_job_lacks_is_not_found(api_client, redis_clean):
+    job = _submit(api_client)
+    assert api_client.get(f"/api/v1/jobs/{job['id']}/input").status_code == 200
+    for role in ("music", ""):
+        assert_error(api_client.get(f"/api/v1/jobs/{job['id']}/input?role={role}"), 404, "FILE_NOT_FOUND")
+
+
+def test_a_job_without_callback_url_says_null(api_client, redis_clean):
+    assert _submit(api_client)["callback_url"] is None
+
+
 def test_cancel_queued_job_and_the_worker_skips_it(api_client, run_worker):
     job = _submit(api_client)
     response = api_client.post(f"/api/v1/jobs/{job['id']}/cancel")

@@ -152,7 +152,7 @@ def test_pool_loads_each_model_once_per_worker_process(api_client, run_worker):
 # --- bad input (the cases shared by every audio endpoint are in test_uploads.py) ------------------------
 
 
-@pytest.mark.parametrize("message", ["12345", "XYZW", "1A2", "0x1A2B", "1A 2B"])
+@pytest.mark.parametrize("message", ["12345", "XYZW", "1A2", "0x1A2B", "1A 2B", " 1A2B", "1A2B\n"])
 def test_bad_message(api_client, _isolated_media, message):
     response = api_client.post(EMBED, {"file": upload("speech_16k_mono.wav"), "message": message},
                                format="multipart")

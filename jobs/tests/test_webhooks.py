@@ -1,4 +1,7 @@
-"""Customer job webhooks: signed deliveries, retries, records, SSRF refusals at submission and delivery."""
+"""Customer job webhooks: signed deliveries, retries, records, SSRF refusals at submission and delivery.
+
+Standard Webhooks specifics (the library's verdicts, rotation, filters, test events, resends) are in
+``test_standard_webhooks.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
+from accounts.models import new_webhook_secret as signing_secret
 from jobs import services
 from jobs.models import Job, JobStatus, WebhookDelivery
 from jobs.upkeep import reconcile
@@ -25,7 +30,8 @@ WEBHOOKS_MD = Path(__file__).resolve().parents[1] / "WEBHOOKS.md"
 
 
 def documented_verify():
-    """The verification function exactly as WEBHOOKS.md shows it to customers (its first Python block)."""
+    """The verification function exactly as WEBHOOKS.md shows it to customers (its first Python block,
+    which uses the ``standardwebhooks`` library)."""
     text = WEBHOOKS_MD.read_text()
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     namespace: dict = {}
@@ -79,11 +85,12 @@ def test_signed_event_retried_after_500_then_delivered_once(api_client, tenant, 
 
     first, second = receiver.requests
     assert first["body"] == second["body"]
-    assert {r["headers"]["AudioSeal-Delivery"] for r in receiver.requests} == {str(delivery.pk)}
+    assert {r["headers"]["webhook-id"] for r in receiver.requests} == {str(delivery.event_id)}
     payload = json.loads(second["body"])
+    assert payload.pop("timestamp")
     assert payload == {
-        "id": str(job.pk), "kind": "watermark_detect", "status": "succeeded",
-        "result_url": f"http://127.0.0.1:8000/api/v1/jobs/{job.pk}", "error_code": None,
+        "type": "job.succeeded", "id": str(job.pk), "kind": "watermark_detect", "status": "succeeded",
+        "result_url": f"{settings.PUBLIC_BASE_URL}/api/v1/jobs/{job.pk}", "error_code": None,
     }
     assert second["headers"]["AudioSeal-Event"] == "job.succeeded"
     assert second["headers"]["Content-Type"] == "application/json"
@@ -91,13 +98,13 @@ def test_signed_event_retried_after_500_then_delivered_once(api_client, tenant, 
     verify = documented_verify()
     tenant.refresh_from_db()
     for request in receiver.requests:
-        header = request["headers"]["AudioSeal-Signature"]
-        assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64}", header)
-        assert verify(tenant.webhook_secret, header, request["body"])
-        assert not verify("whsec_wrong", header, request["body"])
-        assert not verify(tenant.webhook_secret, header, request["body"] + b" ")
-    stale = signing.signature_header(tenant.webhook_secret, second["body"], timestamp=1_000_000_000)
-    assert not verify(tenant.webhook_secret, stale, second["body"])  # replayed old signatures are refused
+        assert re.fullmatch(r"v1,[A-Za-z0-9+/]{43}=", request["headers"]["webhook-signature"])
+        assert verify(tenant.webhook_secret, request["headers"], request["body"])["id"] == str(job.pk)
+        assert verify(signing_secret(), request["headers"], request["body"]) is None
+        assert verify(tenant.webhook_secret, request["headers"], request["body"] + b" ") is None
+    replayed = {**second["headers"], **signing.signature_headers(
+        [tenant.webhook_secret], str(delivery.event_id), 1_000_000_000, second["body"])}
+    assert verify(tenant.webhook_secret, replayed, second["body"]) is None  # an old timestamp is refused
 
     delivery.refresh_from_db()
     assert delivery.status == "delivered" and delivery.attempts == 2 and delivery.last_status_code == 200
@@ -228,6 +235,7 @@ def test_default_callback_url_is_checked(tenant):
     assert raised.value.code == "INVALID_CALLBACK_URL"
     old = tenant.webhook_secret
     assert endpoints.rotate_secret(tenant) != old and tenant.webhook_secret.startswith("whsec_")
+    assert endpoints.signing_secrets(tenant) == [tenant.webhook_secret, old]  # the default overlap
 
 
 def test_each_tenant_has_its_own_secret(make_tenant):

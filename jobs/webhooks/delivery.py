@@ -6,8 +6,9 @@ once, and records the outcome. A non-2xx answer,
 a timeout or a refused address schedules the next attempt with exponential backoff until
 ``WEBHOOK_RETRY_WINDOW_SECONDS`` (24 h) after the event; the reconciler hands due attempts back to the queue.
 
-Signature (documented for customers in ``jobs/WEBHOOKS.md``): header
-``AudioSeal-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(tenant secret, "<t>.<raw body>")>``.
+Signature (documented for customers in ``jobs/WEBHOOKS.md``): Standard Webhooks headers ``webhook-id`` (the
+event id), ``webhook-timestamp`` and ``webhook-signature`` (``jobs.webhooks.signing``), made at each attempt
+with every secret in force (both during a rotation's overlap, ``jobs.webhooks.endpoints.signing_secrets``).
 
 SSRF: only ``http``/``https``; the host is resolved and every address must be public (no loopback, private,
 link-local such as 169.254.169.254, multicast, reserved, unspecified or shared ranges). The check runs at
@@ -34,15 +35,15 @@ from django.utils import timezone
 
 from core.urlguard import UnsafeURL, parse_url, vetted_addresses
 from jobs.models import WebhookDelivery
-from jobs.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature_header
+from jobs.webhooks.endpoints import signing_secrets
+from jobs.webhooks.signing import EVENT_HEADER, signature_headers
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "AudioSeal-Webhooks/1.0"
+USER_AGENT = "AudioSeal-Webhooks/2.0"
 MAX_LOG_ENTRIES = 50
+RESPONSE_EXCERPT = 200  # characters of the receiver's answer kept per attempt (500 for the last one)
 Status = WebhookDelivery.Status
-
-
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -113,15 +114,18 @@ def _deliver(delivery_id: str) -> str:
         return "skipped"  # delivered, given up, not due yet, or another process is sending it
     delivery = WebhookDelivery.objects.select_related("tenant").get(pk=delivery_id)
     body = delivery.body.encode()
+    secrets = signing_secrets(delivery.tenant)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         EVENT_HEADER: delivery.event,
-        DELIVERY_HEADER: str(delivery.pk),
-        SIGNATURE_HEADER: signature_header(delivery.tenant.webhook_secret, body),
+        **signature_headers(
+            secrets, str(delivery.event_id), int(time.time()), body, legacy=settings.WEBHOOK_LEGACY_SIGNATURE
+        ),
     }
     started = time.monotonic()
     status_code: int | None = None
+    text = ""
     error = ""
     try:
         status_code, text = post(delivery.url, body, headers)
@@ -135,10 +139,14 @@ def _deliver(delivery_id: str) -> str:
     finished = timezone.now()
     entry = {
         "at": finished.isoformat(), "status_code": status_code, "error": error[:300],
-        "ms": int((time.monotonic() - started) * 1000),
+        "ms": int((time.monotonic() - started) * 1000), "response": text[:RESPONSE_EXCERPT],
+        "signatures": len(secrets),
     }
     log = (list(delivery.attempt_log) + [entry])[-MAX_LOG_ENTRIES:]
-    update: dict[str, Any] = {"last_status_code": status_code, "last_error": error[:500], "attempt_log": log}
+    update: dict[str, Any] = {
+        "last_status_code": status_code, "last_error": error[:500], "attempt_log": log,
+        "last_response_body": text[:500],
+    }
     if not error:
         update.update(status=Status.DELIVERED, delivered_at=finished, next_attempt_at=None)
         outcome = "delivered"

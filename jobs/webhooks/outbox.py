@@ -1,16 +1,20 @@
-"""The webhook outbox: a job's final-state event is written in the same transaction as the final status.
+"""The webhook outbox: every message to a customer's URL is a ``WebhookDelivery`` row, sent after commit.
 
-``on_job_final`` runs inside ``jobs.services``' final transition and inserts a ``WebhookDelivery`` row when
-the job (or its tenant) has a callback URL, so the event commits with the status or not at all. After the
-commit the delivery is put on the ``webhooks`` RQ queue (``dispatch``); if Redis is down the row waits and
-the reconciler hands due rows back to the queue (``enqueue_due``). Sending is ``jobs.webhooks.delivery``.
+``on_job_final`` runs inside ``jobs.services``' final transition and records the job's event when the job (or
+its tenant) has a callback URL, so the event commits with the status or not at all. ``send_test_event`` and
+``resend`` write rows the same way; every row then takes the same path: put on the ``webhooks`` RQ queue
+after the commit (``dispatch``), or, if Redis is down, handed back later by the reconciler
+(``enqueue_due``). Sending, signing and the SSRF check at delivery are ``jobs.webhooks.delivery``.
+
+The tenant's ``webhook_event_types`` filters what goes to its default callback URL; a job's own
+``callback_url`` was asked for on that job and receives the job's event whatever the filter says.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django_rq
 from django.conf import settings
@@ -21,17 +25,25 @@ from redis import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
+from core.errors import ServiceError
 from jobs.models import Job, WebhookDelivery
 from jobs.queues import get_queue
+from jobs.webhooks.endpoints import check_callback_url
+from jobs.webhooks.events import TEST_EVENT, is_wanted, job_event
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
 
 logger = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
 
 
-
-
-def payload_for(job: Job) -> dict[str, Any]:
+def payload_for(job: Job, event_type: str) -> dict[str, Any]:
+    """The job event's body: Standard Webhooks' ``type`` and ``timestamp`` plus the job's fields (kept at the
+    top level, where receivers written for earlier releases read them)."""
     return {
+        "type": event_type,
+        "timestamp": timezone.now().isoformat(),
         "id": str(job.id),
         "kind": job.kind,
         "status": job.status,
@@ -40,18 +52,65 @@ def payload_for(job: Job) -> dict[str, Any]:
     }
 
 
-def on_job_final(job: Job) -> WebhookDelivery | None:
-    """Record the job's final-state event if it has a callback URL. Runs inside the final transition."""
-    url = job.callback_url or job.tenant.webhook_url
-    if not url:
-        return None
-    body = json.dumps(payload_for(job), separators=(",", ":"), sort_keys=True)
+def record_event(
+    tenant: Tenant, event_type: str, payload: dict[str, Any], url: str, job: Job | None = None
+) -> WebhookDelivery:
+    """Write one event for ``url`` and send it after the commit. The caller has checked the URL and the filter."""
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     delivery = WebhookDelivery.objects.create(
-        tenant_id=job.tenant_id, job=job, event=f"job.{job.status}", url=url, body=body,
-        next_attempt_at=timezone.now(),
+        tenant=tenant, job=job, event=event_type, url=url, body=body, next_attempt_at=timezone.now()
     )
     transaction.on_commit(lambda: dispatch(delivery))
     return delivery
+
+
+def on_job_final(job: Job) -> WebhookDelivery | None:
+    """Record the job's final-state event if it has a callback URL. Runs inside the final transition."""
+    event_type = job_event(job.status)
+    if job.callback_url:
+        url = job.callback_url
+    elif job.tenant.webhook_url and is_wanted(event_type, job.tenant.webhook_event_types):
+        url = job.tenant.webhook_url
+    else:
+        return None
+    return record_event(job.tenant, event_type, payload_for(job, event_type), url, job=job)
+
+
+def send_test_event(tenant: Tenant, url: str = "") -> WebhookDelivery:
+    """A ``webhook.test`` event to ``url`` (default: the tenant's callback URL) through the normal path.
+
+    Refused with ``INVALID_CALLBACK_URL`` for an unsafe URL and ``NO_WEBHOOK_URL`` when there is none; a
+    refusal writes nothing.
+    """
+    url = url or tenant.webhook_url
+    if not url:
+        raise ServiceError(
+            "NO_WEBHOOK_URL", "There is no URL to send the test event to: set a default callback URL or give one.",
+            {"field": "url"},
+        )
+    check_callback_url(url)
+    payload = {
+        "type": TEST_EVENT,
+        "timestamp": timezone.now().isoformat(),
+        "tenant": tenant.slug,
+        "message": "A test event from AudioSeal Studio: your endpoint and its signature check work.",
+    }
+    with transaction.atomic():
+        return record_event(tenant, TEST_EVENT, payload, url)
+
+
+def resend(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send an event again: a new delivery with the same event id (``webhook-id``) and the same body, so a
+    receiver that already processed it can tell; retried like any delivery, within a fresh retry window.
+    The URL is the original's, checked again now (``INVALID_CALLBACK_URL``)."""
+    check_callback_url(delivery.url)
+    with transaction.atomic():
+        copy = WebhookDelivery.objects.create(
+            tenant_id=delivery.tenant_id, job_id=delivery.job_id, event=delivery.event, url=delivery.url,
+            body=delivery.body, event_id=delivery.event_id, resent_from=delivery, next_attempt_at=timezone.now(),
+        )
+        transaction.on_commit(lambda: dispatch(copy))
+    return copy
 
 
 def _rq_id(delivery: WebhookDelivery) -> str:

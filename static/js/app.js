@@ -228,25 +228,36 @@
         options: baseOptions({ indexAxis: "y", scales: { x: { min: 0, max: 1 } } }),
       });
     },
-    "emotion-frames"(canvas, result) {
-      const frames = result.frames;
-      const hop = frames.hop_seconds;
+    /** Emotion over time, already reduced by the server (jobs.dashboard.views.emotion_timeline): a few
+     * named emotions and "other emotions", as stacked areas that add up to 1. */
+    "emotion-frames"(canvas, timeline) {
+      const colors = ["#4f46e5", "#0891b2", "#d97706", "#cbd5e1"];
+      const last = timeline.seconds[timeline.seconds.length - 1] || 1;
       return new Chart(canvas, {
         type: "line",
         data: {
-          datasets: frames.labels.map((label, j) => ({
-            label, data: frames.scores.map((row, i) => ({ x: +(i * hop).toFixed(3), y: row[j] })),
-            borderColor: PALETTE[j % PALETTE.length], backgroundColor: PALETTE[j % PALETTE.length],
-            pointRadius: 0, borderWidth: 1.5, tension: 0.2,
-          })),
+          datasets: timeline.datasets.map((set, j) => {
+            const color = set.label === "other emotions" ? colors[3] : colors[j % 3];
+            return {
+              label: set.label, data: set.values.map((v, i) => ({ x: timeline.seconds[i], y: v })),
+              borderColor: color, backgroundColor: color + (set.label === "other emotions" ? "" : "cc"),
+              fill: j === 0 ? "origin" : "-1", pointRadius: 0, borderWidth: 1, tension: 0.3, stack: "emotions",
+            };
+          }),
         },
         options: baseOptions({
           parsing: false,
           scales: {
-            x: { type: "linear", min: 0, max: Math.max(hop, (frames.scores.length - 1) * hop), title: { display: true, text: "seconds" } },
-            y: { min: 0, max: 1 },
+            x: { type: "linear", min: 0, max: last, title: { display: true, text: "seconds" }, ticks: { maxTicksLimit: 8 } },
+            y: { stacked: true, min: 0, max: 1, ticks: { callback: (v) => Math.round(v * 100) + " %" } },
           },
-          plugins: { legend: { display: true, position: "bottom", labels: { boxWidth: 10, boxHeight: 10, usePointStyle: true } } },
+          plugins: {
+            legend: { display: true, position: "bottom", labels: { boxWidth: 10, boxHeight: 10, usePointStyle: true } },
+            tooltip: { intersect: false, mode: "index", callbacks: {
+              title: (items) => items[0].parsed.x.toFixed(1) + " s",
+              label: (ctx) => " " + ctx.dataset.label + ": " + Math.round(ctx.raw.y * 100) + " %",
+            } },
+          },
         }),
       });
     },
@@ -322,7 +333,7 @@
         const live = document.querySelector("[data-job-live]");
         if (!result.ok) {
           const error = errorOf(result);
-          alertBox(button.closest(".page-head"), error.code + ": " + error.message);
+          alertBox(button.closest(".page-head"), error.message + " (" + error.code + ")");
           button.disabled = false;
         } else if (live) {
           paintProgress(live, result.body);
@@ -368,6 +379,42 @@
     });
   }
 
+  /** Jobs lists (the Jobs page's first page, the overview's recent jobs): a job created elsewhere (the API,
+   * another tab) appears without a reload. One cheap API call per tick asks for the newest job matching the
+   * list's filters; when the list does not show it, the list's region is re-rendered from the server (the
+   * same template, so no row markup is duplicated here) and swapped in. */
+  function initNewJobs(root) {
+    const regions = root.matches && root.matches("[data-new-jobs]") ? [root] : Array.from(root.querySelectorAll("[data-new-jobs]"));
+    regions.forEach((region) => {
+      if (!once(region, "NewJobs")) return;
+      async function tick() {
+        if (!document.body.contains(region)) return; // replaced (by this or an htmx filter change)
+        if (!document.hidden) {
+          const result = await api(region.dataset.newJobs);
+          const newest = result.ok && result.body.results && result.body.results[0];
+          if (newest && !region.querySelector('tr[data-job-id="' + newest.id + '"]')) {
+            if (await replaceRegion(region)) return;
+          }
+        }
+        setTimeout(tick, POLL_LIST_MS);
+      }
+      setTimeout(tick, POLL_LIST_MS);
+    });
+  }
+
+  async function replaceRegion(region) {
+    const response = await fetch(window.location.href, { credentials: "same-origin" });
+    if (!response.ok || !document.body.contains(region)) return false;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = doc.getElementById(region.id);
+    if (!fresh) return false;
+    const adopted = document.importNode(fresh, true);
+    region.replaceWith(adopted);
+    if (window.htmx) window.htmx.process(adopted);
+    initPage(adopted);
+    return true;
+  }
+
   /* --- new job --------------------------------------------------------------------------------------- */
 
   function initJobForm() {
@@ -398,12 +445,17 @@
       if (!file) return { code: "VALIDATION_ERROR", message: "Choose a file to upload." };
       if (file.size === 0) return { code: "EMPTY_FILE", message: "`" + name + "` is empty." };
       if (file.size > config.maxBytes) {
-        return { code: "FILE_TOO_LARGE", message: "`" + name + "` is " + file.size + " bytes; the limit is " + config.maxBytes + " bytes." };
+        return { code: "FILE_TOO_LARGE", message: "`" + name + "` is " + formatBytes(file.size) + "; the limit is " + formatBytes(config.maxBytes) + "." };
       }
       const spec = fileSpec(input);
       const lower = file.name.toLowerCase();
       if (spec && !spec.extensions.some((ext) => lower.endsWith(ext))) return { code: "INVALID_FORMAT", message: spec.typeMessage };
       return null;
+    }
+
+    function markFileInvalid(input) {
+      input.closest("[data-dropzone]").classList.add("invalid");
+      input.setAttribute("aria-invalid", "true");
     }
 
     function showFileError(input, error) {
@@ -451,11 +503,14 @@
     const errorBox = form.querySelector("[data-form-error]");
     const submit = form.querySelector("[data-submit]");
 
+    /** The server's refusal, once, in the summary box, which takes the focus (a screen reader reads it; the
+     * page scrolls to it). A refusal about one file also marks that file's drop zone, without repeating. */
     function showError(error) {
       errorBox.hidden = !error;
       if (!error) return;
       errorBox.querySelector("[data-error-code]").textContent = error.code;
       errorBox.querySelector("[data-error-message]").textContent = error.message;
+      errorBox.focus();
     }
 
     form.addEventListener("submit", (e) => {
@@ -509,7 +564,7 @@
         showError(error);
         const field = error.details && error.details.field;
         const input = field && currentPanel().querySelector('input[data-file-field="' + field + '"]');
-        if (input) showFileError(input, error);
+        if (input) markFileInvalid(input);
       });
       xhr.addEventListener("error", () => {
         status.hidden = true;
@@ -520,10 +575,15 @@
     }
   }
 
+  /** Sizes as core/units.py writes them (the API's messages and the page agree): powers of 1024, one
+   * decimal unless it is zero. 26214400 -> "25 MB", 28800044 -> "27.5 MB". */
   function formatBytes(n) {
-    if (n < 1024) return n + " B";
-    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + " KB";
-    return (n / 1024 / 1024).toFixed(1) + " MB";
+    if (n < 1024) return n + (n === 1 ? " byte" : " bytes");
+    const units = ["KB", "MB", "GB", "TB"];
+    let size = n / 1024, i = 0;
+    while (size >= 1024 && i < units.length - 1) { size /= 1024; i += 1; }
+    const text = size.toFixed(1);
+    return (text.endsWith(".0") ? text.slice(0, -2) : text) + " " + units[i];
   }
 
   /** "Run detection on the output": fetch the watermarked file and submit it to the detect endpoint. */
@@ -546,7 +606,7 @@
           window.location.assign(window.location.pathname.replace(/[0-9a-f-]{36}\/?$/, result.body.id + "/"));
         } else {
           const error = errorOf(result);
-          button.textContent = error.code + ": " + error.message;
+          button.textContent = "Detection not started: " + error.message;
         }
       });
     });
@@ -568,6 +628,7 @@
     initCancel(root);
     initVerify(root);
     initLiveLists(root);
+    initNewJobs(root);
   }
 
   document.addEventListener("DOMContentLoaded", () => {

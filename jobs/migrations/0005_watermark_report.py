@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0003_result_cache'),
+        ('jobs', '0004_standard_webhooks'),
     ]
 
     operations = [

@@ -1,0 +1,1 @@
+"""Tests of the SDK and the studio CLI (sdk/); collected by the root pytest configuration."""
