@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench soak lint lint-imports venv fixtures demo-models clean
+.PHONY: run test bench bench-robustness soak lint lint-imports venv fixtures demo-models clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,12 @@ lint-imports: venv
 
 bench: venv
 	$(PY) -m bench.run
+
+# The attack battery (media_ops/watermark/attacks.py) on held-out speech and synthetic music: the shipped
+# watermark (the product's detect path, alignment search on) beside Resemble's pretrained PerTh, one table.
+# PerTh is fetched from PyPI into var/perth on first use; held-out espeak clips need espeak-ng.
+bench-robustness: venv
+	$(PY) -m bench.robustness
 
 # Thousands of mixed jobs against the quick start while workers are killed, Redis flushed and PostgreSQL
 # restarted at random; prints the invariants (every job final, books balanced, nothing billed twice, no orphan).

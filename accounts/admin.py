@@ -13,8 +13,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts import services
-from accounts.models import ApiKey, Membership, Tenant
+from accounts import request_log, services
+from accounts.models import ApiKey, ApiRequest, Membership, Tenant
 from core.urlguard import UnsafeURL, check_url
 
 admin.site.site_header = "AudioSeal Studio staff"
@@ -123,8 +123,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
         "expires_at",
+        "read_only",
     ]
-    list_filter = ["revoked_at", "created_at"]
+    list_filter = ["revoked_at", "created_at", "read_only"]
     list_select_related = ["tenant", "created_by"]
     search_fields = ["name", "prefix", "tenant__name"]
     # The secret is never stored; its hash is useless to a person and stays out of every page.
@@ -153,3 +154,26 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     search_fields = ["user__username", "user__email", "tenant__name"]
     autocomplete_fields = ["user", "tenant"]
+
+
+@admin.register(ApiRequest)
+class ApiRequestAdmin(admin.ModelAdmin):
+    """The API request log of every tenant, for support: paste the ``request_id`` a customer quotes from an
+    error body. Read-only; the page drains the Redis buffer first, like the customers' page."""
+
+    list_display = ["created_at", "tenant", "method", "path", "status", "error_code", "key_prefix",
+                    "duration_ms", "request_id"]
+    list_filter = ["status", "method"]
+    list_select_related = ["tenant"]
+    search_fields = ["=request_id", "path", "error_code", "key_prefix", "tenant__name"]
+    date_hierarchy = "created_at"
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        request_log.drain()
+        return super().changelist_view(request, extra_context)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,7 +1,8 @@
 """``Authorization: Bearer <api key>`` for the REST API.
 
-The request's ``auth`` is the ApiKey; ``request.tenant`` is set for views and throttles. Each refusal has its
-own stable code so a client can tell a typo from a revoked or expired key.
+The request's ``auth`` is the ApiKey; ``request.tenant`` is set for views and throttles, and the Django
+request's ``api_key`` for the request log (``audioseal_site.middleware``), also when the key is refused.
+Each refusal has its own stable code so a client can tell a typo from a revoked or expired key.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
         if api_key is None or not services.verify_key(api_key, raw):
             raise exceptions.AuthenticationFailed("Unknown API key.", code="INVALID_API_KEY")
+        # The key is known from here on: the request log attributes even a refusal (revoked, expired) to it.
+        request._request.api_key = api_key
         if api_key.is_revoked:
             raise exceptions.AuthenticationFailed("This API key has been revoked.", code="API_KEY_REVOKED")
         if api_key.is_expired:

@@ -7,14 +7,16 @@ views call with the cleaned data.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.utils import timezone
 
-from accounts import services
-from accounts.models import Membership, Tenant
+from accounts import selectors, services
+from accounts.models import ApiKey, Membership, Tenant
 
 Role = Membership.Role
 
@@ -92,11 +94,74 @@ class TenantSwitchForm(forms.Form):
     tenant = forms.UUIDField(label="Organisation")
 
 
-class ApiKeyCreateForm(forms.Form):
+class ApiKeyScopeForm(forms.Form):
+    """A key's name, expiry and scopes, as typed; ``key_options()`` is what ``services.issue_api_key`` and
+    ``services.update_api_key`` take. The job kinds offered are the registered ones
+    (``services.job_kind_choices``: jobs registers its kinds when it loads)."""
+
+    ACCESS_CHOICES = [
+        ("full", "Every job kind: create, cancel and read jobs"),
+        ("kinds", "Only the job kinds chosen below (and read everything)"),
+        ("read_only", "Read only: list and download jobs, read usage; never create or cancel"),
+    ]
+
     name = forms.CharField(
         label="Key name", max_length=100, help_text="Where the key is used, e.g. “production server”.",
         widget=forms.TextInput(attrs={"placeholder": "production server"}),
     )
+    expires_on = forms.DateField(
+        label="Expires on (optional)", required=False, widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="From 00:00 UTC that day the key is refused with API_KEY_EXPIRED. Empty: never expires.",
+    )
+    # Not required: a form that sends only a name (older pages, scripts) creates a full-access key, as before.
+    access = forms.ChoiceField(
+        label="Access", choices=ACCESS_CHOICES, initial="full", required=False, widget=forms.RadioSelect
+    )
+    job_kinds = forms.MultipleChoiceField(
+        label="Job kinds it may create", required=False, widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["job_kinds"].choices = services.job_kind_choices()
+
+    def clean_expires_on(self):
+        day = self.cleaned_data.get("expires_on")
+        if day is not None and day <= timezone.now().date():
+            raise forms.ValidationError("Choose a day after today (UTC).")
+        return day
+
+    def clean_access(self) -> str:
+        return self.cleaned_data.get("access") or "full"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("access") == "kinds" and not data.get("job_kinds"):
+            self.add_error("job_kinds", "Choose at least one job kind, or another kind of access.")
+        return data
+
+    def key_options(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        day = data.get("expires_on")
+        return {
+            "name": data["name"],
+            "expires_at": datetime.combine(day, time.min, tzinfo=UTC) if day else None,
+            "read_only": data["access"] == "read_only",
+            "job_kinds": sorted(data.get("job_kinds") or []) if data["access"] == "kinds" else [],
+        }
+
+    @classmethod
+    def initial_for(cls, api_key: ApiKey) -> dict[str, Any]:
+        """The edit form's starting values for ``api_key``."""
+        access = "read_only" if api_key.read_only else "kinds" if api_key.job_kinds else "full"
+        return {
+            "name": api_key.name, "access": access, "job_kinds": list(api_key.job_kinds or []),
+            "expires_on": api_key.expires_at.astimezone(UTC).date() if api_key.expires_at else None,
+        }
+
+
+class ApiKeyCreateForm(ApiKeyScopeForm):
+    """A new key: name, and optionally an expiry and narrower scopes."""
 
 
 class MemberAddForm(forms.Form):
@@ -123,3 +188,30 @@ class MemberRoleForm(forms.Form):
         super().__init__(*args, **kwargs)
         allowed = services.grantable_roles(actor)
         self.fields["role"].choices = [(value, label) for value, label in Role.choices if value in allowed]
+
+
+class RequestLogFilterForm(forms.Form):
+    """The Request log page's filters (GET); ``filters()`` is what ``selectors.api_requests`` takes."""
+
+    STATUS_CHOICES = [("", "Any status"), ("errors", "Errors (4xx and 5xx)"), ("2xx", "2xx success"),
+                      ("4xx", "4xx refused"), ("5xx", "5xx server error")]
+    METHOD_CHOICES = [("", "Any method"), ("GET", "GET"), ("POST", "POST"), ("DELETE", "DELETE")]
+
+    q = forms.CharField(
+        label="Search", required=False, max_length=200,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "request id, path or error code"}),
+    )
+    status = forms.ChoiceField(label="Status", required=False, choices=STATUS_CHOICES)
+    key = forms.ChoiceField(label="API key", required=False)
+    method = forms.ChoiceField(label="Method", required=False, choices=METHOD_CHOICES)
+
+    def __init__(self, *args: Any, keys: list[ApiKey], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["key"].choices = [("", "Any key")] + [(str(k.pk), f"{k.name} (ask_{k.prefix}_…)") for k in keys]
+
+    def filters(self) -> selectors.RequestFilters:
+        data = self.cleaned_data
+        return selectors.RequestFilters(
+            q=data.get("q") or "", status=data.get("status") or "", key=data.get("key") or "",
+            method=data.get("method") or "",
+        )

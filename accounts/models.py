@@ -94,6 +94,13 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    read_only = models.BooleanField(
+        default=False, help_text="Reads only: creating or cancelling jobs is refused with 403 KEY_SCOPE."
+    )
+    job_kinds = models.JSONField(
+        default=list, blank=True,
+        help_text="Job kinds this key may create (jobs.models.JobKind values); empty: every kind.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -109,3 +116,37 @@ class ApiKey(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    def may_create(self, kind: str) -> bool:
+        """Whether this key's scopes allow creating a job of ``kind`` (``accounts.permissions.KeyScope``)."""
+        return not self.read_only and (not self.job_kinds or kind in self.job_kinds)
+
+
+class ApiRequest(models.Model):
+    """One API request made with one of the tenant's keys, refused ones included: the dashboard's request log.
+
+    Written in bulk from a Redis buffer (``accounts.request_log``), never on the request's own path, and
+    pruned after the tenant's plan's ``request_log_days`` (billing) by ``jobs.upkeep.retention``. The key is
+    kept as a foreign key for its current name and as the visible prefix copied at request time, so a row
+    still says which key it was after the key is deleted. Never the secret, never a body.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_requests")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    key_prefix = models.CharField(max_length=16, help_text="The key's visible prefix when the request came.")
+    request_id = models.CharField(max_length=128, db_index=True, help_text="The X-Request-ID of the response.")
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=300)
+    route = models.CharField(max_length=200, help_text="The URL pattern (``/api/v1/jobs/<uuid:pk>``).")
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    duration_ms = models.FloatField()
+    created_at = models.DateTimeField(help_text="When the request arrived (not when the row was written).")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="api_request_tenant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} {self.status} ({self.request_id})"

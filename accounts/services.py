@@ -46,10 +46,53 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# The job kinds a key's scopes can name. Accounts sits below jobs and cannot import its kinds: jobs registers
+# them when it loads (``jobs.apps.JobsConfig.ready``), so the forms and the checks here use the real list.
+_JOB_KIND_CHOICES: list[tuple[str, str]] = []
+
+
+def register_job_kinds(choices: list[tuple[str, str]]) -> None:
+    """Declare the job kinds API key scopes may name (value, label); called once by the jobs app."""
+    _JOB_KIND_CHOICES[:] = [(str(value), str(label)) for value, label in choices]
+
+
+def job_kind_choices() -> list[tuple[str, str]]:
+    return list(_JOB_KIND_CHOICES)
+
+
+def kind_labels(kinds: list[str]) -> list[str]:
+    """What people call ``kinds`` ("Watermark detect"), in the registered order."""
+    wanted = set(kinds)
+    return [label for value, label in _JOB_KIND_CHOICES if value in wanted]
+
+
+def _check_scopes(read_only: bool, job_kinds: list[str]) -> list[str]:
+    known = {value for value, _ in _JOB_KIND_CHOICES}
+    unknown = sorted(set(job_kinds) - known)
+    if unknown:
+        raise ServiceError(
+            "VALIDATION_ERROR", f"Unknown job kind(s): {', '.join(unknown)}.", {"field": "job_kinds"}
+        )
+    if read_only and job_kinds:
+        raise ServiceError(
+            "VALIDATION_ERROR", "A read-only key creates no jobs: leave the job kinds empty.", {"field": "job_kinds"}
+        )
+    return sorted(set(job_kinds))
+
+
 def issue_api_key(
-    tenant: Tenant, name: str, *, created_by: AbstractBaseUser | None = None, expires_at: datetime | None = None
+    tenant: Tenant,
+    name: str,
+    *,
+    created_by: AbstractBaseUser | None = None,
+    expires_at: datetime | None = None,
+    read_only: bool = False,
+    job_kinds: list[str] | None = None,
 ) -> IssuedKey:
-    """A new key for ``tenant``. Only its hash is stored, so the returned secret is the one chance to show it."""
+    """A new key for ``tenant``. Only its hash is stored, so the returned secret is the one chance to show it.
+
+    Scopes: ``read_only`` keys only read; ``job_kinds`` (empty: all) limits which kinds of job it creates."""
+    kinds = _check_scopes(read_only, job_kinds or [])
     prefix = secrets.token_hex(PREFIX_LENGTH // 2)
     secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(
@@ -59,8 +102,25 @@ def issue_api_key(
         secret_hash=hash_secret(secret),
         created_by=created_by,
         expires_at=expires_at,
+        read_only=read_only,
+        job_kinds=kinds,
     )
     return IssuedKey(api_key=api_key, secret=secret)
+
+
+def update_api_key(
+    api_key: ApiKey, *, name: str, expires_at: datetime | None, read_only: bool, job_kinds: list[str]
+) -> ApiKey:
+    """Rename a key, set or clear its expiry, change its scopes; effective on its next request (every request
+    reads the key). A revoked key stays as it was (``INVALID_STATE``): its history should not change."""
+    if api_key.is_revoked:
+        raise ServiceError("INVALID_STATE", "This key is revoked: it cannot be changed.")
+    api_key.name = name
+    api_key.expires_at = expires_at
+    api_key.read_only = read_only
+    api_key.job_kinds = _check_scopes(read_only, job_kinds)
+    api_key.save(update_fields=["name", "expires_at", "read_only", "job_kinds"])
+    return api_key
 
 
 def parse_key(raw: str) -> str | None:

@@ -35,6 +35,7 @@ urlpatterns = [
     path("organisation/switch/", views.SwitchTenantView.as_view(), name="switch-tenant"),
     path("keys/", views.ApiKeysView.as_view(), name="keys"),
     path("keys/<uuid:pk>/revoke/", views.ApiKeyRevokeView.as_view(), name="key-revoke"),
+    path("keys/<uuid:pk>/edit/", views.ApiKeyEditView.as_view(), name="key-edit"),
     path("members/", views.MembersView.as_view(), name="members"),
     path("members/<int:pk>/role/", views.MemberRoleView.as_view(), name="member-role"),
     path("members/<int:pk>/remove/", views.MemberRemoveView.as_view(), name="member-remove"),

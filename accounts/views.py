@@ -203,14 +203,17 @@ class ApiKeysView(DashboardMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.setdefault("form", forms.ApiKeyCreateForm())
-        context["keys"] = ApiKey.objects.filter(tenant=self.tenant).select_related("created_by")
+        keys = list(ApiKey.objects.filter(tenant=self.tenant).select_related("created_by"))
+        for key in keys:  # "Watermark detect", not watermark_detect
+            key.kind_labels = services.kind_labels(key.job_kinds)
+        context["keys"] = keys
         return context
 
     def post(self, request: HttpRequest) -> HttpResponse:
         form = forms.ApiKeyCreateForm(request.POST)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        issued = services.issue_api_key(self.tenant, form.cleaned_data["name"], created_by=request.user)
+        issued = services.issue_api_key(self.tenant, created_by=request.user, **form.key_options())
         request.session[NEW_KEY_SESSION_KEY] = {
             "tenant": str(self.tenant.pk), "name": issued.api_key.name, "secret": issued.secret,
             "at": time.time(),
@@ -243,6 +246,37 @@ class ApiKeyRevokeView(DashboardMixin, TemplateView):
         services.revoke_api_key(key)
         messages.success(request, f"The key “{key.name}” was revoked.")
         return redirect("dashboard:keys")
+
+
+class ApiKeyEditView(DashboardMixin, TemplateView):
+    """Rename a key, set or clear its expiry, change its scopes (``services.update_api_key``)."""
+
+    template_name = "dashboard/key_edit.html"
+    manage_required = True
+    nav = "keys"
+
+    def get_key(self) -> ApiKey:
+        return get_object_or_404(ApiKey, pk=self.kwargs["pk"], tenant=self.tenant)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        key = context.setdefault("key", self.get_key())
+        context.setdefault("form", forms.ApiKeyScopeForm(initial=forms.ApiKeyScopeForm.initial_for(key)))
+        return context
+
+    def post(self, request: HttpRequest, pk) -> HttpResponse:
+        key = self.get_key()
+        form = forms.ApiKeyScopeForm(request.POST)
+        if form.is_valid():
+            try:
+                services.update_api_key(key, **form.key_options())
+            except ServiceError as exc:
+                field = exc.details.get("field")
+                form.add_error(field if field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"The key “{key.name}” was saved.")
+                return redirect("dashboard:keys")
+        return self.render_to_response(self.get_context_data(key=key, form=form), status=400)
 
 
 # --- members ------------------------------------------------------------------------------------------------

@@ -54,7 +54,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     error = _translate(exc)
     if error is None:
         return exception_handler(exc, context)
-    response = Response(error_body(error.code, error.message, error.details), status=error.http_status)
+    # The request id in the body too (it is in X-Request-ID): what a customer pastes into a support ticket.
+    request = context.get("request")
+    request_id = getattr(getattr(request, "_request", request), "request_id", "") if request is not None else ""
+    body = error_body(error.code, error.message, error.details, request_id=request_id)
+    response = Response(body, status=error.http_status)
     for name, value in error.headers.items():
         response[name] = value
     if error.http_status == 401:

@@ -14,6 +14,7 @@ both modes; ``async_capable`` adapts a sync one of another app that only edits t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from whitenoise.middleware import WhiteNoiseFileResponse, WhiteNoiseMiddleware
 
+from accounts import request_log
 from audioseal_site import metrics
 from billing import ratelimit
 from core import asgi, log
@@ -85,37 +87,48 @@ class _BothModes:
 class RequestContextMiddleware(_BothModes):
     def _sync(self, request: HttpRequest) -> HttpResponse:
         request_id, started = self._begin(request)
-        status = 500
+        response = None
         with log.context(request_id=request_id), log.request_scope(request):
+            entry = None
             try:
                 response = self.get_response(request)
-                status = response.status_code
             finally:
-                self._end(request, status, started)
+                entry = self._end(request, response, started)
+            if entry is not None:
+                request_log.record(entry)
         response["X-Request-ID"] = request_id
         return response
 
     async def _async(self, request: HttpRequest) -> HttpResponse:
         request_id, started = self._begin(request)
-        status = 500
+        response = None
         with log.context(request_id=request_id), log.request_scope(request):
+            entry = None
             try:
                 response = await self.get_response(request)
-                status = response.status_code
             finally:
-                self._end(request, status, started)
+                entry = self._end(request, response, started)
+            if entry is not None:
+                await request_log.arecord(entry)  # the event loop's Redis client: no thread held
         response["X-Request-ID"] = request_id
         return response
 
     @staticmethod
     def _begin(request: HttpRequest) -> tuple[str, float]:
         request.request_id = request_id_for(request)
+        request.started_at = time.time()
         return request.request_id, time.perf_counter()
 
     @staticmethod
-    def _end(request: HttpRequest, status: int, started: float) -> None:
+    def _end(
+        request: HttpRequest, response: HttpResponse | None, started: float
+    ) -> request_log.RequestEntry | None:
+        """Metrics and the access-log line; returns the request log's entry for the caller to record (in
+        the caller's mode: sync or async)."""
         seconds = time.perf_counter() - started
+        status = response.status_code if response is not None else 500
         route = route_of(request)
+        entry = api_request_entry(request, response, status, route, seconds)
         metrics.observe_request(request.method or "", route, status, seconds)
         logger.log(
             logging.DEBUG if request.path in QUIET_PATHS else logging.INFO,
@@ -125,6 +138,42 @@ class RequestContextMiddleware(_BothModes):
                 "duration_ms": round(seconds * 1000, 2),
             },
         )
+        return entry
+
+
+def error_code_of(response: HttpResponse | None) -> str:
+    """The ``error.code`` of an API error response: DRF's responses still hold their data; a JSON error
+    written by ``ApiJsonErrorsMiddleware`` (or any ``JsonResponse``) is parsed, it is small."""
+    if response is None:
+        return "INTERNAL_ERROR"
+    if response.status_code < 400:
+        return ""
+    data = getattr(response, "data", None)
+    if data is None and not response.streaming and response.get("Content-Type", "").startswith("application/json"):
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    return str(error.get("code", ""))[:40] if isinstance(error, dict) else ""
+
+
+def api_request_entry(
+    request: HttpRequest, response: HttpResponse | None, status: int, route: str, seconds: float
+) -> request_log.RequestEntry | None:
+    """The tenant's request log line (``accounts.request_log``) for a request under ``/api/`` made with an
+    API key, refused ones included (a revoked key, a scope, a quota, a bad upload); None for anything else.
+    Requests with no recognisable key belong to no tenant and are only in the access log; the dashboard's
+    own calls (session) are not logged."""
+    api_key = getattr(request, "api_key", None)
+    if api_key is None or not request.path.startswith("/api/"):
+        return None
+    return request_log.RequestEntry(
+        tenant_id=str(api_key.tenant_id), api_key_id=str(api_key.pk), key_prefix=api_key.prefix,
+        request_id=getattr(request, "request_id", ""), method=request.method or "", path=request.path[:300],
+        route=route[:200], status=status, error_code=error_code_of(response), duration_ms=round(seconds * 1000, 2),
+        at=getattr(request, "started_at", time.time()),
+    )
 
 
 class ProbeMiddleware(_BothModes):
@@ -240,8 +289,9 @@ class _ApiJsonErrors:
     DRF renders errors of its views; what is left is Django's own pages: with ``DEBUG`` on, an unknown path
     or a crash becomes the technical HTML page (which shows settings and the environment), and views that are
     not DRF's (the schema and docs) can answer HTML. This middleware replaces any non-JSON error response of
-    an API path with ``{"error": {...}}`` of the same status; a 500 carries the request id, so support can
-    find the logged traceback (Django's request logger has already written it).
+    an API path with ``{"error": {...}}`` of the same status. Every error carries the request id
+    (``error.request_id``; a 500 also in its details, as before), so support can find the request in the
+    tenant's request log and the logged traceback (Django's request logger has already written it).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -260,12 +310,13 @@ class _ApiJsonErrors:
     @staticmethod
     def _json(request: HttpRequest, original: HttpResponse) -> HttpResponse:
         status = original.status_code
+        request_id = getattr(request, "request_id", "")
         if status >= 500:
             body = error_body("INTERNAL_ERROR", "The server failed; it has been logged.",
-                              {"request_id": getattr(request, "request_id", "")})
+                              {"request_id": request_id}, request_id=request_id)
         else:
             code = API_ERROR_CODES.get(status, f"HTTP_{status}")
-            body = error_body(code, original.reason_phrase or "The request failed.")
+            body = error_body(code, original.reason_phrase or "The request failed.", request_id=request_id)
         response = JsonResponse(body, status=status)
         for header in ("Allow", "Retry-After", "WWW-Authenticate"):
             if header in original:

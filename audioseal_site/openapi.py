@@ -55,6 +55,9 @@ ALWAYS = {
     401: "UNAUTHENTICATED, INVALID_API_KEY, API_KEY_REVOKED, API_KEY_EXPIRED",
     429: "RATE_LIMITED, CONCURRENCY_LIMIT or TOO_MANY_WAITS; retry after `Retry-After` seconds",
 }
+# Writes (POST, PUT, PATCH, DELETE) are also refused by the API key's scopes (accounts.permissions.KeyScope).
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WRITES = {403: "KEY_SCOPE: the API key is read-only, or may not create this kind of job"}
 
 # OpenAPI links (schemathesis' stateful tests follow them; clients read them as documentation): from a job in
 # a response to the operations on that job, and from a page of jobs to the next page.
@@ -67,8 +70,8 @@ JOB_LINKS = {
 
 def add_shared_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: what every API operation shares because middleware or
-    authentication does it, not the view: 401 and 429 errors, the request id and rate-limit headers, the
-    error shape as the ``default`` response, and the live ``?wait`` maximum."""
+    authentication does it, not the view: 401 and 429 errors (and 403 KEY_SCOPE on writes), the request id
+    and rate-limit headers, the error shape as the ``default`` response, and the live ``?wait`` maximum."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     assert "Error" in components, "the jobs API's ErrorSerializer defines the Error component"
     result["components"]["headers"] = {
@@ -78,11 +81,12 @@ def add_shared_responses(result: dict[str, Any], generator: Any, request: Any, p
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/api/"):
             continue
-        for operation in operations.values():
+        for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            for status, description in ALWAYS.items():
+            shared = {**ALWAYS, **(WRITES if method.upper() in UNSAFE_METHODS else {})}
+            for status, description in shared.items():
                 responses.setdefault(
                     str(status), {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
                 )

@@ -230,7 +230,8 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsTenantMember"],
+    # KeyScope: an API key's scopes (read-only, job kinds), 403 KEY_SCOPE, before the throttle counts.
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsTenantMember", "accounts.permissions.KeyScope"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "audioseal_site.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -373,6 +374,9 @@ PERIODIC_TASKS = [
     # Job files past their tenant's retention (jobs/retention.py); RETENTION_INTERVAL_SECONDS is below.
     {"name": "retention", "func": "jobs.upkeep.retention.periodic",
      "interval": env.int("RETENTION_INTERVAL_SECONDS", default=3600), "timeout": 3600},
+    # The API request log's Redis buffer into PostgreSQL, in bulk (accounts/request_log.py).
+    {"name": "request-log-drain", "func": "accounts.request_log.periodic",
+     "interval": env.int("REQUEST_LOG_DRAIN_SECONDS", default=10)},
 ]
 
 # --- Models -------------------------------------------------------------------------------------------------
@@ -462,6 +466,9 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 # How often retention runs (a PERIODIC_TASKS entry on the maintenance queue); also `manage.py expire_files`.
 RETENTION_INTERVAL_SECONDS = env.int("RETENTION_INTERVAL_SECONDS", default=3600)
+# The API request log is buffered in a Redis list capped at this many entries (the newest kept) until the
+# `request-log-drain` periodic task (every REQUEST_LOG_DRAIN_SECONDS) writes it to PostgreSQL.
+REQUEST_LOG_BUFFER_MAX = env.int("REQUEST_LOG_BUFFER_MAX", default=100_000)
 # Temporary upload files older than this are removed at web start (left behind by a crashed process).
 STALE_UPLOAD_SECONDS = env.int("STALE_UPLOAD_SECONDS", default=6 * 3600)
 # Failed sign-ins (dashboard and admin) per username and per client IP within the window lock sign-in until

@@ -7,6 +7,7 @@ from accounts import urls as accounts_urls
 from audioseal_site import health, metrics, openapi  # noqa: F401 - openapi registers the API-key scheme
 from billing import dashboard as billing_dashboard
 from billing import views as billing_views
+from jobs.dashboard import console as console_dashboard
 from jobs.dashboard import views as jobs_dashboard
 from jobs.dashboard import webhooks as webhooks_dashboard
 
@@ -18,6 +19,7 @@ dashboard = (
         *jobs_dashboard.urlpatterns,
         *webhooks_dashboard.urlpatterns,
         *billing_dashboard.urlpatterns,
+        *console_dashboard.urlpatterns,
     ],
     "dashboard",
 )

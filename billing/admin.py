@@ -71,7 +71,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class PlanAdmin(admin.ModelAdmin):
     list_display = [
         "name", "code", "included_minutes", "overage_allowed", "max_file_bytes", "max_audio_seconds",
-        "max_concurrent_jobs", "retention_days", "stripe_price_id", "is_public",
+        "max_concurrent_jobs", "retention_days", "request_log_days", "stripe_price_id", "is_public",
     ]
     list_editable = ["is_public"]
     search_fields = ["name", "code", "stripe_price_id", "stripe_metered_price_id"]

@@ -65,6 +65,9 @@ class Plan(models.Model):
         'no "default": unlimited.',
     )
     retention_days = models.PositiveIntegerField(default=30, help_text="How long job files are kept.")
+    request_log_days = models.PositiveIntegerField(
+        default=7, help_text="How long the API request log (the dashboard's Request log page) is kept."
+    )
     stripe_price_id = models.CharField(
         max_length=100, blank=True, default="", help_text="Recurring (licensed) Stripe price of the plan."
     )

@@ -26,6 +26,7 @@ SEED_PLANS: list[dict[str, Any]] = [
         "max_concurrent_jobs": 5,
         "rate_limits": {"watermark": 30, "emotion": 30, "media": 10, "read": 300, "default": 60},
         "retention_days": 7,
+        "request_log_days": 7,
         "sort_order": 0,
     },
     {
@@ -42,6 +43,7 @@ SEED_PLANS: list[dict[str, Any]] = [
         "max_concurrent_jobs": 20,
         "rate_limits": {"watermark": 120, "emotion": 120, "media": 30, "read": 1200, "default": 300},
         "retention_days": 30,
+        "request_log_days": 30,
         "sort_order": 10,
     },
     {
@@ -58,6 +60,7 @@ SEED_PLANS: list[dict[str, Any]] = [
         "max_concurrent_jobs": 100,
         "rate_limits": {"watermark": 600, "emotion": 600, "media": 120, "read": 6000, "default": 1200},
         "retention_days": 90,
+        "request_log_days": 90,
         "sort_order": 20,
         "is_public": False,
     },

@@ -15,7 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Expression, F, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import Tenant
@@ -140,6 +141,11 @@ def limits_for(tenant: Tenant | None) -> Limits:
             retention_days=0,
         )
     return effective_limits(subscription_for(tenant))
+
+
+def request_log_days(tenant: Tenant) -> int:
+    """Days the tenant's API request log is kept: its plan's ``request_log_days`` (at least one day)."""
+    return max(1, int(subscription_for(tenant).plan.request_log_days))
 
 
 @dataclass(frozen=True)
@@ -282,6 +288,28 @@ def usage_history(tenant: Tenant, periods: int = 12) -> list[dict[str, Any]]:
             "used_minutes": row.used_seconds / 60,
             "reserved_minutes": row.reserved_seconds / 60,
         }
+        for row in rows
+    ]
+
+
+def daily_usage(
+    tenant: Tenant, since: datetime, until: datetime, series: str | Expression = "kind"
+) -> list[dict[str, Any]]:
+    """Billed seconds and jobs per UTC day and per ``series`` from the usage ledger (``UsageEvent``), for
+    ``since <= created_at < until``: rows ``{"day": date, "series": ..., "seconds": int, "jobs": int}``, in day
+    order. ``series`` is a ledger column (``"kind"``) or an expression over the ledger's row (the jobs app
+    passes the job's API key, a column billing does not have). Days without usage are absent: the caller lays
+    the days out. Cached results billed at zero count as jobs with 0 seconds."""
+    column = F(series) if isinstance(series, str) else series
+    rows = (
+        UsageEvent.objects.filter(tenant=tenant, created_at__gte=since, created_at__lt=until)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC), series=column)
+        .values("day", "series")
+        .annotate(seconds=Sum("quantity"), jobs=Count("id"))
+        .order_by("day", "series")
+    )
+    return [
+        {"day": row["day"], "series": row["series"], "seconds": int(row["seconds"] or 0), "jobs": row["jobs"]}
         for row in rows
     ]
 

@@ -18,6 +18,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "API_KEY_REVOKED": 401,
     "API_KEY_EXPIRED": 401,
     "PERMISSION_DENIED": 403,
+    "KEY_SCOPE": 403,
     "NOT_FOUND": 404,
     "FILE_NOT_FOUND": 404,
     "FILE_EXPIRED": 410,
@@ -76,9 +77,15 @@ class ServiceError(Exception):
         return f"ServiceError({self.code!r}, {self.message!r})"
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The API's one error shape."""
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+def error_body(
+    code: str, message: str, details: dict[str, Any] | None = None, request_id: str = ""
+) -> dict[str, Any]:
+    """The API's one error shape; ``request_id`` (the response's ``X-Request-ID``) when the edge knows it, so
+    a customer can quote it and support finds the request in the log."""
+    error: dict[str, Any] = {"code": code, "message": message, "details": details or {}}
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 def from_media_error(exc: Any) -> ServiceError:

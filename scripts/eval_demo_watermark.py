@@ -201,11 +201,47 @@ def _carrier(r: dict[str, Any]) -> str:
 
 
 def _augs(r: dict[str, Any]) -> str:
+    if r.get("augs") == "v3":
+        return ("one per clip, watermarked and clean alike (`augment_v3`): none 21 %, band limit 2.8–4.5 kHz "
+                "16 %, high-pass 0.1–0.6 kHz 4 %, white noise 10–30 dB SNR 10 %, gain −12…+6 dB 4 %, reverb/echo "
+                "(pedalboard impulse responses, FFT-convolved) 8 %, real soxr round trip via 8 or 11.025 kHz 6 %, "
+                "MP3/AAC/Opus 24–64 kbit/s through PyAV 6 %, pitch ±1 semitone 5 %, speed 0.95/1.05 4 % (these "
+                "four straight-through), mixing with another clean clip or synthetic music at −6…−15 dB 11 %, "
+                "polarity 5 % (presence only: no message loss on those clips); and independently, with "
+                f"probability {r.get('shift_prob', 0.3)}, a trim of 1–1,599 samples (labels shifted with it)")
     if r.get("augs") == "product":
         return ("none 35 %, white noise at 20–40 dB SNR 20 %, gain −12…+6 dB 10 %, low-pass 5.5–7.5 kHz 10 %, "
                 "straight-through MP3 round trip (16 or 44.1 kHz) 25 %")
     return ("none, white noise 15–35 dB, low-pass 3–7 kHz, high-pass 50–500 Hz, gain −12…+6 dB, echo "
             f"(straight-through MP3 with probability {r['mp3_st_prob']})")
+
+
+_V2_SCOPE = """Good enough for: demos, end-to-end tests, presence and the 16-bit message on speech as it was embedded
+(clean, or re-encoded: see the MP3 rows).
+Not good enough for: security claims, music or real-world recordings (trained on synthetic speech only),
+adversarial removal, and **trimmed or shifted audio**: the detector reads the watermark on the generator's
+20 ms frame grid (320 samples at 16 kHz), so cutting the first few samples off loses presence and message
+alike (the `trim` rows; the previous demo model behaved the same).  Training with random trims is the fix."""
+
+
+def _nonspeech_text(r: dict[str, Any]) -> str:
+    if r.get("augs") == "v3":
+        return ("synthetic music (chords, bass, drums: `attacks.synthetic_music`) 50 %, coloured ambience noise "
+                "25 %, tones/coloured noise 25 %")
+    return "synthetic tones/coloured noise"
+
+
+def _battery(info: dict[str, Any]) -> str:
+    """The attack-battery section (``make bench-robustness``'s table for this checkpoint), when measured."""
+    b = info.get("battery")
+    if not b:
+        return ""
+    return f"""
+## Robustness: the attack battery (`make bench-robustness`)
+{b['summary']}
+
+{b['table']}
+"""
 
 
 def card_markdown(info: dict[str, Any]) -> str:
@@ -236,12 +272,7 @@ because no model hub is reachable from the product's machines. They load through
 `AudioSeal.load_generator(path)` / `AudioSeal.load_detector(path)` and use the real API
 (`get_watermark`, `detect_watermark`), so swapping in the real weights is a settings change.
 
-Good enough for: demos, end-to-end tests, presence and the 16-bit message on speech as it was embedded
-(clean, or re-encoded: see the MP3 rows).
-Not good enough for: security claims, music or real-world recordings (trained on synthetic speech only),
-adversarial removal, and **trimmed or shifted audio**: the detector reads the watermark on the generator's
-20 ms frame grid (320 samples at 16 kHz), so cutting the first few samples off loses presence and message
-alike (the `trim` rows; the previous demo model behaved the same).  Training with random trims is the fix.
+{info.get("scope") or _V2_SCOPE}
 
 ## Files
 - `generator.pth`: {a['generator_params']:,} parameters; `detector.pth`: {a['detector_params']:,} parameters.
@@ -278,7 +309,8 @@ detector `output_dim` {a['detector']['detector']['output_dim']}.
 - Training: {d['train_utterances']} espeak-ng utterances ({d['train_minutes']} min) of procedurally written
   sentences; voices {', '.join(d['train_voices'])} × variants {', '.join(d['train_variants'])}; random
   speed/pitch; random 0.5 s crops at levels −38…−14 dBFS;
-  10 % synthetic tones/coloured noise as clean negatives.
+  {int(r.get('nonspeech_prob', 0.1) * 100)} % non-speech clips (watermarked, and clean negatives):
+  {_nonspeech_text(r)}.
 - Held-out (never seen in training: other sentence templates, other voices AND variants):
   {d['heldout_utterances']} utterances; voices {', '.join(d['heldout_voices'])} × variants
   {', '.join(d['heldout_variants'])}. Clip sets: `short` = 1 s crops (one per utterance), `long` = 3–5 s clips
@@ -323,6 +355,7 @@ Message criteria (bits ≥ 0.95, all 16 ≥ 80 %, wm ≥ 0.99, clean ≤ 0.01, S
 round trips), detection scores judged on the worst clip: **{m['criteria']['message']}**; judged on the mean
 over clips: **{m['criteria'].get('message_on_average', '-')}**.
 
+{_battery(info)}
 ## History of shipped versions
 {hist}
 """

@@ -59,6 +59,9 @@ from demo_watermark_common import (  # noqa: E402
     mp3_roundtrip_np,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: media_ops
+from media_ops.watermark import attacks  # noqa: E402
+
 # ----------------------------------------------------------------------------------------------------------
 # Architecture: the real AudioSeal SEANet, shrunk.  The loader forces norm "none", so we train without it.
 # ----------------------------------------------------------------------------------------------------------
@@ -184,6 +187,9 @@ class Recipe:
     # at cosine 0.64 and stalled at 70-85 % while every other bit passed 94 %): penalise the squared cosine
     # between the 16 one-bit changes.
     carrier_decorrelation: float = 100.0
+    # v3 ("augs": "v3"): the probability that a clip is also shifted by a random number of samples (a trim or
+    # crop at any sample offset, labels shifted with it), on top of the one edit every clip draws.
+    shift_prob: float = 0.3
     extra: dict[str, Any] = field(default_factory=dict)
 
     def snr_target(self, step: int) -> float:
@@ -220,6 +226,18 @@ def _nonspeech(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.fft.irfft(spec, n).astype(np.float32)
 
 
+def _nonspeech_v3(rng: np.random.Generator, n: int) -> np.ndarray:
+    """v3's non-speech material, so the watermark is not speech-only: synthetic music (chords, bass, drums;
+    ``attacks.synthetic_music``) half the time, coloured ambience noise a quarter, v2's tones/noise the rest.
+    These clips are watermarked and used as clean negatives like speech."""
+    k = rng.random()
+    if k < 0.5:
+        return attacks.synthetic_music(n, SR, rng)
+    if k < 0.75:
+        return attacks.coloured_noise(n, SR, rng)
+    return _nonspeech(rng, n)
+
+
 class Batcher:
     """Random crops of training speech with random levels (and a little non-speech)."""
 
@@ -233,7 +251,7 @@ class Batcher:
         out = np.zeros((self.r.batch, 1, self.n), np.float32)
         for b in range(self.r.batch):
             if self.rng.random() < self.r.nonspeech_prob:
-                c = _nonspeech(self.rng, self.n)
+                c = _nonspeech_v3(self.rng, self.n) if self.r.augs == "v3" else _nonspeech(self.rng, self.n)
             else:
                 a = self.train[int(self.rng.integers(len(self.train)))]
                 if len(a) <= self.n:
@@ -316,6 +334,125 @@ def augment(x: torch.Tensor, rng: np.random.Generator, recipe: Recipe) -> torch.
     return y
 
 
+_IR_BANK: list[np.ndarray] = []
+
+
+def _impulse_responses() -> list[np.ndarray]:
+    """Room impulse responses made once with pedalboard (Reverb at four room sizes, Delay at three echo
+    times): convolving with them by FFT is a differentiable reverb/echo, where running pedalboard per clip
+    would not pass gradients to the generator."""
+    if not _IR_BANK:
+        from pedalboard import Delay, Pedalboard, Reverb
+
+        impulse = np.zeros((1, SR // 2), np.float32)
+        impulse[0, 0] = 1.0
+        boards = [Reverb(room_size=r, damping=0.5, wet_level=0.33, dry_level=0.7) for r in (0.2, 0.4, 0.6, 0.8)]
+        boards += [Delay(delay_seconds=d, feedback=0.3, mix=0.35) for d in (0.05, 0.12, 0.25)]
+        for plugin in boards:
+            _IR_BANK.append(Pedalboard([plugin])(impulse, SR, reset=True)[0].astype(np.float32))
+    return _IR_BANK
+
+
+def _straight_through(y: torch.Tensor, z: np.ndarray) -> torch.Tensor:
+    """Forward the edited clip ``z``, backward as if the edit were the identity (codecs, resamplers, pitch)."""
+    zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).view_as(y)
+    return y + (zt - y).detach()
+
+
+def augment_v3(x: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """v3's training edits, one per clip (watermarked and clean alike), plus an independent random shift.
+
+    Returns (edited clips, per-sample labels moved with the audio, per-clip message weight). The edits are
+    the attack battery's families (media_ops/watermark/attacks.py) at training strength: band limits down to
+    2.8 kHz (8 kHz resampling and 3-4 kHz low-passes), high-pass, noise 10-30 dB SNR, gain, reverb and echo
+    (pedalboard impulse responses, FFT-convolved: differentiable), real round trips through soxr at 8 or
+    11.025 kHz, MP3, AAC and Opus (PyAV; straight-through, sparingly: ~30 ms each), pitch +-1 semitone and
+    speed 0.95-1.05 (straight-through), mixing with other material at -6..-15 dB, and polarity. Polarity
+    trains presence only (message weight 0): an inverted watermark reads with inverted bits and the
+    product's detection picks the polarity by re-synthesis (search._verify); teaching the bits to ignore
+    the sign would fight the carriers the message relies on.
+    """
+    B, _, n = x.shape
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    H = np.ones((B, 1, len(freqs)), np.complex64)
+    noise_db = np.full((B, 1, 1), np.inf, np.float32)
+    sign = np.ones((B, 1, 1), np.float32)
+    msg_w = torch.ones(B)
+    st: list[tuple[int, str]] = []  # (clip, numpy edit) done straight-through after the linear part
+    reverb: list[tuple[int, np.ndarray]] = []
+    mix: list[tuple[int, float]] = []
+    for b in range(B):
+        k = rng.random()
+        if k < 0.16:
+            pass
+        elif k < 0.32:
+            H[b, 0] = freqs <= rng.uniform(2800, 4500)
+        elif k < 0.36:
+            H[b, 0] = freqs >= rng.uniform(100, 600)
+        elif k < 0.46:
+            noise_db[b] = rng.uniform(10, 30)
+        elif k < 0.50:
+            H[b, 0] = 10 ** (rng.uniform(-12, 6) / 20)
+        elif k < 0.58:
+            irs = _impulse_responses()
+            reverb.append((b, irs[int(rng.integers(len(irs)))]))
+        elif k < 0.64:
+            st.append((b, "resample_8k" if rng.random() < 0.6 else "resample_11k"))
+        elif k < 0.70:
+            st.append((b, str(rng.choice(["mp3_24k", "mp3_64k", "aac_32k", "aac_64k", "opus_24k", "opus_48k"]))))
+        elif k < 0.75:
+            st.append((b, "pitch_up_1" if rng.random() < 0.5 else "pitch_down_1"))
+        elif k < 0.79:
+            st.append((b, "speed_0.95" if rng.random() < 0.5 else "speed_1.05"))
+        elif k < 0.90:
+            mix.append((b, float(rng.uniform(-15, -6))))
+        elif k < 0.95:
+            sign[b] = -1.0
+            msg_w[b] = 0.0
+        # else (5 %): none
+    y = torch.fft.irfft(torch.fft.rfft(x, dim=-1) * torch.from_numpy(H), n=n, dim=-1) * torch.from_numpy(sign)
+    if reverb:
+        y = y.clone()
+        for b, ir in reverb:
+            m = n + len(ir)
+            conv = torch.fft.irfft(torch.fft.rfft(y[b], n=m) * torch.fft.rfft(torch.from_numpy(ir), n=m), n=m)
+            y[b] = conv[..., :n]
+    if mix:
+        y = y.clone()
+        for b, rel_db in mix:
+            half = B // 2  # the partner is another clean clip (never a watermarked one)
+            other = x[half + (b + 1 + int(rng.integers(half - 1))) % half, 0].detach().numpy()
+            if rng.random() < 0.4:
+                other = attacks.synthetic_music(n, SR, rng)
+            y[b, 0] = torch.from_numpy(attacks.mix(y[b, 0].detach().numpy(), other, rel_db)) - y[b, 0].detach() \
+                + y[b, 0]
+    nd = torch.from_numpy(noise_db)
+    if torch.isfinite(nd).any():
+        p = x.pow(2).mean(dim=-1, keepdim=True).detach()
+        y = y + torch.randn_like(y) * torch.sqrt(p / torch.pow(10.0, nd / 10) + 1e-12)
+    labels = labels.clone()
+    if st:
+        y = y.clone()
+        for b, name in st:
+            z = attacks.get(name)(y[b, 0].detach().numpy(), SR, rng)
+            if name.startswith("speed"):  # labels follow the audio's new time axis (zeros past its end)
+                idx = torch.from_numpy(np.minimum((np.arange(n) * (n / len(z))).astype(int), n - 1))
+                labels[b] = torch.where(torch.from_numpy(np.arange(n) < len(z)), labels[b][idx], 0.0)
+            y[b] = _straight_through(y[b], attacks._fit(z, n)[None, :])
+    # A trim or crop at any sample offset: the first k samples go, zeros come in at the end (unmarked).
+    shifts = [(b, int(rng.integers(1, 1600))) for b in range(B) if rng.random() < _SHIFT_PROB[0]]
+    if shifts:
+        y = y.clone()
+        for b, k in shifts:
+            y[b] = F.pad(y[b, :, k:], (0, k))
+            labels[b] = F.pad(labels[b, k:], (0, k))
+    return y, labels, msg_w
+
+
+_SHIFT_PROB = [0.3]  # Recipe.shift_prob, set by train()
+
+
 def _masks(rng: np.random.Generator, batch: int, n: int, partial_prob: float) -> torch.Tensor:
     """Per-sample 'is watermarked' labels: whole clips, or one marked/unmarked span (teaches localisation)."""
     m = np.ones((batch, 1, n), np.float32)
@@ -336,21 +473,31 @@ def losses(gen: torch.nn.Module, det: torch.nn.Module, x: torch.Tensor, msg: tor
     wm = gen.get_watermark(x, message=msg)
     y = x + wm * mask
     both = torch.cat([y, x], 0)
-    if step >= recipe.aug_from:
+    B = x.shape[0]
+    labels = torch.cat([mask[:, 0], torch.zeros_like(mask[:, 0])], 0)
+    clip_w = torch.ones(B)
+    if step >= recipe.aug_from and recipe.augs == "v3":
+        both, labels, w = augment_v3(both, labels, rng)
+        clip_w = w[:B]
+        mask = labels[:B].unsqueeze(1)
+    elif step >= recipe.aug_from:
         both = augment(both, rng, recipe)
     out = det.detector(both)  # (2B, 2 + nbits, T) raw logits
-    B = x.shape[0]
     det_logit = out[:, 1] - out[:, 0]
-    labels = torch.cat([mask[:, 0], torch.zeros_like(mask[:, 0])], 0)
     l_det = F.binary_cross_entropy_with_logits(det_logit, labels)
 
     bits = out[:B, 2:]  # (B, 16, T)
-    m = mask[:, :, :]  # (B,1,T)
+    m = mask[:, :, :] if recipe.augs != "v3" else mask * clip_w.view(B, 1, 1)  # polarity clips: no message
     tgt = msg.float().unsqueeze(-1).expand_as(bits)
     per = F.binary_cross_entropy_with_logits(bits, tgt, reduction="none")
     l_frame = (per * m).sum() / (m.sum() * NBITS + 1e-6)
     mean_logit = (bits * m).sum(-1) / (m.sum(-1) + 1e-6)
-    l_mean = F.binary_cross_entropy_with_logits(mean_logit, msg.float())
+    has_msg = (m.sum(-1) > 0).float()  # (B, 1)
+    if recipe.augs == "v3":
+        l_mean = (F.binary_cross_entropy_with_logits(mean_logit, msg.float(), reduction="none") * has_msg).sum() / (
+            has_msg.sum() * NBITS + 1e-6)
+    else:  # v2's expression, kept verbatim so its recorded command reproduces bit for bit
+        l_mean = F.binary_cross_entropy_with_logits(mean_logit, msg.float())
     msg_w = recipe.msg_weight_max * min(1.0, step / max(1, recipe.msg_ramp_steps))
 
     px = x.pow(2).sum(dim=(1, 2))
@@ -366,7 +513,8 @@ def losses(gen: torch.nn.Module, det: torch.nn.Module, x: torch.Tensor, msg: tor
         l_floor, l_corr = carrier_loss(gen, x[:1], msg[:1], recipe.carrier_floor)
         loss = loss + recipe.carrier_weight * l_floor + recipe.carrier_decorrelation * l_corr
     with torch.no_grad():
-        bacc = ((mean_logit > 0).long() == msg).float().mean().item()
+        bacc = (((mean_logit > 0).long() == msg).float() * has_msg).sum().item() / max(
+            1.0, has_msg.sum().item() * NBITS)
         dacc = ((det_logit > 0).float() == labels).float().mean().item()
     return loss, {"loss": loss.item(), "det": l_det.item(), "msg": (l_frame + l_mean).item(),
                   "snr": snr.mean().item(), "snr_min": snr.min().item(), "snr_tgt": tgt_snr,
@@ -423,6 +571,7 @@ def train(args: argparse.Namespace) -> None:
 
     recipe = Recipe(**json.loads(args.recipe)) if args.recipe else Recipe()
     recipe.init = args.init or ""
+    _SHIFT_PROB[0] = recipe.shift_prob
     for k, v in recipe.arch.items():
         if k == "output_dim":
             DETECTOR_CFG["detector"]["output_dim"] = v
@@ -463,6 +612,20 @@ def train(args: argparse.Namespace) -> None:
         opt.step()
         return st
 
+    if args.ship_step:
+        # Ship a checkpoint that --keep-checkpoints kept (e.g. the best on the attack battery, or the last one
+        # before a deadline) exactly as the run would have shipped it had it stopped there.
+        recipe.steps = args.steps
+        kept = Path(args.scratch) / f"run_seed{args.seed}" / f"step{args.ship_step}"
+        from audioseal import AudioSeal
+
+        gen.load_state_dict(AudioSeal.load_generator(str(kept / "generator.pth")).state_dict())
+        det.load_state_dict(AudioSeal.load_detector(str(kept / "detector.pth")).state_dict())
+        gen.eval(), det.eval()
+        _maybe_ship(gen, det, args, recipe, data, args.ship_step, t0, time.time() - args.train_seconds,
+                    ev.read_card_metrics(Path(args.out)), logfile, ev, final=True)
+        return
+
     if not args.steps:
         # Calibrate: time a few steps, then fix the number of steps (recorded in the card for --steps).
         recipe.steps = 10_000
@@ -497,6 +660,8 @@ def train(args: argparse.Namespace) -> None:
             gen.train(), det.train()
             log(f"eval@{step} snr_target {recipe.snr_target(step):.1f}: " + ev.fmt(m), logfile)
             save_checkpoints(gen, det, Path(args.scratch) / f"run_seed{args.seed}" / "latest")  # to inspect
+            if args.keep_checkpoints:  # every evaluated step, to pick the best on the attack battery later
+                save_checkpoints(gen, det, Path(args.scratch) / f"run_seed{args.seed}" / f"step{step}")
             if args.ship_early and recipe.snr_target(step) >= recipe.snr_final_db:
                 _maybe_ship(gen, det, args, recipe, data, step, t0, t_train, shipped, logfile, ev)
                 shipped = ev.read_card_metrics(best_path)
@@ -594,6 +759,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--recipe", default="", help="JSON overrides of Recipe fields")
     p.add_argument("--init", default="", help="continue from a directory with generator.pth/detector.pth")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep a checkpoint at every --eval-every step under --scratch (for bench-robustness)")
+    p.add_argument("--ship-step", type=int, default=0,
+                   help="ship the checkpoint kept at this step (with the run's other arguments) and exit")
+    p.add_argument("--train-seconds", type=float, default=0.0, help="with --ship-step: the run's training time")
     p.add_argument("--data-only", action="store_true", help="only synthesize the data (warms the cache)")
     args = p.parse_args(argv)
     if args.data_only:

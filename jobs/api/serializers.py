@@ -133,6 +133,10 @@ class ErrorBodySerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable upper-case code, e.g. FILE_TOO_LARGE.")
     message = serializers.CharField(help_text="For people; may change.")
     details = serializers.DictField(help_text="Machine-readable facts of the error (fields, limits…).")
+    request_id = serializers.CharField(
+        required=False,
+        help_text="The response's X-Request-ID: quote it to support; the dashboard's request log finds it.",
+    )
 
 
 @extend_schema_serializer(component_name="Error")

@@ -74,6 +74,11 @@ class JobCreateView(waiting.WaitableView):
         """Rate-limit family (billing.ratelimit): the kind's queue (watermark, emotion, media)."""
         return spec(self.kind).queue
 
+    @property
+    def key_scope_kind(self) -> str:
+        """The job kind an API key must be allowed to create (``accounts.permissions.KeyScope``)."""
+        return self.kind
+
     def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
         return {}
 

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey, Tenant
-from accounts.permissions import IsTenantMember
+from accounts.permissions import IsTenantMember, KeyScope
 from accounts.scoping import membership_for_session, tenant_for_request
 from core.errors import ServiceError
 from jobs.api.serializers import CALLBACK_URL_PATTERN, CallbackUrlField, WebhookDeliverySerializer
@@ -112,7 +112,7 @@ class TestEventInput(serializers.Serializer):
 class WebhookEndpointView(APIView):
     rate_family = "read"
     parser_classes = [JSONParser]  # JSON bodies only: a form is a 415, never silently read as empty
-    permission_classes = [IsTenantMember, CanManageWebhooks]
+    permission_classes = [IsTenantMember, KeyScope, CanManageWebhooks]
 
     @extend_schema(tags=TAG, responses=EndpointOutput, summary="The webhook endpoint: default URL and filter")
     def get(self, request: Request) -> Response:
@@ -136,7 +136,7 @@ class WebhookEndpointView(APIView):
 class WebhookSecretRotateView(APIView):
     rate_family = "read"
     parser_classes = [JSONParser]  # JSON bodies only: a form is a 415, never silently read as empty
-    permission_classes = [IsTenantMember, CanManageWebhooks]
+    permission_classes = [IsTenantMember, KeyScope, CanManageWebhooks]
 
     @extend_schema(
         tags=TAG, request=RotateInput, responses=RotateOutput,
@@ -154,7 +154,7 @@ class WebhookSecretRotateView(APIView):
 class WebhookTestEventView(APIView):
     rate_family = "read"
     parser_classes = [JSONParser]  # JSON bodies only: a form is a 415, never silently read as empty
-    permission_classes = [IsTenantMember, CanManageWebhooks]
+    permission_classes = [IsTenantMember, KeyScope, CanManageWebhooks]
 
     @extend_schema(
         tags=TAG, request=TestEventInput, responses={202: WebhookDeliverySerializer},
@@ -203,7 +203,7 @@ class WebhookDeliveryDetailView(APIView):
 
 class WebhookDeliveryResendView(APIView):
     rate_family = "read"
-    permission_classes = [IsTenantMember, CanManageWebhooks]
+    permission_classes = [IsTenantMember, KeyScope, CanManageWebhooks]
 
     @extend_schema(
         tags=TAG, request=None, responses={202: WebhookDeliverySerializer},

@@ -22,6 +22,7 @@ from billing.models import Subscription
 from jobs.dashboard.presenters import DEMO_EMOTION_MODEL, TIMELINE_POINTS
 from jobs.models import JobKind, JobStatus, WebhookDelivery
 from jobs.tests.test_console import BEATSYNC_RESULT, LABELS
+from jobs.tests.test_console_pages import billed
 from jobs.tests.test_dashboard import DETECT_RESULT, EMOTION_RESULT, REPORT_RESULT, make_job
 from testing.axe import assert_accessible
 from testing.browser import PASSWORD, log_in, poll, shot
@@ -106,6 +107,11 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
         check_page(visitor, url, "signed out")
 
     page = open_page(**viewport)
+    # The developer console's pages with rows in them: a logged API request (a refused one) and billed usage.
+    reader = services.issue_api_key(tenant, "reporting", read_only=True)
+    page.request.post(f"/api/v1/jobs/{jobs['running'].pk}/cancel",
+                      headers={"Authorization": f"Bearer {reader.secret}"})
+    billed(tenant, JobKind.WATERMARK_EMBED, 95, api_key=key)
     log_in(page, "olga@example.com")
     pages = [
         reverse("dashboard:overview"), reverse("dashboard:jobs"), reverse("dashboard:jobs") + "?status=failed",
@@ -117,6 +123,9 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
         reverse("dashboard:billing"),
         reverse("dashboard:webhook-secret-rotate"), reverse("dashboard:webhook-deliveries"),
         reverse("dashboard:webhook-delivery", args=[delivery.pk]),
+        reverse("dashboard:requests"), reverse("dashboard:requests") + "?status=errors",
+        reverse("dashboard:usage"), reverse("dashboard:usage") + "?by=key&range=90d",
+        reverse("dashboard:quickstart"), reverse("dashboard:key-edit", args=[key.pk]),
         *(reverse("dashboard:job-detail", args=[job.pk]) for job in jobs.values()),
     ]
     for url in pages:

@@ -10,6 +10,8 @@
   removes them when the job ends; a worker killed mid-job leaves them behind. At worker start and
   periodically, directories whose job is not running on a live worker are removed.
 * ``clean_stale_uploads``: Django's temporary upload files left by a web process that crashed mid-request.
+* ``prune_request_log``: the API request log (``accounts.ApiRequest``) older than the tenant's plan's
+  ``request_log_days``; the same periodic run.
 * ``periodic``: retention as a ``PERIODIC_TASKS`` entry (``manage.py run_scheduler`` enqueues it every
   ``RETENTION_INTERVAL_SECONDS`` on the maintenance queue); ``clean_host_temp``: every worker's maintenance
   loop (RQ's, every ``maintenance_interval``) cleans its own host's temporary files.
@@ -26,7 +28,8 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from accounts.models import Tenant
+from accounts import request_log
+from accounts.models import ApiRequest, Tenant
 from billing import selectors as billing_selectors
 from jobs.models import FINAL_STATUSES, Job
 
@@ -104,6 +107,19 @@ def _expire_job(job: Job, now: datetime, report: RetentionReport) -> None:
     report.jobs_expired += updated
 
 
+def prune_request_log(now: datetime | None = None) -> int:
+    """Delete request log rows past their tenant's plan's ``request_log_days``; returns how many."""
+    now = now or timezone.now()
+    deleted = 0
+    for tenant_id in ApiRequest.objects.order_by().values_list("tenant_id", flat=True).distinct():
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is not None:
+            deleted += request_log.prune(tenant, now - timedelta(days=billing_selectors.request_log_days(tenant)))
+    if deleted:
+        logger.info("retention: %d request log row(s) pruned", deleted)
+    return deleted
+
+
 # --- periodic ----------------------------------------------------------------------------------------------
 
 
@@ -113,4 +129,8 @@ def periodic() -> dict[str, int]:
     Safe if two run at once: each job is marked with a conditional UPDATE and deleting a file twice is a no-op.
     """
     report = expire_files()
-    return {"jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors)}
+    pruned = prune_request_log()
+    return {
+        "jobs_expired": report.jobs_expired, "files_deleted": report.files_deleted, "errors": len(report.errors),
+        "requests_pruned": pruned,
+    }

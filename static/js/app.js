@@ -77,10 +77,12 @@
         const label = button.querySelector("[data-copy-label]") || button;
         let copied = false;
         try {
-          await navigator.clipboard.writeText(input.value);
+          // An input's value, or the text of a code block (the quick-start snippets).
+          await navigator.clipboard.writeText(input.value !== undefined ? input.value : input.textContent);
           copied = true;
         } catch (e) {
-          input.select();
+          if (input.select) input.select();
+          else window.getSelection().selectAllChildren(input);
           copied = document.execCommand && document.execCommand("copy");
         }
         label.textContent = copied ? "Copied" : "Press Ctrl+C";
@@ -145,6 +147,29 @@
         type: "bar",
         data: { labels: data.labels, datasets: [{ label: "Minutes used", data: data.used, backgroundColor: "#818cf8", borderRadius: 6 }] },
         options: baseOptions({ scales: { y: { beginAtZero: true, title: { display: true, text: "minutes" } } } }),
+      });
+    },
+    /** Usage page: billed minutes per day, one stacked bar series per job kind or API key
+     * (jobs.dashboard.console.usage_chart lays out every day, zeros included). */
+    daily(canvas, data) {
+      return new Chart(canvas, {
+        type: "bar",
+        data: {
+          labels: data.labels,
+          datasets: data.datasets.map((set, i) => ({
+            label: set.label, data: set.values, backgroundColor: PALETTE[i % PALETTE.length], borderWidth: 0,
+          })),
+        },
+        options: baseOptions({
+          scales: {
+            x: { stacked: true, ticks: { maxTicksLimit: 10, maxRotation: 0 } },
+            y: { stacked: true, beginAtZero: true, title: { display: true, text: "minutes" } },
+          },
+          plugins: {
+            legend: { display: data.datasets.length > 0, position: "bottom", labels: { boxWidth: 10, boxHeight: 10, usePointStyle: true } },
+            tooltip: { intersect: false, mode: "index", callbacks: { label: (ctx) => " " + ctx.dataset.label + ": " + Number(ctx.raw).toFixed(2) + " min" } },
+          },
+        }),
       });
     },
     localization(canvas, result) {
