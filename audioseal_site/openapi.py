@@ -62,7 +62,7 @@ WRITES = {403: "KEY_SCOPE: the API key is read-only, or may not create this kind
 
 # OpenAPI links (schemathesis' stateful tests follow them; clients read them as documentation): from a job in
 # a response to the operations on that job, and from a page of jobs to the next page.
-CREATING = ("watermark_embed", "watermark_detect", "emotion_analyze", "beatsync_align")  # operation ids
+CREATING = ("watermark_embed", "watermark_detect", "watermark_report", "emotion_analyze", "beatsync_align")  # op ids
 JOB_LINKS = {
     "ReadJob": "read_job", "CancelJob": "cancel_job", "DownloadOutput": "download_output",
     "DownloadInput": "download_input", "ListDeliveries": "list_deliveries",

@@ -265,6 +265,7 @@ SPECTACULAR_SETTINGS = {
         "EmotionKindEnum": ["emotion"],
         "BeatsyncKindEnum": ["beatsync"],
         "BatchKindEnum": ["watermark_embed", "watermark_detect", "emotion"],  # the kinds a batch can run
+        "WatermarkReportKindEnum": ["watermark_report"],
         "JobStatusEnum": "jobs.models.JobStatus",
         "EmotionLabelEnum": "media_ops.emotion.labels.LABELS",
         "OutputFormatEnum": "media_ops.audio.OUTPUT_FORMATS",
@@ -303,7 +304,8 @@ def _per_kind(name: str, cast=int) -> dict:
 
 # A running job is failed with TIMEOUT after its kind's timeout (default JOB_TIMEOUT_SECONDS): the worker
 # interrupts it (SIGALRM); the reconciler enforces it too, JOB_TIMEOUT_GRACE_SECONDS later, for a stuck call.
-JOB_TIMEOUTS = _per_kind("JOB_TIMEOUTS")
+# A robustness report reads its file once per attack (31 detections of up to 60 s): 1800 s unless set here.
+JOB_TIMEOUTS = {"watermark_report": 1800, **_per_kind("JOB_TIMEOUTS")}
 JOB_TIMEOUT_GRACE_SECONDS = env.int("JOB_TIMEOUT_GRACE_SECONDS", default=60)
 # Attempts (starts) per job before a transient error or a lost worker fails it for good.
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
@@ -406,6 +408,11 @@ WATERMARK_DETECTOR = env("WATERMARK_DETECTOR", default=str(DEMO_MODELS_DIR / "au
 # more search (about 0.2 s on one CPU thread), so it is off by default.
 WATERMARK_SEARCH = env.bool("WATERMARK_SEARCH", default=True)
 WATERMARK_SEARCH_SPEEDS = env.list("WATERMARK_SEARCH_SPEEDS", cast=float, default=[])
+# Robustness report (job kind watermark_report, media_ops.watermark.report): the longest file it accepts (it
+# reads the file once per attack of the battery; refused at upload with AUDIO_TOO_LONG), and what it bills:
+# duration x attacks x WATERMARK_REPORT_ATTACK_RATE seconds (each attack at that fraction of a detection).
+WATERMARK_REPORT_MAX_SECONDS = env.float("WATERMARK_REPORT_MAX_SECONDS", default=60.0)
+WATERMARK_REPORT_ATTACK_RATE = env.float("WATERMARK_REPORT_ATTACK_RATE", default=0.25)
 EMOTION_MODEL_DIR = env("EMOTION_MODEL_DIR", default=str(DEMO_MODELS_DIR / "emotion2vec_demo"))
 MODEL_DEVICE = env("MODEL_DEVICE", default="auto")  # auto = cuda when available, else cpu
 MODEL_THREADS = env.int("MODEL_THREADS", default=min(4, os.cpu_count() or 1))

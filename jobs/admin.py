@@ -50,12 +50,14 @@ def resubmit(job: Job, user) -> Job:
     """A new job with the same kind, params and stored inputs, through the normal submission path."""
     from jobs.kinds import spec
 
-    roles = spec(job.kind).input_names
+    inputs = spec(job.kind).inputs
     opened: dict[str, File] = {}
     try:
-        for role in roles:
-            primary = role == roles[0]
-            meta = {"file": job.input_file, **job.input} if primary else job.extra_inputs.get(role, {})
+        for i, item in enumerate(inputs):
+            role = item.name
+            if i > 0 and not item.required and role not in (job.extra_inputs or {}):
+                continue  # an optional input the job was submitted without
+            meta = {"file": job.input_file, **job.input} if i == 0 else job.extra_inputs.get(role, {})
             if not meta.get("file") or not default_storage.exists(meta["file"]):
                 raise ServiceError("FILE_NOT_FOUND", f"The {role} input is no longer stored.")
             name = meta.get("filename") or os.path.basename(meta["file"])

@@ -17,6 +17,7 @@ class JobKind(models.TextChoices):
     WATERMARK_DETECT = "watermark_detect", "Watermark detect"
     EMOTION = "emotion", "Emotion analysis"
     BEATSYNC = "beatsync", "Beat-sync"
+    WATERMARK_REPORT = "watermark_report", "Watermark robustness report"
 
 
 class JobStatus(models.TextChoices):

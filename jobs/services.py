@@ -166,14 +166,15 @@ def validate_submission(sub: Submission) -> dict[str, dict[str, Any]]:
     kind_spec = spec(sub.kind)
     if sub.callback_url:
         endpoints.check_callback_url(sub.callback_url)  # INVALID_CALLBACK_URL before any work (SSRF guard)
-    missing = [name for name in kind_spec.input_names if name not in sub.files]
+    missing = [i.name for i in kind_spec.inputs if i.required and sub.files.get(i.name) is None]
     if missing:
         raise ServiceError("VALIDATION_ERROR", "Missing file upload.", {"fields": {n: ["required"] for n in missing}})
+    sent = [name for name in kind_spec.input_names if sub.files.get(name) is not None]  # optional ones may be absent
     standing = sub.standing or billing_selectors.standing_for(sub.tenant)
     try:
         return {
             name: probe_upload(sub.kind, sub.files[name], name, sub.tenant, limits=standing.limits)
-            for name in kind_spec.input_names
+            for name in sent
         }
     except ServiceError:
         if sub.direct_upload_id is not None:
@@ -227,7 +228,7 @@ def submit(sub: Submission, infos: dict[str, dict[str, Any]] | None = None) -> J
                 api_key=sub.api_key,
                 created_by=sub.user if getattr(sub.user, "is_authenticated", False) else None,
                 input=infos[primary],
-                audio_seconds=float(infos[primary].get("duration_seconds") or 0.0),
+                audio_seconds=kind_spec.billable_seconds(infos, primary),
                 idempotency_key=sub.idempotency_key,
                 request_fingerprint=sub.request_fingerprint,
                 callback_url=sub.callback_url,
@@ -238,7 +239,7 @@ def submit(sub: Submission, infos: dict[str, dict[str, Any]] | None = None) -> J
             )
             job.rq_job_id = _new_rq_job_id(job)  # in the row from the start: pushed to RQ after the commit
             extra: dict[str, Any] = {}
-            for name in kind_spec.input_names:
+            for name in infos:  # the inputs sent (an optional one may be absent), probed above
                 upload = sub.files[name]
                 if name in sub.stored_inputs:  # a direct upload: already in storage, used where it is
                     saved = sub.stored_inputs[name]

@@ -38,4 +38,5 @@ NO_AUDIO_TRACK = "NO_AUDIO_TRACK"
 VIDEO_TOO_LARGE = "VIDEO_TOO_LARGE"  # frame size (width × height) or pixel rate over the limit
 FRAME_RATE_TOO_HIGH = "FRAME_RATE_TOO_HIGH"
 ALIGNMENT_FAILED = "ALIGNMENT_FAILED"
+NO_WATERMARK = "NO_WATERMARK"  # a robustness report on a file that carries no detectable watermark
 PROCESSING_FAILED = "PROCESSING_FAILED"

@@ -38,6 +38,7 @@ from billing import services as billing
 from jobs import model_versions
 from jobs.kinds import KINDS
 from jobs.models import Job, JobKind, JobStatus, WebhookDelivery
+from media_ops.watermark import attacks
 from testing import media as media_factory
 from testing.assertions import assert_error
 from testing.dns import fake_dns
@@ -60,8 +61,10 @@ def media_files(tmp_path_factory) -> dict[str, bytes]:
     video = media_factory.make_dance_video(
         root / "dance.mp4", offset_s=0.5, music_duration_s=6.0, video_duration_s=4.0, seed=5
     )
+    speech = (FIXTURES / "speech_16k_mono.wav").read_bytes()
     return {
-        "file": (FIXTURES / "speech_16k_mono.wav").read_bytes(),
+        "file": speech,
+        "original": speech,  # a robustness report's optional original
         "video": video.read_bytes(),
         "music": music.read_bytes(),
     }
@@ -90,6 +93,10 @@ def contract(api_key, tenant, run_worker, media_files, settings, monkeypatch, ht
     # A callback URL: the job's final transition writes a webhook delivery (left pending: no webhooks worker).
     post("/api/v1/watermark/embed", audio, message="1A2B", callback_url=f"https://{CALLBACK_HOST}/audioseal")
     post("/api/v1/watermark/detect", audio)
+    # The fixture audio carries no watermark: a report with the expected message succeeds (every attack reads
+    # "not detected"); without one it would fail NO_WATERMARK. Two attacks keep the worker run short.
+    monkeypatch.setattr(attacks, "BATTERY", attacks.BATTERY[:2])
+    post("/api/v1/watermark/report", audio, message="1A2B")
     post("/api/v1/emotion/analyze", audio, granularity="frame", extract_embedding="true")
     post("/api/v1/emotion/analyze", audio)
     post("/api/v1/beatsync/align", {"video": media_files["video"], "music": media_files["music"]},
@@ -249,8 +256,8 @@ def test_uploads_are_multipart_only(client, api_client):
     """The schema offers one body type per upload operation, and the server reads no other: an urlencoded
     form (which cannot carry a file) is 415 with no job."""
     schema = client.get("/api/schema/?format=json").json()
-    for path in ("/api/v1/watermark/embed", "/api/v1/watermark/detect", "/api/v1/emotion/analyze",
-                 "/api/v1/beatsync/align"):
+    for path in ("/api/v1/watermark/embed", "/api/v1/watermark/detect", "/api/v1/watermark/report",
+                 "/api/v1/emotion/analyze", "/api/v1/beatsync/align"):
         assert list(schema["paths"][path]["post"]["requestBody"]["content"]) == ["multipart/form-data"], path
         response = api_client.post(path, "message=1A2B", content_type="application/x-www-form-urlencoded")
         assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
@@ -260,7 +267,8 @@ def test_uploads_are_multipart_only(client, api_client):
 def test_job_creating_operations_have_their_own_descriptions_and_examples(client):
     schema = client.get("/api/schema/?format=json").json()
     kinds = {"/api/v1/watermark/embed": "watermark_embed", "/api/v1/watermark/detect": "watermark_detect",
-             "/api/v1/emotion/analyze": "emotion", "/api/v1/beatsync/align": "beatsync"}
+             "/api/v1/emotion/analyze": "emotion", "/api/v1/beatsync/align": "beatsync",
+             "/api/v1/watermark/report": "watermark_report"}
     descriptions = set()
     for path, kind in kinds.items():
         operation = schema["paths"][path]["post"]
@@ -268,7 +276,7 @@ def test_job_creating_operations_have_their_own_descriptions_and_examples(client
         assert "Base for endpoints" not in operation["description"]
         accepted = operation["responses"]["202"]["content"]["application/json"]
         assert [e["value"]["kind"] for e in accepted["examples"].values()] == [kind], path
-    assert len(descriptions) == 4
+    assert len(descriptions) == len(kinds)
 
 
 def test_enforced_limits_and_headers_are_in_the_schema(client, settings):
@@ -302,5 +310,26 @@ def test_enforced_limits_and_headers_are_in_the_schema(client, settings):
     assert "Location" in output["302"]["headers"]
     job = schema["components"]["schemas"]["Job"]
     assert job["discriminator"]["propertyName"] == "kind" and set(job["discriminator"]["mapping"]) == {
-        "watermark_embed", "watermark_detect", "emotion", "beatsync"
+        "watermark_embed", "watermark_detect", "emotion", "beatsync", "watermark_report"
     }
+
+
+def test_report_operations_state_their_limits(client):
+    """The robustness report's request takes the embed's message pattern (or empty: the detected message),
+    an optional `original`, multipart only; its attacks list documents its shape and the shared errors."""
+    schema = client.get("/api/schema/?format=json").json()
+    body = schema["components"]["schemas"]["WatermarkReportRequest"]
+    assert body["properties"]["message"]["oneOf"] == [
+        {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"}, {"type": "string", "maxLength": 0}
+    ]
+    assert "detect" in body["properties"]["message"]["description"]
+    assert body["required"] == ["file"]
+    report = schema["paths"]["/api/v1/watermark/report"]["post"]
+    assert report["operationId"] == "watermark_report"
+    assert {"400", "402", "409", "413", "415", "422", "401", "429"} <= set(report["responses"])
+    assert "ReadJob" in report["responses"]["202"]["links"]
+    attacks_op = schema["paths"]["/api/v1/watermark/report/attacks"]["get"]
+    assert attacks_op["operationId"] == "list_report_attacks"
+    assert {"200", "401", "429", "default"} <= set(attacks_op["responses"])
+    roles = {p["name"]: p for p in schema["paths"]["/api/v1/jobs/{id}/input"]["get"]["parameters"]}["role"]
+    assert set(roles["schema"]["enum"]) == {"music", "original"}

@@ -71,6 +71,12 @@ class BeatsyncParams(serializers.Serializer):
     model_version = _pinned_version()
 
 
+class WatermarkReportParams(serializers.Serializer):
+    message = serializers.RegexField(
+        MESSAGE_PATTERN, required=False, help_text="Present when the request named the expected message."
+    )
+
+
 # --- watermark results ----------------------------------------------------------------------------------------
 
 
@@ -126,6 +132,62 @@ class WatermarkDetectResult(serializers.Serializer):
     alignment = WatermarkAlignment(help_text="The strongest region's alignment.")
     localization = Localization()
     watermarked_seconds = serializers.FloatField(min_value=0)
+
+
+# --- watermark robustness report ------------------------------------------------------------------------------
+
+
+class AttackReading(serializers.Serializer):
+    """What detection read after one attack (or, as `reference`, in the file as uploaded)."""
+
+    detected = serializers.BooleanField()
+    probability = _probability(help_text="Share of the attacked audio read as watermarked.")
+    confidence = serializers.ChoiceField(choices=CONFIDENCE_LABELS, allow_null=True)
+    message = serializers.RegexField(MESSAGE_PATTERN, allow_null=True, help_text="Decoded, when detected.")
+    message_survived = serializers.BooleanField(help_text="The decoded message equals `expected_message`.")
+    bit_accuracy = _probability(allow_null=True, help_text="Share of the 16 expected bits read right.")
+    regions = serializers.IntegerField(min_value=0)
+    alignment = WatermarkAlignment(allow_null=True)
+
+
+class AttackRow(AttackReading):
+    name = serializers.CharField(help_text="Stable within a battery version, e.g. `mp3_24k`.")
+    family = serializers.CharField()
+    description = serializers.CharField()
+    error = serializers.CharField(allow_null=True, help_text="Set when the attack itself failed.")
+
+
+class ReportBattery(serializers.Serializer):
+    version = serializers.CharField()
+    attacks = serializers.IntegerField(min_value=0)
+
+
+class ReportQuality(serializers.Serializer):
+    snr_db = serializers.FloatField(allow_null=True, help_text="Signal to watermark; null for identical files.")
+    segmental_snr_db = serializers.FloatField(allow_null=True, help_text="Mean over 20 ms frames, clamped -10..35.")
+    offset_samples = serializers.IntegerField(help_text="Delay the original was lined up by (e.g. a codec's).")
+    compared_seconds = serializers.FloatField(min_value=0)
+
+
+class ReportSummary(serializers.Serializer):
+    attacks = serializers.IntegerField(min_value=0)
+    detected = serializers.IntegerField(min_value=0)
+    message_survived = serializers.IntegerField(min_value=0)
+    detection_rate = _probability(allow_null=True)
+    message_rate = _probability(allow_null=True)
+    text = serializers.CharField()
+
+
+class WatermarkReportResult(serializers.Serializer):
+    battery = ReportBattery()
+    expected_message = serializers.RegexField(MESSAGE_PATTERN)
+    message_source = serializers.ChoiceField(choices=("given", "detected"))
+    reference = AttackReading(help_text="The file as uploaded.")
+    quality = ReportQuality(allow_null=True, help_text="Null when no `original` was sent.")
+    summary = ReportSummary()
+    attacks = AttackRow(many=True, help_text="In battery order.")
+    duration_seconds = serializers.FloatField(min_value=0)
+    compute_seconds = serializers.FloatField(min_value=0)
 
 
 # --- emotion --------------------------------------------------------------------------------------------------
@@ -255,3 +317,8 @@ class BeatsyncInput(InputFile):
 
     music = InputFile()
 
+
+class WatermarkReportInput(InputFile):
+    """The watermarked file; its original under ``original`` when one was sent."""
+
+    original = InputFile(required=False)

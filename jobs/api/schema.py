@@ -109,6 +109,11 @@ EXAMPLES = {
          "music": {"filename": "track.mp3", "format": "mp3", "size_bytes": 128653, "duration_seconds": 8.0,
                    "sample_rate": 44100, "channels": 2}},
     ),
+    JobKind.WATERMARK_REPORT: _queued_example(
+        JobKind.WATERMARK_REPORT, {"message": "1A2B"},
+        {**_SPEECH, "filename": "speech_watermarked.wav",
+         "original": {**_SPEECH, "filename": "speech.wav"}},
+    ),
 }
 
 
@@ -133,8 +138,8 @@ def job_creation(kind: str, request: type, summary: str, description: str):
 
 ROLE_PARAM = OpenApiParameter(
     "role", OpenApiTypes.STR, enum=[name for kind in JobKind for name in spec(kind).input_names[1:]],
-    description="Which further input of a multi-input job (`music` of a beat-sync job); default: the primary "
-    "one. A job without that input: 404 FILE_NOT_FOUND.",
+    description="Which further input of a multi-input job (`music` of a beat-sync job, `original` of a "
+    "robustness report sent with one); default: the primary one. A job without that input: 404 FILE_NOT_FOUND.",
 )
 
 

@@ -115,6 +115,52 @@ class WatermarkDetectOptions(serializers.Serializer):
     """Watermark detection takes no options."""
 
 
+@extend_schema_field({
+    "type": "string", "pattern": REQUEST_MESSAGE_PATTERN,
+    "description": "The 16-bit message the file should carry, as 4 hex digits (e.g. 1A2B; anything else is 400 "
+    "INVALID_MESSAGE). Default (omitted or empty): the message detection decodes from the file as uploaded; "
+    "a file without a detectable watermark then fails with NO_WATERMARK.",
+})
+class ReportMessageField(MessageField):
+    """``MessageField`` with a report's default: the detected message, not a random one."""
+
+
+@extend_schema_serializer(component_name="WatermarkReport")  # + "Request" in the schema
+class WatermarkReportRequest(JobCreateRequest):
+    file = serializers.FileField(
+        help_text="The watermarked audio (e.g. an embed job's output): WAV, FLAC, OGG, MP3 or M4A/AAC/MP4, "
+        "at most WATERMARK_REPORT_MAX_SECONDS (60 s by default) long."
+    )
+    original = serializers.FileField(
+        required=False,
+        help_text="Optional: the audio before watermarking; adds the watermark's quality (SNR, segmental SNR).",
+    )
+    message = ReportMessageField()
+
+
+class AttackSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Stable within a battery version, e.g. mp3_24k.")
+    family = serializers.CharField(help_text="codec, resample, filter, noise, room, dynamics, pitch, speed, cut, "
+                                   "level or mix.")
+    description = serializers.CharField()
+    params = serializers.DictField(help_text="The attack's settings (also in its description).")
+    changes_length = serializers.BooleanField()
+
+
+class ReportBillingSerializer(serializers.Serializer):
+    attack_rate = serializers.FloatField(help_text="Each attack is billed as this fraction of a detection.")
+    seconds_per_audio_second = serializers.FloatField(
+        help_text="Billed seconds per second of the watermarked file: attacks × attack_rate."
+    )
+
+
+class AttackBatterySerializer(serializers.Serializer):
+    version = serializers.CharField(help_text="Named in every report's result (`battery.version`).")
+    attacks = AttackSerializer(many=True)
+    max_duration_seconds = serializers.FloatField(help_text="The longest file a report accepts.")
+    billing = ReportBillingSerializer()
+
+
 class EmotionOptions(serializers.Serializer):
     granularity = serializers.ChoiceField(choices=("utterance", "frame"), default="utterance")
     extract_embedding = serializers.BooleanField(
@@ -286,11 +332,22 @@ class BeatsyncJobSerializer(JobSerializer):
     input = results.BeatsyncInput()
 
 
+@extend_schema_serializer(component_name="WatermarkReportJob")
+class WatermarkReportJobSerializer(JobSerializer):
+    """A `watermark_report` job: no output file; the result lists every attack of the battery."""
+
+    kind = serializers.ChoiceField(choices=[JobKind.WATERMARK_REPORT])
+    params = results.WatermarkReportParams()
+    result = results.WatermarkReportResult(allow_null=True, help_text=RESULT_HELP)
+    input = results.WatermarkReportInput()
+
+
 JOB_BY_KIND: dict[str, type[JobSerializer]] = {
     JobKind.WATERMARK_EMBED: WatermarkEmbedJobSerializer,
     JobKind.WATERMARK_DETECT: WatermarkDetectJobSerializer,
     JobKind.EMOTION: EmotionJobSerializer,
     JobKind.BEATSYNC: BeatsyncJobSerializer,
+    JobKind.WATERMARK_REPORT: WatermarkReportJobSerializer,
 }
 
 

@@ -5,6 +5,8 @@ from jobs.api import batches, uploads, views, webhooks
 urlpatterns = [
     path("watermark/embed", views.WatermarkEmbedView.as_view(), name="watermark-embed"),
     path("watermark/detect", views.WatermarkDetectView.as_view(), name="watermark-detect"),
+    path("watermark/report", views.WatermarkReportView.as_view(), name="watermark-report"),
+    path("watermark/report/attacks", views.WatermarkAttacksView.as_view(), name="watermark-attacks"),
     path("emotion/analyze", views.EmotionAnalyzeView.as_view(), name="emotion-analyze"),
     path("beatsync/align", views.BeatsyncAlignView.as_view(), name="beatsync-align"),
     path("jobs", views.JobListView.as_view(), name="job-list"),

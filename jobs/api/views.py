@@ -28,7 +28,7 @@ from core.errors import ServiceError
 from core.units import human_bytes
 from jobs import attribution, idempotency, model_versions, services, sources
 from jobs.api import schema, serializers, waiting
-from jobs.kinds import spec
+from jobs.kinds import report_battery, spec
 from jobs.models import Job, JobKind, JobStatus
 from media_ops.audio import CONTENT_TYPES
 from media_ops.watermark import parse_message, random_message
@@ -150,7 +150,7 @@ class JobCreateView(waiting.WaitableView):
                     extra = {"stored_inputs": {input_names[0]: source.stored_name},
                              "direct_upload_id": source.direct_upload_id}
             else:
-                files = {name: data[name] for name in input_names}
+                files = {name: data[name] for name in input_names if data.get(name) is not None}  # optional: absent
             job, replayed = idempotency.submit(
                 services.Submission(
                     tenant=tenant,
@@ -239,6 +239,53 @@ class WatermarkDetectView(JobCreateView):
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
+
+
+class WatermarkReportView(JobCreateView):
+    """A robustness report: the watermarked file through the attack battery, each copy read back by detection.
+    Billed as ``duration × attacks × WATERMARK_REPORT_ATTACK_RATE`` seconds (see the attacks endpoint)."""
+
+    kind = JobKind.WATERMARK_REPORT
+    request_serializer = serializers.WatermarkReportRequest
+
+    def params_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        message = data.get("message") or ""
+        if not message:
+            return {}  # the worker reads the expected message from the file as uploaded
+        try:
+            if message != message.strip():  # the schema's pattern: exactly 4 hex digits
+                raise ValueError("message must be exactly 4 hexadecimal digits (16 bits), e.g. 1A2B")
+            parse_message(message)
+        except ValueError as exc:
+            raise ServiceError("INVALID_MESSAGE", str(exc), {"message": message}) from exc
+        return {"message": message.upper()}
+
+    @schema.job_creation(
+        JobKind.WATERMARK_REPORT, serializers.WatermarkReportRequest, "Robustness report: attack a watermarked file",
+        "Runs the versioned attack battery (`GET /api/v1/watermark/report/attacks`) on the file and reports, per "
+        "attack, detection, probability, whether the message survived and the bit accuracy; with `original`, the "
+        "watermark's quality. Billed as duration × attacks × `WATERMARK_REPORT_ATTACK_RATE` seconds; a file longer "
+        "than the battery's `max_duration_seconds` is 422 AUDIO_TOO_LONG. A file without a detectable watermark "
+        "(and no `message`) fails with `NO_WATERMARK`, unbilled. No output file.",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class WatermarkAttacksView(APIView):
+    """The attack battery of the robustness report: a read of the code's versioned list, the same for all."""
+
+    rate_family = "read"
+
+    @extend_schema(
+        operation_id="list_report_attacks",
+        responses={200: serializers.AttackBatterySerializer, **schema.errors()},
+        summary="The robustness report's attack battery",
+        description="The battery a `watermark/report` job runs now: its version (named in every report's "
+        "`battery.version`), each attack with its settings, the longest file a report accepts and its price.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(serializers.AttackBatterySerializer(report_battery()).data)
 
 
 class EmotionAnalyzeView(JobCreateView):

@@ -192,6 +192,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     JobKind.WATERMARK_DETECT: {"files": {"file": "marked.wav"}, "fields": {},
                                "python": ('job = studio.detect("marked.wav", wait=60)\n'
                                           "print(job.status, job.result.detected, job.result.message)")},
+    JobKind.WATERMARK_REPORT: {"files": {"file": "marked.wav", "original": "speech.wav"}, "fields": {},
+                               "python": ('job = studio.robustness_report("marked.wav", original="speech.wav", '
+                                          "wait=60)\n"
+                                          'print(job.status, job.result["summary"]["text"])')},
     JobKind.EMOTION: {"files": {"file": "speech.wav"}, "fields": {"granularity": "utterance"},
                       "python": ('job = studio.analyze_emotion("speech.wav", granularity="utterance", wait=60)\n'
                                  "print(job.status, job.result)")},

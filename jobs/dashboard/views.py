@@ -28,7 +28,7 @@ from jobs.dashboard.presenters import (
     emotion_timeline,
     option_rows,
 )
-from jobs.kinds import KINDS
+from jobs.kinds import KINDS, report_battery
 from jobs.models import ACTIVE_STATUSES, Job, JobKind, JobStatus
 from media_ops.audio import OUTPUT_FORMATS
 
@@ -62,7 +62,9 @@ def job_kinds(tenant) -> list[dict[str, Any]]:
         {
             "kind": spec.kind, "label": spec.action, "endpoint": reverse(f"api:{spec.url_name}"),
             "summary": spec.summary,
-            "files": [{"name": i.name, "label": i.label, **UPLOAD_TYPES[i.media]} for i in spec.inputs],
+            "files": [
+                {"name": i.name, "label": i.label, "required": i.required, **UPLOAD_TYPES[i.media]} for i in spec.inputs
+            ],
         }
         for spec in KINDS.values()
     ]
@@ -182,7 +184,8 @@ class JobNewView(DashboardMixin, TemplateView):
             "maxBytes": upload_limit_bytes(self.tenant),
             "kinds": {
                 k["kind"]: {"endpoint": k["endpoint"], "files": [
-                    {"name": f["name"], "extensions": list(f["extensions"]), "typeMessage": f["type_message"]}
+                    {"name": f["name"], "extensions": list(f["extensions"]), "typeMessage": f["type_message"],
+                     "required": f["required"]}
                     for f in k["files"]
                 ]} for k in kinds
             },
@@ -193,6 +196,7 @@ class JobNewView(DashboardMixin, TemplateView):
             "maxBatchItems": batches.max_items(),
         }
         context["output_formats"] = OUTPUT_FORMATS
+        context["report_max_seconds"] = report_battery()["max_duration_seconds"]
         context["emotion_demo"] = emotion_model_is_demo()
         return context
 
@@ -214,6 +218,10 @@ class JobDetailView(DashboardMixin, TemplateView):
             music_url=(
                 reverse("api:job-input", kwargs={"pk": job.pk}) + "?role=music"
                 if "music" in (job.extra_inputs or {}) else None
+            ),
+            original_url=(  # a robustness report's optional original
+                reverse("api:job-input", kwargs={"pk": job.pk}) + "?role=original"
+                if "original" in (job.extra_inputs or {}) else None
             ),
             output_url=reverse("api:job-output", kwargs={"pk": job.pk}) if job.output_file else None,
             output_media=media_kind(job.output_content_type),

@@ -249,3 +249,62 @@ def test_a_job_from_a_url_and_bad_urls_in_the_page(open_page, worker_process, ht
     assert wait_for_final(page) == "succeeded"
     assert Job.objects.get().input["filename"] == "take.wav"
     assert not page.js_errors, page.js_errors
+
+
+def test_robustness_report_page_table_and_chart_desktop_and_phone(open_page, worker_process, fast_passwords, tmp_path):
+    """Embed → "Robustness report on the output" (the output and its original posted to the report endpoint)
+    → the report page lists every attack of the battery in a table and draws them in a chart; the same page
+    on a phone (390×844), and from there a report started from the New job form without the original."""
+    from media_ops.watermark import attacks
+
+    worker_process("watermark")
+    owner = services.get_or_create_user("rita@example.com", email="rita@example.com", password=PASSWORD)
+    services.create_tenant("Rita Records", owner=owner)
+    page = open_page()
+    log_in(page, "rita@example.com")
+    submit_job(page, "watermark_embed", FIXTURES / "speech_16k_mono.wav", **{"#opt-message": "1A2B"})
+    assert wait_for_final(page) == "succeeded"
+    with page.expect_download() as download_info:
+        page.click("[data-download-output]")
+    watermarked = tmp_path / download_info.value.suggested_filename
+    download_info.value.save_as(watermarked)
+
+    embed_url = page.url
+    page.click("button:has-text('Robustness report on the output')")
+    page.wait_for_url(lambda url: url != embed_url and "/jobs/" in url)
+    assert wait_for_final(page) == "succeeded"
+    page.wait_for_selector("[data-report-attacks]")
+    names = page.eval_on_selector_all("[data-report-attacks] tr[data-attack]",
+                                      "rows => rows.map(r => r.dataset.attack)")
+    assert names == [a.name for a in attacks.BATTERY]
+    outcome = page.inner_text("tr[data-attack='gain_-10db'] [data-outcome]")
+    assert outcome == "survived"
+    assert "1A2B" in page.inner_text("main") and "dB" in page.inner_text("[data-report-snr]")  # the original came too
+    bars = poll(page, "(() => { const c = Chart.getChart(document.getElementById('report-chart'));"
+                      " return c && c.data.labels.length === c.data.datasets[0].data.length"
+                      " && c.data.labels.length; })()")
+    assert bars == len(attacks.BATTERY)
+    shot(page, "job-robustness-report")
+    report_url = page.url
+    assert not page.js_errors, page.js_errors
+
+    phone = open_page(width=390, height=844)
+    log_in(phone, "rita@example.com")
+    phone.goto(report_url)
+    phone.wait_for_selector("#report-chart")
+    assert poll(phone, "(() => { const c = Chart.getChart(document.getElementById('report-chart'));"
+                       " return c && c.width > 0 && c.width <= 390; })()")
+    assert phone.evaluate("document.scrollingElement.scrollWidth") <= 390, "the report page scrolls sideways"
+    assert phone.locator("tr[data-attack='gain_-10db']").is_visible()
+    shot(phone, "job-robustness-report-phone")
+
+    # The New job form takes a report without the optional original (its result renders like the one above:
+    # not waited for, to spare the shared CPU a second battery; canceled instead).
+    submit_job(phone, "watermark_report", watermarked)
+    from jobs import services as job_services
+    from jobs.models import Job
+
+    job = Job.objects.get(pk=phone.url.rstrip("/").rsplit("/", 1)[-1])
+    assert job.kind == "watermark_report" and job.extra_inputs == {} and job.input["filename"] == watermarked.name
+    job_services.cancel(job)
+    assert not phone.js_errors, phone.js_errors

@@ -23,7 +23,7 @@ from jobs.dashboard.presenters import DEMO_EMOTION_MODEL, TIMELINE_POINTS
 from jobs.models import Batch, JobKind, JobStatus, WebhookDelivery
 from jobs.tests.test_console import BEATSYNC_RESULT, LABELS
 from jobs.tests.test_console_pages import billed
-from jobs.tests.test_dashboard import DETECT_RESULT, EMOTION_RESULT, make_job
+from jobs.tests.test_dashboard import DETECT_RESULT, EMOTION_RESULT, REPORT_RESULT, make_job
 from testing.axe import assert_accessible
 from testing.browser import PASSWORD, log_in, poll, shot
 from testing.uploads import FIXTURES
@@ -74,6 +74,8 @@ def seed_console(tmp_path):
                             result={**EMOTION_RESULT, "frames": frames, "cached": False}),
         "beatsync": make_job(tenant, kind=JobKind.BEATSYNC, result=BEATSYNC_RESULT, filename="dance-night.mp4",
                              params={"trim_silence": True}),
+        "report": make_job(tenant, kind=JobKind.WATERMARK_REPORT, result=REPORT_RESULT,
+                           filename="speech-watermarked.wav", params={"message": "1A2B"}),
         "failed": make_job(tenant, status=JobStatus.FAILED, error_code="INVALID_FORMAT",
                            error_message="The file is not a supported audio file."),
         "canceled": make_job(tenant, status=JobStatus.CANCELED, finished_at=timezone.now()),
@@ -131,7 +133,8 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
     pages = [
         reverse("dashboard:overview"), reverse("dashboard:jobs"), reverse("dashboard:jobs") + "?status=failed",
         reverse("dashboard:job-new"), reverse("dashboard:job-new") + "?kind=emotion",
-        reverse("dashboard:job-new") + "?kind=beatsync", reverse("dashboard:keys"),
+        reverse("dashboard:job-new") + "?kind=beatsync", reverse("dashboard:job-new") + "?kind=watermark_report",
+        reverse("dashboard:keys"),
         reverse("dashboard:key-revoke", args=[key.pk]), reverse("dashboard:webhooks"),
         reverse("dashboard:members"), reverse("dashboard:member-remove", args=[member_row.pk]),
         reverse("dashboard:billing"), reverse("dashboard:provenance"), reverse("dashboard:provenance-verify"),
@@ -147,6 +150,9 @@ def test_every_dashboard_page_passes_axe_and_fits_the_screen(open_page, fast_pas
         check_page(page, url, "owner")
     page.goto(reverse("dashboard:job-detail", args=[jobs["beatsync"].pk]))
     shot(page, f"console-beatsync-{name}")
+    page.goto(reverse("dashboard:job-detail", args=[jobs["report"].pk]))
+    page.wait_for_selector("[data-report-attacks]")
+    shot(page, f"console-report-{name}")
 
     # The key page with a new key's secret on it, and the pages a member and a user without an organisation see.
     page.goto(reverse("dashboard:keys"))

@@ -217,6 +217,45 @@ def test_embed_detail_has_players_downloads_and_verify(people):
     output = reverse("api:job-output", args=[job.pk])
     assert f'<audio controls preload="metadata" src="{output}"' in html
     assert "BEEF" in html and "data-verify-output" in html and "Download output" in html
+    # One click to a robustness report of the output, with the input as its original and the message given.
+    assert re.search(rf'data-detect-endpoint="{reverse("api:watermark-report")}"[^>]*data-verify-original=', html)
+
+
+def _report_row(name: str, detected: bool, survived: bool) -> dict:
+    return {"name": name, "family": "level", "description": f"{name} described", "detected": detected,
+            "probability": 1.0 if detected else 0.0, "confidence": "high", "message": "1A2B" if survived else None,
+            "message_survived": survived, "bit_accuracy": 1.0 if survived else 0.5, "regions": int(detected),
+            "alignment": None, "error": None}
+
+
+_REPORT_ROWS = [_report_row("gain_-10db", True, True), _report_row("lowpass_3k", False, False)]
+REPORT_RESULT = {  # a two-attack report: one attack survived, one broke the watermark
+    "battery": {"version": "2026-12-1", "attacks": 2}, "expected_message": "1A2B", "message_source": "detected",
+    "reference": _REPORT_ROWS[0], "quality": {"snr_db": 22.04, "segmental_snr_db": 19.7, "offset_samples": 0,
+                                              "compared_seconds": 2.0},
+    "summary": {"attacks": 2, "detected": 1, "message_survived": 1, "detection_rate": 0.5, "message_rate": 0.5,
+                "text": "Watermark detected after 1 of 2 attacks, message exact after 1"},
+    "attacks": _REPORT_ROWS, "duration_seconds": 2.0, "compute_seconds": 3.1,
+}
+
+
+def test_report_detail_renders_the_attack_table_and_chart(people):
+    job = make_job(people.tenant, kind=JobKind.WATERMARK_REPORT, result=REPORT_RESULT)
+    html = people.client("member").get(reverse("dashboard:job-detail", args=[job.pk])).content.decode()
+    assert 'data-chart="robustness"' in html and "Watermark detected after 1 of 2 attacks" in html
+    table = re.search(r"<table[^>]*data-report-attacks.*?</table>", html, re.S)[0]
+    assert re.search(r'data-attack="gain_-10db".*?survived', table, re.S)
+    assert re.search(r'data-attack="lowpass_3k".*?broken', table, re.S)
+    assert "22.0 dB (segmental 19.7 dB)" in html and "2026-12-1" in html
+    data = json.loads(re.search(r'<script id="job-result" type="application/json">(.*?)</script>', html, re.S)[1])
+    assert [r["name"] for r in data["attacks"]] == ["gain_-10db", "lowpass_3k"]  # what the chart draws
+
+
+def test_new_job_page_offers_the_report_with_an_optional_original(people):
+    html = people.client("member").get(reverse("dashboard:job-new") + "?kind=watermark_report").content.decode()
+    assert 'data-kind-panel="watermark_report"' in html
+    assert re.search(r'id="watermark_report-original"[^>]*data-optional', html)
+    assert not re.search(r'id="watermark_report-file"[^>]*data-optional', html)
 
 
 def test_emotion_detail_renders_bar_and_frame_charts(people):

@@ -82,3 +82,17 @@ def test_retry_failed_resubmits_the_stored_input(people):
     assert Reservation.objects.filter(job_id=new.pk).exists()  # the retry holds its own quota reservation
     failed.refresh_from_db()
     assert failed.status == JobStatus.FAILED  # the original stays as it was
+
+
+def test_retry_of_a_report_without_its_optional_original(people):
+    """A report submitted without ``original`` is resubmitted without one (not refused as a missing file)."""
+    failed = make_job(people.tenant, status=JobStatus.FAILED, kind=JobKind.WATERMARK_REPORT, error_code="WORKER_LOST")
+    default_storage.delete(failed.input_file)
+    default_storage.save(failed.input_file, ContentFile((FIXTURES / "speech_16k_mono.wav").read_bytes()))
+    people.client("staff").post(
+        reverse("admin:jobs_job_changelist"), {"action": "retry_failed", ACTION_CHECKBOX_NAME: [str(failed.pk)]}
+    )
+    new = Job.objects.exclude(pk=failed.pk).get()
+    assert new.kind == JobKind.WATERMARK_REPORT and new.status == JobStatus.QUEUED and new.extra_inputs == {}
+    # Reserved as a report: the file's duration times the battery's attacks times the per-attack rate.
+    assert Reservation.objects.get(job_id=new.pk).seconds > new.input["duration_seconds"] * 5

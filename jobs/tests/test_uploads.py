@@ -17,6 +17,7 @@ AUDIO_ENDPOINTS = {
     "embed": ("/api/v1/watermark/embed", {}),
     "detect": ("/api/v1/watermark/detect", {}),
     "emotion": ("/api/v1/emotion/analyze", {"granularity": "utterance"}),
+    "report": ("/api/v1/watermark/report", {}),
 }
 
 
@@ -62,6 +63,8 @@ def test_web_process_never_imports_torch_or_funasr():
         "import jobs.api.views, jobs.services, jobs.api.serializers, audioseal_site.urls;"
         "from jobs.kinds import probe_audio; from testing.uploads import FIXTURES;"
         "probe_audio(FIXTURES / 'speech.m4a', 60);"
+        "from jobs.kinds import report_battery, report_seconds; report_battery();"
+        "report_seconds({'file': {'duration_seconds': 3.0}}, 'file');"
         "print(sorted(m for m in ('torch', 'funasr', 'audioseal') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

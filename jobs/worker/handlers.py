@@ -138,6 +138,37 @@ def watermark_detect(ctx: JobContext) -> Outcome:
     return Outcome(result=result, model_name=models.detector_name, model_version=models.detector_version)
 
 
+def watermark_report(ctx: JobContext) -> Outcome:
+    """The robustness report (``media_ops.watermark.report``): the battery of ``media_ops.watermark.attacks``
+    on the uploaded file, each copy read by the detection path a detect job uses (same alignment search), and
+    the watermark's quality against the original when one was sent. Bounded again here like beat-sync's video
+    limits: a job submitted before ``WATERMARK_REPORT_MAX_SECONDS`` was lowered cannot run longer."""
+    from media_ops.watermark import attacks, report
+
+    limit = min(settings.MAX_AUDIO_SECONDS, settings.WATERMARK_REPORT_MAX_SECONDS)
+    ctx.progress(10, "Decoding audio")
+    samples, rate = audio.decode(ctx.input_path, max_duration_seconds=limit)
+    original = None
+    if "original" in ctx.extra_paths:
+        original = audio.decode(ctx.extra_paths["original"], max_duration_seconds=limit)
+    models = ctx.pool.get("watermark")
+    message = ctx.params.get("message") or None
+    batch = 1 if getattr(ctx, "batch_size_limit", None) == 1 else ctx.pool.batch_size("watermark")
+    result = report.robustness_report(
+        models,
+        samples,
+        rate,
+        battery=attacks.BATTERY,
+        battery_version=attacks.BATTERY_VERSION,
+        expected_bits=watermark.parse_message(message) if message else None,
+        original=original,
+        search=detection_search(),
+        max_batch=batch,
+        progress=ctx.progress,
+    )
+    return Outcome(result=result, model_name=models.detector_name, model_version=models.detector_version)
+
+
 # --- batched variants (jobs.worker.batching): several jobs of one kind, one engine call --------------------------
 # Each returns, per context, an Outcome or the exception that job met (decode error, cancel), so one bad input
 # fails alone; an exception of the engine call itself propagates (it concerns the whole batch).

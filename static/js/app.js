@@ -219,6 +219,29 @@
         }),
       });
     },
+    // The robustness report: per attack, detection probability and bit accuracy, coloured by the outcome.
+    robustness(canvas, result) {
+      const rows = result.attacks || [];
+      const outcome = (r) => (r.message_survived ? "#059669" : r.detected ? "#d97706" : "#dc2626");
+      return new Chart(canvas, {
+        type: "bar",
+        data: {
+          labels: rows.map((r) => r.name),
+          datasets: [
+            { label: "Detection probability", data: rows.map((r) => r.probability), backgroundColor: rows.map(outcome), borderRadius: 4 },
+            { label: "Bit accuracy", data: rows.map((r) => (r.bit_accuracy === null ? 0 : r.bit_accuracy)), backgroundColor: "#c7d2fe", borderRadius: 4 },
+          ],
+        },
+        options: baseOptions({
+          indexAxis: "y",
+          scales: { x: { min: 0, max: 1, ticks: { callback: (v) => Math.round(v * 100) + "%" } }, y: { ticks: { autoSkip: false, font: { size: 11 } } } },
+          plugins: {
+            legend: { display: true, position: "bottom", labels: { boxWidth: 10, boxHeight: 10 } },
+            tooltip: { callbacks: { label: (ctx) => " " + ctx.dataset.label + ": " + Math.round(ctx.raw * 100) + "%" } },
+          },
+        }),
+      });
+    },
     emotion(canvas, result) {
       const entries = Object.entries(result.scores || {}).sort((a, b) => b[1] - a[1]);
       return new Chart(canvas, {
@@ -443,7 +466,9 @@
     /** The API's checks, in the API's words (jobs.services.check_upload_size / probe_upload, media_ops). With
      * several files (a batch) each is checked and the message names the file. */
     function checkFile(input) {
-      if (!input.files.length) return { code: "VALIDATION_ERROR", message: "Choose a file to upload." };
+      if (!input.files.length) {  // e.g. a report's original may be left out
+        return "optional" in input.dataset ? null : { code: "VALIDATION_ERROR", message: "Choose a file to upload." };
+      }
       if (input.files.length > 1 && input.files.length > config.maxBatchItems) {
         return { code: "BATCH_TOO_LARGE", message: "A batch holds at most " + config.maxBatchItems + " items; you chose " + input.files.length + "." };
       }
@@ -562,7 +587,7 @@
         const error = checkFile(input);
         showFileError(input, error);
         if (error && !firstBad) firstBad = { input, error };
-        if (!error) Array.from(batch ? input.files : [input.files[0]]).forEach((file) => data.append(input.name, file));
+        if (!error && input.files.length) Array.from(batch ? input.files : [input.files[0]]).forEach((file) => data.append(input.name, file));
       });
       if (message && panel.contains(message) && !checkMessage() && !firstBad) firstBad = { input: message };
       if (firstBad) { firstBad.input.focus(); return; }
@@ -653,6 +678,11 @@
         const file = await fetch(button.dataset.verifyOutput, { credentials: "same-origin" });
         const data = new FormData();
         data.append("file", await file.blob(), button.dataset.filename || "output");
+        if (button.dataset.verifyOriginal) {  // a robustness report: the input it was made from, for the quality
+          const original = await fetch(button.dataset.verifyOriginal, { credentials: "same-origin" });
+          data.append("original", await original.blob(), button.dataset.originalFilename || "original");
+        }
+        if (button.dataset.verifyMessage) data.append("message", button.dataset.verifyMessage);
         const result = await api(button.dataset.detectEndpoint, { method: "POST", body: data });
         if (result.status === 202) {
           window.location.assign(window.location.pathname.replace(/[0-9a-f-]{36}\/?$/, result.body.id + "/"));

@@ -196,6 +196,19 @@ class Client:
             callback_url=callback_url, idempotency_key=idempotency_key, wait=wait,
         )
 
+    def robustness_report(
+        self, file: FileInput, *, original: FileInput | None = None, message: str | None = None,
+        callback_url: str | None = None, idempotency_key: str | None = None, wait: float = 0,
+    ) -> Job:
+        """Attack a watermarked file with the versioned battery; ``original`` adds the quality figures and
+        ``message`` names the expected message (default: the one detected in the file). ``job.result`` is
+        the report as a dict (its fields: the API schema's ``WatermarkReportResult``)."""
+        files = {"file": file, **({"original": original} if original is not None else {})}
+        return self._create(
+            "watermark/report", files, {"message": message},
+            callback_url=callback_url, idempotency_key=idempotency_key, wait=wait,
+        )
+
     def analyze_emotion(
         self,
         file: FileInput,
