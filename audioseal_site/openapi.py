@@ -71,7 +71,7 @@ BATCH_LINKS = {"ReadBatch": "read_batch", "CancelBatch": "cancel_batch"}
 # The job kind each creating operation runs (its `model_version` must be one of that kind's versions).
 KIND_OF_OPERATION = {
     "watermark_embed": "watermark_embed", "watermark_detect": "watermark_detect", "emotion_analyze": "emotion",
-    "beatsync_align": "beatsync",
+    "beatsync_align": "beatsync", "watermark_report": "watermark_report",
 }
 BATCHABLE_KINDS = ("watermark_embed", "watermark_detect", "emotion")
 

@@ -65,7 +65,7 @@ def available(kind: str) -> list[ModelRef]:
     """The model versions a job of ``kind`` can run on in this deployment (one per kind today)."""
     if kind == JobKind.WATERMARK_EMBED:
         return [_watermark(settings.WATERMARK_GENERATOR)]
-    if kind == JobKind.WATERMARK_DETECT:
+    if kind in (JobKind.WATERMARK_DETECT, JobKind.WATERMARK_REPORT):  # a report reads with the detector
         return [_watermark(settings.WATERMARK_DETECTOR)]
     if kind == JobKind.EMOTION:
         return [_emotion(settings.EMOTION_MODEL_DIR)]

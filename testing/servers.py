@@ -67,7 +67,7 @@ class MotoS3Server:
             try:
                 requests.get(self.endpoint, timeout=1)
                 return True
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # accepted but still importing: not up yet
                 return False
 
         wait_until(up, timeout=30, what="moto server to start")

@@ -19,6 +19,7 @@ from provenance import selectors as provenance_selectors
 # What the API accepts as a message: 4 hex digits in either case, or nothing (a random one is chosen; the
 # schema's second branch, from allow_blank, says so).
 REQUEST_MESSAGE_PATTERN = r"^([0-9A-Fa-f]{4}|auto)$"
+HEX4_MESSAGE_PATTERN = r"^[0-9A-Fa-f]{4}$"  # where no registry allocates (a report names the mark it expects)
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 FILE_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]://"  # https only (jobs.remote)
 MODEL_VERSION_MAX_LENGTH = 100
@@ -116,7 +117,7 @@ class WatermarkDetectOptions(serializers.Serializer):
 
 
 @extend_schema_field({
-    "type": "string", "pattern": REQUEST_MESSAGE_PATTERN,
+    "type": "string", "pattern": HEX4_MESSAGE_PATTERN,
     "description": "The 16-bit message the file should carry, as 4 hex digits (e.g. 1A2B; anything else is 400 "
     "INVALID_MESSAGE). Default (omitted or empty): the message detection decodes from the file as uploaded; "
     "a file without a detectable watermark then fails with NO_WATERMARK.",

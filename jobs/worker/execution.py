@@ -64,7 +64,7 @@ def loaded_model_version(kind: str, pool: Any) -> str:
 
     if kind == JobKind.WATERMARK_EMBED:
         return pool.get("watermark").generator_version
-    if kind == JobKind.WATERMARK_DETECT:
+    if kind in (JobKind.WATERMARK_DETECT, JobKind.WATERMARK_REPORT):  # a report reads with the detector
         return pool.get("watermark").detector_version
     if kind == JobKind.EMOTION:
         return pool.get("emotion").version
