@@ -43,8 +43,7 @@ class MessageListCreateView(APIView):
         entries = selectors.messages_for(tenant_for_request(request).pk)
         after = request.query_params.get("after")
         if after is not None:  # present but empty is refused like any non-message (the schema says so)
-            # exactly the schema's pattern: no surrounding spaces either (normalise_message would strip them)
-            entries = entries.filter(message__gt=services.normalise_message(after if after == after.strip() else ""))
+            entries = entries.filter(message__gt=services.normalise_message(after))
         page = list(entries[: PAGE_SIZE + 1])
         next_url = None
         if len(page) > PAGE_SIZE:

@@ -26,9 +26,10 @@ _HEX4 = re.compile(r"^[0-9A-Fa-f]{4}$")
 
 
 def normalise_message(message: str) -> str:
-    """``"1a2b"`` -> ``"1A2B"``; anything but 4 hex digits is ``INVALID_MESSAGE``."""
-    text = (message or "").strip()
-    if not _HEX4.match(text):
+    """``"1a2b"`` -> ``"1A2B"``; anything but exactly 4 hex digits (surrounding spaces included: the API's
+    pattern; forms and serializers trim their input before) is ``INVALID_MESSAGE``."""
+    text = message or ""
+    if not _HEX4.fullmatch(text):  # fullmatch: "$" would let a trailing newline through
         raise ServiceError(
             "INVALID_MESSAGE", "A message is exactly 4 hexadecimal digits (16 bits), e.g. 1A2B.",
             {"message": message},
