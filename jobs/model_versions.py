@@ -28,6 +28,15 @@ from jobs.models import JobKind
 
 PARAM = "model_version"
 BEATSYNC_MODEL = ("beatsync", "1")  # no model: the version of the alignment algorithm (jobs.worker.handlers)
+# Which model a job of each kind runs on: one table for what the API offers (``available``) and what a worker
+# checks a pin against (``jobs.worker.execution.loaded_model_version``). A report reads with the detector.
+MODEL_OF_KIND = {
+    JobKind.WATERMARK_EMBED: "generator",
+    JobKind.WATERMARK_DETECT: "detector",
+    JobKind.WATERMARK_REPORT: "detector",
+    JobKind.EMOTION: "emotion",
+    JobKind.BEATSYNC: "beatsync",
+}
 
 
 @dataclass(frozen=True)
@@ -63,15 +72,14 @@ def _emotion(model_dir: str) -> ModelRef:
 
 def available(kind: str) -> list[ModelRef]:
     """The model versions a job of ``kind`` can run on in this deployment (one per kind today)."""
-    if kind == JobKind.WATERMARK_EMBED:
+    model = MODEL_OF_KIND[kind]  # KeyError: a kind nobody declared a model for
+    if model == "generator":
         return [_watermark(settings.WATERMARK_GENERATOR)]
-    if kind in (JobKind.WATERMARK_DETECT, JobKind.WATERMARK_REPORT):  # a report reads with the detector
+    if model == "detector":
         return [_watermark(settings.WATERMARK_DETECTOR)]
-    if kind == JobKind.EMOTION:
+    if model == "emotion":
         return [_emotion(settings.EMOTION_MODEL_DIR)]
-    if kind == JobKind.BEATSYNC:
-        return [ModelRef(*BEATSYNC_MODEL)]
-    raise KeyError(kind)
+    return [ModelRef(*BEATSYNC_MODEL)]
 
 
 def resolve(kind: str, requested: str | None) -> str:

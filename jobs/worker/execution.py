@@ -59,14 +59,14 @@ class ModelPinMismatch(Exception):
 
 def loaded_model_version(kind: str, pool: Any) -> str:
     """The version of the model this worker's pool runs ``kind`` on (what the result will record)."""
-    from jobs.model_versions import BEATSYNC_MODEL
-    from jobs.models import JobKind
+    from jobs.model_versions import BEATSYNC_MODEL, MODEL_OF_KIND
 
-    if kind == JobKind.WATERMARK_EMBED:
+    model = MODEL_OF_KIND[kind]
+    if model == "generator":
         return pool.get("watermark").generator_version
-    if kind in (JobKind.WATERMARK_DETECT, JobKind.WATERMARK_REPORT):  # a report reads with the detector
+    if model == "detector":
         return pool.get("watermark").detector_version
-    if kind == JobKind.EMOTION:
+    if model == "emotion":
         return pool.get("emotion").version
     return BEATSYNC_MODEL[1]
 
