@@ -190,6 +190,11 @@ class Recipe:
     # v3 ("augs": "v3"): the probability that a clip is also shifted by a random number of samples (a trim or
     # crop at any sample offset, labels shifted with it), on top of the one edit every clip draws.
     shift_prob: float = 0.3
+    # v3: edit families never drawn; a clip that draws one gets a band limit instead (a low-pass or an 8/11 kHz
+    # round trip, half each). v3b skips "polarity", "pitch" and "speed": the product's detection undoes
+    # polarity and speed by search, and training them (presence-only polarity, straight-through pitch) taught
+    # the detector to accept the wrong polarity and grid, which cost the message under the search.
+    v3_skip: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def snr_target(self, step: int) -> float:
@@ -359,7 +364,15 @@ def _straight_through(y: torch.Tensor, z: np.ndarray) -> torch.Tensor:
     return y + (zt - y).detach()
 
 
+# v3's edit families and the upper bounds of their shares of one uniform draw (16 % none, 16 % low-pass, ...,
+# the last 5 % none again): kept as v3 drew them, so its recorded command reproduces.
+_V3_BOUNDS = (0.16, 0.32, 0.36, 0.46, 0.50, 0.58, 0.64, 0.70, 0.75, 0.79, 0.90, 0.95)
+_V3_FAMILIES = ("none", "lowpass", "highpass", "noise", "gain", "reverb", "resample", "codec", "pitch", "speed",
+                "mix", "polarity", "none")
+
+
 def augment_v3(x: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
+               skip: frozenset[str] = frozenset(),
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """v3's training edits, one per clip (watermarked and clean alike), plus an independent random shift.
 
@@ -383,34 +396,33 @@ def augment_v3(x: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
     reverb: list[tuple[int, np.ndarray]] = []
     mix: list[tuple[int, float]] = []
     for b in range(B):
-        k = rng.random()
-        if k < 0.16:
-            pass
-        elif k < 0.32:
+        family = _V3_FAMILIES[int(np.searchsorted(_V3_BOUNDS, rng.random(), side="right"))]
+        if family in skip:
+            family = "lowpass" if rng.random() < 0.5 else "resample"
+        if family == "lowpass":
             H[b, 0] = freqs <= rng.uniform(2800, 4500)
-        elif k < 0.36:
+        elif family == "highpass":
             H[b, 0] = freqs >= rng.uniform(100, 600)
-        elif k < 0.46:
+        elif family == "noise":
             noise_db[b] = rng.uniform(10, 30)
-        elif k < 0.50:
+        elif family == "gain":
             H[b, 0] = 10 ** (rng.uniform(-12, 6) / 20)
-        elif k < 0.58:
+        elif family == "reverb":
             irs = _impulse_responses()
             reverb.append((b, irs[int(rng.integers(len(irs)))]))
-        elif k < 0.64:
+        elif family == "resample":
             st.append((b, "resample_8k" if rng.random() < 0.6 else "resample_11k"))
-        elif k < 0.70:
+        elif family == "codec":
             st.append((b, str(rng.choice(["mp3_24k", "mp3_64k", "aac_32k", "aac_64k", "opus_24k", "opus_48k"]))))
-        elif k < 0.75:
+        elif family == "pitch":
             st.append((b, "pitch_up_1" if rng.random() < 0.5 else "pitch_down_1"))
-        elif k < 0.79:
+        elif family == "speed":
             st.append((b, "speed_0.95" if rng.random() < 0.5 else "speed_1.05"))
-        elif k < 0.90:
+        elif family == "mix":
             mix.append((b, float(rng.uniform(-15, -6))))
-        elif k < 0.95:
+        elif family == "polarity":
             sign[b] = -1.0
             msg_w[b] = 0.0
-        # else (5 %): none
     y = torch.fft.irfft(torch.fft.rfft(x, dim=-1) * torch.from_numpy(H), n=n, dim=-1) * torch.from_numpy(sign)
     if reverb:
         y = y.clone()
@@ -477,7 +489,7 @@ def losses(gen: torch.nn.Module, det: torch.nn.Module, x: torch.Tensor, msg: tor
     labels = torch.cat([mask[:, 0], torch.zeros_like(mask[:, 0])], 0)
     clip_w = torch.ones(B)
     if step >= recipe.aug_from and recipe.augs == "v3":
-        both, labels, w = augment_v3(both, labels, rng)
+        both, labels, w = augment_v3(both, labels, rng, frozenset(recipe.v3_skip))
         clip_w = w[:B]
         mask = labels[:B].unsqueeze(1)
     elif step >= recipe.aug_from:
