@@ -403,11 +403,12 @@ DEMO_MODELS_DIR = BASE_DIR / "media_ops" / "demo_models"
 WATERMARK_GENERATOR = env("WATERMARK_GENERATOR", default=str(DEMO_MODELS_DIR / "audioseal" / "generator.pth"))
 WATERMARK_DETECTOR = env("WATERMARK_DETECTOR", default=str(DEMO_MODELS_DIR / "audioseal" / "detector.pth"))
 # Detection searches for a watermark an edit moved (sub-frame offset after a trim/crop/splice, polarity):
-# media_ops.watermark.AlignmentSearch. WATERMARK_SEARCH_SPEEDS (e.g. "0.9,0.95,1.05,1.1") adds a search for
-# speed changes by exactly those factors when nothing else was found: each costs every unwatermarked file one
-# more search (about 0.2 s on one CPU thread), so it is off by default.
+# media_ops.watermark.AlignmentSearch. WATERMARK_SEARCH_SPEEDS (default "0.95,1.05", the search's own default;
+# e.g. "0.9,0.95,1.05,1.1" for more) searches for speed changes by exactly those factors when nothing else was
+# found: each costs every unwatermarked file one more excerpt search (about 0.2 s on one CPU thread); set it
+# empty to switch the speed search off.
 WATERMARK_SEARCH = env.bool("WATERMARK_SEARCH", default=True)
-WATERMARK_SEARCH_SPEEDS = env.list("WATERMARK_SEARCH_SPEEDS", cast=float, default=[])
+WATERMARK_SEARCH_SPEEDS = env.list("WATERMARK_SEARCH_SPEEDS", cast=float, default=[0.95, 1.05])
 # Robustness report (job kind watermark_report, media_ops.watermark.report): the longest file it accepts (it
 # reads the file once per attack of the battery; refused at upload with AUDIO_TOO_LONG), and what it bills:
 # duration x attacks x WATERMARK_REPORT_ATTACK_RATE seconds (each attack at that fraction of a detection).

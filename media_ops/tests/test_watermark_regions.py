@@ -167,12 +167,23 @@ def test_inverted_trimmed_crop(models, marked):
 @needs_demo_models
 def test_speed_search_when_asked(models, marked):
     faster = audio.resample(marked, int(MODEL_RATE * 1.1), MODEL_RATE)  # played 10 % faster
-    assert not _detect(models, faster)["detected"]  # default: no speed search
+    assert not _detect(models, faster, search=AlignmentSearch(speeds=()))["detected"]  # no speed search
+    assert not _detect(models, faster)["detected"]  # the default searches 0.95 and 1.05 only
     result = _detect(models, faster, search=AlignmentSearch(speeds=(0.9, 1.1)))
     assert result["detected"] is True and result["message"] == "1A2B"
     assert result["alignment"]["speed"] == 1.1
     [seg] = result["segments"]
     assert seg["end_seconds"] == pytest.approx(len(faster) / MODEL_RATE, abs=0.05)  # the file's own timeline
+
+
+@needs_demo_models
+@pytest.mark.parametrize("factor", [0.95, 1.05])
+def test_default_search_undoes_a_5_percent_speed_change(models, marked, factor):
+    changed = audio.resample(marked, int(MODEL_RATE * factor), MODEL_RATE)  # played 5 % slower / faster
+    assert not _detect(models, changed, search=AlignmentSearch(speeds=()))["detected"]
+    result = _detect(models, changed)
+    assert result["detected"] is True and result["message"] == "1A2B"
+    assert result["alignment"]["speed"] == factor
 
 
 # --- negative controls ----------------------------------------------------------------------------------------

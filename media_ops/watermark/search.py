@@ -26,6 +26,9 @@ POLARITY_SECONDS = 2.0  # how much of a region the check by re-synthesis re-embe
 CONFIRM_Z = 8.0  # the evidence (see _verify) a region needs, unless the whole-file rule already said "watermarked"
 
 
+DEFAULT_SPEEDS = (0.95, 1.05)  # speed changes searched for when nothing else is found (settings may change it)
+
+
 @dataclass(frozen=True)
 class AlignmentSearch:
     """How far detection looks for a watermark that an edit moved: a trim, crop or splice that moved the
@@ -44,8 +47,10 @@ class AlignmentSearch:
        decoded message, re-embedded by the model's own generator, the audio contains more of (``_verify``).
     3. Speed: only when nothing was found, the same search on the audio resampled by each of ``speeds``
        (undoing a speed change by exactly that factor: measured, 0.9/0.95/1.05/1.1 are found, 1.07 is not
-       found by a search for 1.05 or 1.1), in order, stopping at the first that finds a region. Off by default:
-       every unwatermarked file pays for it, one more search per speed.
+       found by a search for 1.05 or 1.1), in order, stopping at the first that finds a region. By default
+       ±5 % (``DEFAULT_SPEEDS``, the common "sped up / slowed down" edit of short-video apps): every file in
+       which nothing else was found pays one more excerpt search per speed (about 0.2 s on one CPU thread,
+       whatever its length; Benchmarks in the README has the cost).
     4. More regions: up to ``rounds`` searches per file in all; after the first, each goes where the plain pass
        saw something that no region found so far explains (a second splice, off the first one's grid).
     Every region a search finds must then be confirmed by re-synthesis (``_verify``).
@@ -62,7 +67,7 @@ class AlignmentSearch:
     polarity: bool = True
     excerpt_frames: int = 3
     refine_frames: int = 6
-    speeds: tuple[float, ...] = ()
+    speeds: tuple[float, ...] = DEFAULT_SPEEDS
     rounds: int = 3
     segments_per_row: int = 64
     rows_per_forward: int = 8
