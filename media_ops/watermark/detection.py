@@ -64,25 +64,21 @@ def detect_batch(
             length = search.excerpt_frames * models.frame_samples
             offset, score = _search_offset(models, y, _search_center(y, analysis, length), search)
         searched.append(offset if score > 0 else None)
-    groups = _groups(models, mono16, plains, [[] if o is None else [o] for o in searched], polarities, max_batch)
-    chosen = [
-        _choose(models, g, trusted[i] if searched[i] == 0 else None) for i, g in enumerate(groups)
+    # 2. The plain reading (offset 0) too wherever its pass shows a region: the searched offset wins only where
+    #    its reading is the better confirmed one (_choose). The excerpt's detection logit alone can prefer a
+    #    wrong grid that reads another message confidently (measured: a shift of 240 samples on an unedited file).
+    offsets = [
+        list(dict.fromkeys([*([] if o is None else [o]), *([0] if _segments(a, _Alignment()) else [])]))
+        for o, a in zip(searched, plains, strict=True)
     ]
-    # 2. The plain reading, for the inputs whose plain pass has regions the searched offset did not explain.
-    plain_too = [
-        [0] if o != 0 and any(not any(seg.overlaps(c) for c in chosen[i]) for seg in _segments(a, _Alignment()))
-        else []
-        for i, (o, a) in enumerate(zip(searched, plains, strict=True))
-    ]
-    for i, g in enumerate(_groups(models, mono16, plains, plain_too, polarities, max_batch)):
-        if g:
-            chosen[i] = _choose(models, g, trusted[i], taken=chosen[i])
+    groups = _groups(models, mono16, plains, offsets, polarities, max_batch)
+    chosen = [_choose(models, g, trusted[i]) for i, g in enumerate(groups)]
     # 3. Further searches and (when nothing was found) the speed search, one input at a time.
     results = []
     for i, (y, analysis) in enumerate(zip(mono16, plains, strict=True)):
         found = chosen[i]
         if search is not None:
-            tried = {o for o in (searched[i], *plain_too[i]) if o is not None}
+            tried = set(offsets[i])
             found = _more_regions(models, y, analysis, found, tried, search, max_batch)
             if not found:
                 found = _speed_search(models, y, search)
