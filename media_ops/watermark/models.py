@@ -72,7 +72,7 @@ class WatermarkModels:
     dtype: Any = None  # torch dtype of the weights and inputs on CUDA (fp16/bf16); None = float32
     # Batched forward passes run so far, per network: what tests and benchmarks count (not engine calls).
     forward_passes: dict[str, int] = field(
-        default_factory=lambda: {"generator": 0, "detector": 0}, init=False, repr=False
+        default_factory=lambda: {"generator": 0, "detector": 0}, init=False, repr=False, compare=False
     )
     _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
