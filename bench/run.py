@@ -14,6 +14,9 @@ What it measures, all in one process tree on this machine, with the same clips f
 6. worker RSS after the first 100 and after 2,000 small jobs (tiny demo models, small clips).
 7. **waits**: another tenant's ``GET /api/v1/usage`` p50/p99 while one API key holds N ``?wait=30``
    requests, under the former gthread workers and the production uvicorn workers (``bench.waits``).
+8. **burst**: the engine in-process, one thread (``bench.burst``): a burst of mixed-length embeds at batch 1
+   vs 8 (forward passes per job, audio s/s), the cost of the zero tail and length buckets, and RSS over 2,000
+   plain detections of ever-new lengths with and without the buckets.
 
 It starts its own embedded PostgreSQL and Redis under ``var/bench/run-*`` (whatever ``DATABASE_URL`` and
 ``REDIS_URL`` say is ignored), and removes that directory at the end. The full-size checkpoints (random
@@ -56,8 +59,8 @@ QUICK_DEFAULT = {
     "clips": "1:4,10:2,60:1", "emotion_clips": "1:2,10:1,60:1", "small": 200, "small_first": 50,
     "latency_requests": 3,
 }
-ALL_SECTIONS = ("limit", "naive", "platform", "latency", "rss", "waits")
-MODEL_SECTIONS = {"limit", "naive", "platform", "rss"}
+ALL_SECTIONS = ("limit", "naive", "platform", "latency", "rss", "waits", "burst")
+MODEL_SECTIONS = {"limit", "naive", "platform", "rss", "burst"}
 SUBMIT_PATH = {
     "embed": "/api/v1/watermark/embed",
     "detect": "/api/v1/watermark/detect",
@@ -433,6 +436,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"growth {rss['growth_percent']} % "
             f"({rss['small_jobs_per_second']} small jobs/s end to end).",
         ]
+    if results.get("burst"):
+        from bench.burst import markdown as burst_markdown
+
+        lines += burst_markdown(results["burst"])
     if results.get("waits"):
         from bench.waits import markdown as waits_markdown
 
@@ -585,6 +592,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         for child in children:
             child.stop()
+    if "burst" in sections:  # last: it sets one torch thread in this process
+        from bench.burst import run_all
+
+        log("burst: mixed-length embeds at batch 1 and 8, tail cost, engine RSS")
+        tiny_gen, tiny_det, _ = tiny_checkpoints(BENCH_DIR / "models" / "tiny")
+        results["burst"] = run_all((models["generator"], models["detector"]), (tiny_gen, tiny_det),
+                                   quick=args.quick)
 
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     summarise(results)

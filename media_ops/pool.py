@@ -1,7 +1,8 @@
 """The worker's model pool: each model loaded once per process, warmed, on CUDA when present.
 
 A worker process builds one pool at start (``preload`` the families of the queues it serves) and every job
-borrows from it. Nothing here loads per job. ``load_counts`` exists so tests and health checks can see that.
+borrows from it. Nothing here loads per job. ``load_counts`` exists so tests and health checks can see that;
+``forward_passes()`` says how many batched forward passes each loaded network has run (what batching saves).
 """
 
 from __future__ import annotations
@@ -105,6 +106,19 @@ class ModelPool:
         for family in families:
             self.get(family)
 
+    def forward_passes(self) -> dict[str, int]:
+        """Forward passes run so far by each loaded network: ``watermark.generator``, ``watermark.detector``
+        (``WatermarkModels.forward_passes``, one per batched forward, the alignment search's included) and
+        ``emotion`` (``EmotionModel.forward_passes``). Families not loaded yet are absent; nothing is loaded."""
+        out: dict[str, int] = {}
+        for family, model in sorted(self._models.items()):
+            passes = model.forward_passes
+            if isinstance(passes, dict):
+                out.update({f"{family}.{network}": int(n) for network, n in passes.items()})
+            else:
+                out[family] = int(passes)
+        return out
+
     def describe(self) -> dict[str, Any]:
         """What is loaded, for readiness checks and worker registration."""
         return {
@@ -113,4 +127,5 @@ class ModelPool:
             "load_counts": dict(self.load_counts),
             "load_seconds": dict(self.load_seconds),
             "batch_sizes": {family: self.batch_size(family) for family in sorted(self._models)},
+            "forward_passes": self.forward_passes(),
         }

@@ -182,6 +182,11 @@ class EmotionModel:
         self._to_canonical = [LABELS.index(p) for p in parsed]
         # Checks the FunASR internals the exact padded batches rely on, and counts forward passes.
         self._batch = PaddedBatchForward(auto_model.model)
+        # On CUDA ``analyze`` runs through the padded-batch forward too (one window per pass, so no padding):
+        # FunASR's ``generate`` calls torch.cuda.empty_cache() after every call, which returns the caching
+        # allocator's blocks to the driver and makes the next pass allocate them again. Equal results either
+        # way (media_ops/tests/test_emotion_batch.py); on CPU the reference path stays FunASR's own.
+        self.batch_path_alone = self.device.startswith("cuda")
 
     @property
     def window_seconds(self) -> float:
@@ -212,6 +217,12 @@ class EmotionModel:
 
         path = check_model_dir(model_dir)
         window_params(window_seconds, overlap_seconds)  # fail before the (slow) load, not after
+        if str(device).startswith("cuda"):
+            # TF32 matmuls and convolutions for the transformer (torch's default keeps fp32 matmuls). These
+            # flags are process-wide; the watermark family has no matmuls and its cuDNN convs/LSTM use TF32
+            # by torch's default already. Not measured on a GPU here (README "Benchmarks").
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         threads = max(1, int(threads))
         auto_model_class = _auto_model_class()
         try:
@@ -315,6 +326,10 @@ class EmotionModel:
         twice). Frame curves are concatenated from each window's owned frames, which gives exactly as many
         frames as the model would produce for the whole input in one pass.
         """
+        if self.batch_path_alone:
+            (result,) = self.analyze_batch([(audio, granularity, extract_embedding)], max_batch=1)
+            assert isinstance(result, EmotionAnalysis)
+            return result
         samples, windows = self._prepare(audio, granularity)
         want_frames = granularity == "frame"
         results = [

@@ -87,24 +87,138 @@ def test_engine_batch_functions_match_embed_and_detect(models):
         )  # rounded to 3 decimals: a value on a rounding edge may move by one step
 
 
-def test_batch_plan_pads_only_where_it_cannot_change_the_result(models):
+def test_batch_plan_gives_every_window_a_zero_tail_and_a_bucketed_length(models):
     n = [int(s * MODEL_RATE) for s in LENGTHS]
     batches = models._batches(n, max_batch=4)
     chunks = [c for b in batches for c in b]
     assert len(chunks) == sum(len(models._windows(k)) for k in n)  # every window, once
-    safe = int(watermark.PAD_SAFE_SECONDS * MODEL_RATE)
+    assert len(batches) == -(-len(chunks) // 4)  # the fewest passes: any lengths share a batch
+    for c in chunks:
+        assert c.padded % watermark.LENGTH_BUCKET_SAMPLES == 0
+        assert c.padded - c.length + (c.c1 - c.e) >= watermark.ZERO_TAIL_SAMPLES  # zeros or audio after e
+        assert c.padded - c.length < watermark.ZERO_TAIL_SAMPLES + watermark.LENGTH_BUCKET_SAMPLES
     for batch in batches:
         assert 1 <= len(batch) <= 4
-        if len({c.length for c in batch}) > 1:  # a padded batch: only windows with context after them
-            assert all(c.c1 - c.e >= safe for c in batch)
-    # The three 1 s clips share one exact-length batch; the 25 s input's first two windows are padded
-    # together (11 s and 12 s) while its 5 s tail is batched alone.
-    ones = [b for b in batches if {c.length for c in b} == {MODEL_RATE}]
-    assert ones and len(ones[0]) == 3
+    assert [c.padded for c in chunks] == sorted((c.padded for c in chunks), reverse=True)  # longest first
+    # A 1 s clip runs as 1.2 s; the 25 s input's windows (11 s, 12 s: audio after their centres) are not
+    # lengthened, its 5 s tail window (6 s with its context) gets 0.2 s of zeros.
+    ones = [c for c in chunks if c.length == MODEL_RATE]
+    assert ones and all(c.padded == int(1.2 * MODEL_RATE) for c in ones)
     long_item = LENGTHS.index(25.0)
-    long_batches = [{c.length for c in b if c.item == long_item} for b in batches]
-    assert {11 * MODEL_RATE, 12 * MODEL_RATE} in long_batches and {6 * MODEL_RATE} in long_batches
+    assert sorted(c.padded for c in chunks if c.item == long_item) == [int(s * MODEL_RATE) for s in (6.2, 11, 12)]
     assert all(len(b) == 1 for b in models._batches(n, max_batch=1))  # one at a time: no batching at all
+
+
+def test_input_shapes_are_bounded_over_any_lengths(models):
+    """Length buckets keep the number of distinct forward shapes small (oneDNN caches a primitive per shape)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(100, 40 * MODEL_RATE, size=400).tolist()
+    shapes = {c.padded for b in models._batches(lengths, max_batch=1) for c in b}
+    longest_window = int((models.window_seconds + 2 * models.context_seconds) * MODEL_RATE)
+    assert len(shapes) <= -(-(longest_window + watermark.ZERO_TAIL_SAMPLES) // watermark.LENGTH_BUCKET_SAMPLES)
+
+
+@pytest.mark.parametrize("n", [16_000, 16_123, 16_319, 35_210])  # several positions on the 320-sample frame
+def test_zeros_beyond_the_tail_change_nothing(models, n):
+    """Why any windows can be padded together: past ``ZERO_TAIL_SAMPLES`` zeros, more zeros change neither
+    network's output on the real samples; fewer do (so the tail is needed, not decoration)."""
+    import torch
+
+    x = torch.from_numpy(looped_speech(n / MODEL_RATE + 0.1, 7)[:n])[None, None, :]
+    msg = torch.tensor([seeded_bits(7)])
+
+    def outputs(zeros: int) -> tuple[np.ndarray, np.ndarray]:
+        padded = torch.nn.functional.pad(x, (0, zeros))
+        with torch.inference_mode():
+            wm = models.generator.get_watermark(padded, MODEL_RATE, message=msg)[0, :, :n].numpy()
+            raw = models.detector.detector(padded)[0, :, :n].numpy()
+        return wm, raw
+
+    wm_ref, raw_ref = outputs(watermark.ZERO_TAIL_SAMPLES)
+    for extra in (1, 320, 3_200, 20_000):
+        wm, raw = outputs(watermark.ZERO_TAIL_SAMPLES + extra)
+        np.testing.assert_allclose(wm, wm_ref, atol=1e-6 * np.abs(wm_ref).max(), rtol=0)
+        np.testing.assert_allclose(raw, raw_ref, atol=1e-6 * np.abs(raw_ref).max(), rtol=0)
+    wm0, raw0 = outputs(0)  # no tail: the end of the output depends on where the input stops
+    assert np.abs(wm0 - wm_ref).max() > 1e-3 * np.abs(wm_ref).max()
+    assert np.abs(raw0 - raw_ref).max() > 1e-3 * np.abs(raw_ref).max()
+
+
+MIXED = [2.0, 2.37, 2.81, 3.05]  # four queued embeds that used to run as four forwards of batch 1
+
+
+def test_mixed_lengths_run_in_one_forward_pass_and_equal_one_at_a_time(models):
+    xs = [looped_speech(s, 20 + i) for i, s in enumerate(MIXED)]
+    bits = [seeded_bits(20 + i) for i in range(len(xs))]
+    alone = [models.watermark_16k(x, b) for x, b in zip(xs, bits, strict=True)]
+    before = dict(models.forward_passes)
+    batched = models.watermark_16k_batch(xs, bits, max_batch=8)
+    assert models.forward_passes["generator"] - before["generator"] == 1
+    assert models.forward_passes["detector"] == before["detector"]
+    for a, b in zip(alone, batched, strict=True):
+        assert np.abs(a).max() > 1e-4
+        np.testing.assert_allclose(b, a, atol=ATOL, rtol=0)
+
+    marked = [x + w for x, w in zip(xs, alone, strict=True)]
+    one = [models.detect_16k(x) for x in marked]
+    before = dict(models.forward_passes)
+    many = models.detect_16k_batch(marked, max_batch=8)
+    assert models.forward_passes["detector"] - before["detector"] == 1
+    assert models.forward_passes["generator"] == before["generator"]
+    for (p1, b1), (p2, b2) in zip(one, many, strict=True):
+        np.testing.assert_allclose(p2, p1, atol=ATOL, rtol=0)
+        np.testing.assert_allclose(b2, b1, atol=ATOL, rtol=0)
+
+    # Through the engine entry points: embed 1 generator pass; detection's plain pass 1 detector pass.
+    items = [(x[None, :], MODEL_RATE, b) for x, b in zip(xs, bits, strict=True)]
+    before = dict(models.forward_passes)
+    watermark.embed_batch(models, items, max_batch=8)
+    assert models.forward_passes["generator"] - before["generator"] == 1
+    before = dict(models.forward_passes)
+    found = watermark.detect_batch(models, [(m[None, :], MODEL_RATE) for m in marked], max_batch=8, search=None)
+    assert models.forward_passes["detector"] - before["detector"] == 1
+    assert all(f["detected"] for f in found)
+
+
+def test_hop_sums_reduced_on_the_device_equal_the_float64_reference(models, monkeypatch):
+    """analyse_16k_batch sums the bit and clipped detection logits per hop on the device; the sums equal a
+    float64 reference built from the detector's raw output, with dropped leading samples, in float64 (CPU)
+    and in float32 (what CUDA accumulates in)."""
+    import torch
+
+    from media_ops.watermark.messages import HOP_SECONDS, LOGIT_CLIP
+
+    hop = int(HOP_SECONDS * MODEL_RATE)
+    xs = [looped_speech(s, 30 + i) for i, s in enumerate([0.73, 2.4, 13.1])]
+    drops = [0, 17, 161]
+
+    def reference(x: np.ndarray, drop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        probs, logits, bits = [], [], []
+        for c0, s, e, c1 in models._windows(len(x)):
+            padded = np.zeros(c1 - c0 + watermark.ZERO_TAIL_SAMPLES, np.float32)
+            padded[: c1 - c0] = x[c0:c1]
+            with torch.inference_mode():
+                raw = models._raw(torch.from_numpy(padded)[None, None, :])[0].double().numpy()
+            kept = slice(s - c0, e - c0)
+            probs.append(torch.softmax(torch.from_numpy(raw[:2, kept]).float(), 0)[1].numpy())
+            logits.append(np.clip(raw[1, kept] - raw[0, kept], -LOGIT_CLIP, LOGIT_CLIP))
+            bits.append(raw[2:, kept])
+        p, lg, b = np.concatenate(probs)[drop:], np.concatenate(logits)[drop:], np.concatenate(bits, 1)[:, drop:]
+        pad = (-len(lg)) % hop
+        hop_logits = np.pad(lg, (0, pad)).reshape(-1, hop).sum(1)
+        hop_bits = np.pad(b, ((0, 0), (0, pad))).reshape(b.shape[0], -1, hop).sum(2).T
+        return p, hop_logits, hop_bits
+
+    shifted = [np.concatenate([np.zeros(d, np.float32), x]) for x, d in zip(xs, drops, strict=True)]
+    refs = [reference(y, d) for y, d in zip(shifted, drops, strict=True)]
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
+        monkeypatch.setattr(WatermarkModels, "_reduce_dtype", property(lambda self, d=dtype: d))
+        found = models.analyse_16k_batch(shifted, drops=drops, max_batch=3)
+        for a, (p, hop_logits, hop_bits) in zip(found, refs, strict=True):
+            np.testing.assert_allclose(a.probs, p, atol=ATOL, rtol=0)
+            scale = max(1.0, np.abs(hop_bits).max())
+            np.testing.assert_allclose(a.hop_logits, hop_logits, atol=max(tol, 1e-3) * LOGIT_CLIP, rtol=0)
+            np.testing.assert_allclose(a.hop_bits, hop_bits, atol=max(tol, 1e-3) * scale, rtol=0)
 
 
 def test_messages_stay_with_their_inputs(models):

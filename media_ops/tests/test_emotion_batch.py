@@ -192,3 +192,18 @@ def test_an_unexpected_model_structure_is_refused_at_load(model):
     ]:
         with pytest.raises(UnsupportedModelError, match=message):
             EmotionModel(broken(change), model_dir=DEMO_DIR, version="test")
+
+
+def test_the_cuda_one_at_a_time_path_equals_funasrs(model, monkeypatch):
+    """On CUDA ``analyze`` skips FunASR's ``generate`` (it empties the CUDA cache after every call) and runs
+    the padded-batch forward one window per pass: same results as FunASR's own path, one pass per window."""
+    clips = [noise(s, seed=40 + i) for i, s in enumerate(LENGTHS)]
+    alone = [model.analyze(c, granularity="frame", extract_embedding=True) for c in clips]
+    monkeypatch.setattr(model, "batch_path_alone", True)
+    calls = []
+    monkeypatch.setattr(model._auto, "generate", lambda *a, **k: calls.append(1))
+    before = model.forward_passes
+    direct = [model.analyze(c, granularity="frame", extract_embedding=True) for c in clips]
+    assert calls == [] and model.forward_passes - before == len(clips)
+    for d, a in zip(direct, alone, strict=True):
+        _assert_same(d, a)
