@@ -244,3 +244,45 @@ def test_detect_batch_equals_one_at_a_time(models, marked):
             assert sa["start_seconds"] == pytest.approx(sb["start_seconds"], abs=0.011)
             assert sa["end_seconds"] == pytest.approx(sb["end_seconds"], abs=0.011)
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-3)
+
+
+# --- which grid wins: re-synthesis evidence, with a prior for the file's own grid ------------------------------
+
+
+def _marked_pass(n: int, bits_sign: float) -> Analysis:
+    """A pass that reads a watermark over the whole signal, with every bit logit of sign ``bits_sign``."""
+    hop = int(MODEL_RATE * 0.01)
+    a = Analysis.empty(n, hop)
+    a.probs[:] = 0.99
+    a.hop_logits[:] = 4.0
+    a.hop_bits[:] = bits_sign * 3.0 * hop
+    return a
+
+
+@pytest.mark.parametrize(
+    ("z_own", "z_moved", "winner"),
+    [(12.75, 12.79, 0), (9.0, 12.0, 240), (12.0, 9.0, 0), (7.0, 12.0, 240), (12.0, 7.0, 0)],
+)
+def test_overlapping_readings_are_decided_by_evidence_with_a_prior_for_the_own_grid(
+    monkeypatch, z_own, z_moved, winner
+):
+    """Two grids read a confirmed watermark over the same stretch (one at offset 0 with all bits 1, one at 240
+    with all bits 0): the stronger evidence wins, and a near tie goes to the file's own grid (measured case:
+    12.75 against 12.79). Whatever the group order, only one region comes out."""
+    from media_ops.watermark import search as S
+    from media_ops.watermark.regions import _Alignment, _Segment
+
+    n = 2 * MODEL_RATE
+    y = np.zeros(n, np.float32)
+    own = S._Group(y, 0, 1.0, {1: _marked_pass(n, +1.0)})
+    moved = S._Group(y, 240, 1.0, {1: _marked_pass(n, -1.0)})
+    evidence = {0: z_own, 240: z_moved}
+
+    def judge(models, group, seg):
+        return _Segment(seg.start, seg.end, group.passes[1], _Alignment(group.offset, 1, 1.0)), evidence[group.offset]
+
+    monkeypatch.setattr(S, "_verify", judge)
+    for groups in ([moved, own], [own, moved]):
+        [region] = S._choose(None, groups)
+        assert region.alignment.offset == winner
+        assert region.to_json()["message"] == ("FFFF" if winner == 0 else "0000")
