@@ -208,7 +208,10 @@ def _augs(r: dict[str, Any]) -> str:
                 "MP3/AAC/Opus 24–64 kbit/s through PyAV 6 %, pitch ±1 semitone 5 %, speed 0.95/1.05 4 % (these "
                 "four straight-through), mixing with another clean clip or synthetic music at −6…−15 dB 11 %, "
                 "polarity 5 % (presence only: no message loss on those clips); and independently, with "
-                f"probability {r.get('shift_prob', 0.3)}, a trim of 1–1,599 samples (labels shifted with it)")
+                f"probability {r.get('shift_prob', 0.3)}, a trim of 1–1,599 samples (labels shifted with it)"
+                + (f". Families never drawn (`v3_skip`): {', '.join(r['v3_skip'])}; a clip that draws one gets a "
+                   "band limit instead (a low-pass or an 8/11.025 kHz round trip, half each)" if r.get("v3_skip")
+                   else ""))
     if r.get("augs") == "product":
         return ("none 35 %, white noise at 20–40 dB SNR 20 %, gain −12…+6 dB 10 %, low-pass 5.5–7.5 kHz 10 %, "
                 "straight-through MP3 round trip (16 or 44.1 kHz) 25 %")
