@@ -20,7 +20,7 @@ from media_ops.watermark.search import (
     _groups,
     _more_regions,
     _search_center,
-    _search_offset,
+    _search_offsets,
     _speed_search,
 )
 
@@ -55,21 +55,22 @@ def detect_batch(
     plains = models.analyse_16k_batch(mono16, max_batch=max_batch)
     trusted = [a if np.count_nonzero(a.probs > DETECTION_THRESHOLD) > 0.5 * len(a.probs) else None for a in plains]
     polarities = (1, -1) if search is not None and search.polarity else (1,)
-    # 1. The searched offset of each input (when its excerpt reads as watermarked), analysed in full in both
+    # 1. The searched offsets of each input (those whose excerpt reads as watermarked), analysed in full in both
     #    polarities (at offset 0 the plain pass is the +1 one), all inputs in one batch.
-    searched: list[int | None] = []
+    searched: list[list[int]] = []  # per input, the candidate offsets whose excerpt reads as watermarked
     for y, analysis in zip(mono16, plains, strict=True):
-        offset, score = None, 0.0
+        found: list[int] = []
         if search is not None:
             length = search.excerpt_frames * models.frame_samples
-            offset, score = _search_offset(models, y, _search_center(y, analysis, length), search)
-        searched.append(offset if score > 0 else None)
+            candidates = _search_offsets(models, y, _search_center(y, analysis, length), search)
+            found = [offset for offset, score in candidates if score > 0]
+        searched.append(found)
     # 2. The plain reading (offset 0) too wherever its pass shows a region: the searched offset wins only where
     #    its reading is the better confirmed one (_choose). The excerpt's detection logit alone can prefer a
     #    wrong grid that reads another message confidently (measured: a shift of 240 samples on an unedited file).
     offsets = [
-        list(dict.fromkeys([*([] if o is None else [o]), *([0] if _segments(a, _Alignment()) else [])]))
-        for o, a in zip(searched, plains, strict=True)
+        list(dict.fromkeys([*found, *([0] if _segments(a, _Alignment()) else [])]))
+        for found, a in zip(searched, plains, strict=True)
     ]
     groups = _groups(models, mono16, plains, offsets, polarities, max_batch)
     chosen = [_choose(models, g, trusted[i]) for i, g in enumerate(groups)]
