@@ -28,10 +28,11 @@ ENDPOINTS = {  # the cheap kinds with the demo models (beat-sync renders a video
     "watermark_detect": "/api/v1/watermark/detect",
     "emotion": "/api/v1/emotion/analyze",
 }
-# Keys a deployment keeps whatever it runs: one per queue, registry, metric, worker, API key or buffer.
+# Keys a deployment keeps whatever it runs: one per queue, registry, metric, worker, API key (the rate-limit
+# window) or buffer, and the reconciler's lock.
 BOUNDED = re.compile(
     r"^(rq:(queues|clean_groups|queue:\w+|workers(:\w+)?|worker:\w+|(wip|finished|failed|deferred|scheduled|canceled):\w+)"
-    r"|request-log:pending|audioseal:(metrics|ratelimit):[\w:-]+)$"
+    r"|request-log:pending|audioseal:((metrics|ratelimit|worker):[\w:-]+|workers|reconcile:lock))$"
 )
 
 
