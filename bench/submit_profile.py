@@ -2,9 +2,9 @@
 
     python -m bench.submit_profile [--requests 200] [--rounds 3] [--no-stages] [--top N]
 
-Starts its own PostgreSQL and Redis under ``var/bench/profile-<time>`` (``bench.run.setup_django``) and one
-tenant whose limits never refuse (``bench.platform.make_tenant``). Each round, alternating so machine load
-hits both alike: ``--requests`` trivial authenticated ``GET /api/v1/jobs?page_size=1`` and as many
+Starts its own PostgreSQL and Redis under ``var/bench/profile-<time>`` (``bench.run.setup_django``; removed at
+the end) and one tenant whose limits never refuse (``bench.platform.make_tenant``). Each round, alternating so
+machine load hits both alike: ``--requests`` trivial authenticated ``GET /api/v1/jobs?page_size=1`` and as many
 submissions (``POST /api/v1/watermark/detect``, a 0.5 s WAV, every file different: the latency section's
 request), each a prebuilt multipart body fed to ``audioseal_site.wsgi.application``. Reported: CPU
 milliseconds per request (``time.process_time``, fastest round, so other work on the machine counts less
@@ -16,10 +16,12 @@ latency`` from above (the server also parses HTTP and the network stack costs bo
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import io
 import json
 import pstats
+import shutil
 import statistics
 import time
 from typing import Any
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from bench.run import machine_info, setup_django
 
     run_dir = REPO / "var" / "bench" / f"profile-{time.strftime('%Y%m%d-%H%M%S')}"
+    atexit.register(shutil.rmtree, run_dir, True)  # before the services start: runs after their own stop (LIFO)
     setup_django(run_dir)
 
     from audioseal_site.wsgi import application
