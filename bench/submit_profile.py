@@ -6,11 +6,13 @@ Starts its own PostgreSQL and Redis under ``var/bench/profile-<time>`` (``bench.
 the end) and one tenant whose limits never refuse (``bench.platform.make_tenant``). Each round, alternating so
 machine load hits both alike: ``--requests`` trivial authenticated ``GET /api/v1/jobs?page_size=1`` and as many
 submissions (``POST /api/v1/watermark/detect``, a 0.5 s WAV, every file different: the latency section's
-request), each a prebuilt multipart body fed to ``audioseal_site.wsgi.application``. Reported: CPU
-milliseconds per request (``time.process_time``, fastest round, so other work on the machine counts less
-than in wall time) and their ratio, which bounds the HTTP throughput ratio of ``bench.run --sections
-latency`` from above (the server also parses HTTP and the network stack costs both alike). With
-``--profile``, a cProfile of the submissions grouped by stage. No worker runs; jobs stay queued. Not a test.
+request), each a prebuilt multipart body fed to ``audioseal_site.wsgi.application``. Reported: this
+process's CPU milliseconds per request (``time.process_time``, fastest round, so other work on the machine
+counts less than in wall time), the PostgreSQL and Redis servers' CPU per request, the ratios (trivial over
+submission: what bounds the HTTP throughput ratio of ``bench.run --sections latency``, where HTTP parsing and
+the client cost both about alike), and each stage's CPU (``StageTimer``: this thread's CPU inside named
+functions, no per-call profiler hook). ``--top N``: also a cProfile of the submissions. No worker runs; jobs
+stay queued. Not a test.
 """
 
 from __future__ import annotations
