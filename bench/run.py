@@ -11,7 +11,8 @@ What it measures, all in one process tree on this machine, with the same clips f
 5. API latency p50/p99 and throughput at 32 concurrent clients: job submission (small files) against a
    trivial authenticated endpoint (``GET /api/v1/jobs?page_size=1``), with no worker running so only the API
    is measured.
-6. worker RSS after the first 100 and after 2,000 small jobs (tiny demo models, small clips).
+6. worker RSS after the first 100 and after 2,000 small jobs (tiny demo models, small clips), those small jobs
+   per second end to end, and the Redis keys left after them (``redis_keys``: none should be per job).
 7. **waits**: another tenant's ``GET /api/v1/usage`` p50/p99 while one API key holds N ``?wait=30``
    requests, under the former gthread workers and the production uvicorn workers (``bench.waits``).
 8. **burst**: the engine in-process, one thread (``bench.burst``): a burst of mixed-length embeds at batch 1
@@ -301,7 +302,27 @@ def section_rss(base_url: str, api_key: str, worker_pid: int, first: int, total:
     out["rss_after_total_mb"] = round(rss_bytes(worker_pid) / 2**20, 1)
     out["growth_percent"] = round(100 * (out["rss_after_total_mb"] / out["rss_after_first_mb"] - 1), 2)
     out["small_jobs_per_second"] = round((total - first) / elapsed2, 2) if elapsed2 > 0 else None
+    out["redis_keys"] = redis_keys()
     return out
+
+
+def redis_keys() -> dict[str, Any]:
+    """The keys left in Redis after the run (SCAN), grouped by shape (ids and worker names masked). RQ job ids
+    name a job (``job-<uuid>-…``, ``webhook-<id>-…``): a key per job shows up as a shape with such an id whose
+    count grows with the jobs run (``jobs/tests/test_redis_keys.py`` asserts there is none)."""
+    import re
+
+    import django_rq
+
+    connection = django_rq.get_connection("watermark")
+    shapes: dict[str, int] = {}
+    for key in connection.scan_iter(count=1000):
+        shape = re.sub(r"^rq:worker:.+", "rq:worker:<name>", key.decode(errors="replace"))
+        shape = re.sub(r"\b(job|webhook)-[0-9a-f-]+\S*", r"\1-<id>", shape)
+        shape = re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "<uuid>", shape)
+        shapes[shape] = shapes.get(shape, 0) + 1
+    per_job = sum(count for shape, count in shapes.items() if "-<id>" in shape)
+    return {"total": sum(shapes.values()), "named_after_a_job": per_job, "by_shape": dict(sorted(shapes.items()))}
 
 
 def job_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -436,6 +457,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"growth {rss['growth_percent']} % "
             f"({rss['small_jobs_per_second']} small jobs/s end to end).",
         ]
+        if rss.get("redis_keys"):
+            keys = rss["redis_keys"]
+            lines.append(
+                f"Redis keys after the run: {keys['total']}, of which {keys['named_after_a_job']} named after a "
+                f"job; by shape: {', '.join(f'{k} {v}' for k, v in keys['by_shape'].items())}."
+            )
     if results.get("burst"):
         from bench.burst import markdown as burst_markdown
 

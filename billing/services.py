@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -192,17 +193,43 @@ def _locked_usage(tenant_id: Any, start: datetime, end: datetime) -> PeriodUsage
 
     FOR NO KEY UPDATE (not FOR UPDATE) so inserting rows that reference it (reservations) is not blocked.
     """
-    queryset = PeriodUsage.objects.select_for_update(no_key=True)
-    try:
-        return queryset.get(tenant_id=tenant_id, period_start=start)
-    except PeriodUsage.DoesNotExist:
-        pass
+    usage = _lock_usage_row(tenant_id, start)
+    if usage is not None:
+        return usage
     try:
         with transaction.atomic():
             PeriodUsage.objects.create(tenant_id=tenant_id, period_start=start, period_end=end)
     except IntegrityError:  # another submission created it first; the lock below waits for it
         pass
-    return queryset.get(tenant_id=tenant_id, period_start=start)
+    usage = _lock_usage_row(tenant_id, start)
+    if usage is None:  # pragma: no cover - created or found just above, in this transaction
+        raise PeriodUsage.DoesNotExist(f"no usage row for tenant {tenant_id} at {start}")
+    return usage
+
+
+@cache
+def _lock_usage_sql() -> tuple[str, list[str]]:
+    """The locking SELECT of ``_lock_usage_row`` and the attribute names of its columns, built once."""
+    meta = PeriodUsage._meta
+    fields = meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = (f"SELECT {columns} FROM {meta.db_table} WHERE tenant_id = %s AND period_start = %s "
+           "FOR NO KEY UPDATE")
+    return sql, [f.attname for f in fields]
+
+
+def _lock_usage_row(tenant_id: Any, start: datetime) -> PeriodUsage | None:
+    """Lock and read the period's usage row (None when it does not exist yet).
+
+    Plain SQL, not ``select_for_update().get()``: every submission takes this lock, and the ORM compiling
+    that query cost about three times the CPU of sending it (0.9 vs 0.3 ms measured in-process on the 2-core
+    AMD EPYC). The columns are integers, datetimes and the tenant's id: nothing needs the ORM's converters.
+    """
+    sql, names = _lock_usage_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tenant_id, start])
+        row = cursor.fetchone()
+    return PeriodUsage.from_db(connection.alias, names, row) if row is not None else None
 
 
 def _minutes(seconds: float) -> str:

@@ -288,16 +288,32 @@ def _new_rq_job_id(job: Job) -> str:
     return f"job-{job.id}-{job.attempts}-{secrets.token_hex(4)}"
 
 
+# How long RQ keeps a job's own record after it ran. The row is the truth (status, result, error), and
+# nothing reads RQ's return value: a finished RQ job is deleted at once (``result_ttl=0``: no job hash, no
+# result stream, no finished-registry entry per job, so Redis does not grow with the jobs run). A failed RQ
+# job (the worker process died in it, or ``run_job`` raised past its own error mapping) is kept for the
+# reconciler, which reads its traceback and then deletes it (``jobs.upkeep.reconcile``).
+RQ_RESULT_TTL = 0
+RQ_FAILURE_TTL = 7 * 24 * 3600
+
+
 def _push(job: Job) -> None:
-    """Put the RQ job the row names on the job's queue (the row already says which RQ job may run it)."""
-    get_queue(spec(job.kind).queue).enqueue(
-        "jobs.worker.runner.run_job",
-        str(job.id),
-        job_id=job.rq_job_id,
-        job_timeout=timeout_for(job.kind),
-        result_ttl=3600,
-        failure_ttl=7 * 24 * 3600,
-    )
+    """Put the RQ job the row names on the job's queue (the row already says which RQ job may run it).
+
+    One pipeline, one round trip (MULTI/EXEC): RQ's own enqueue without one sends the queue registration and
+    the job in two."""
+    queue = get_queue(spec(job.kind).queue)
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue(
+            "jobs.worker.runner.run_job",
+            str(job.id),
+            job_id=job.rq_job_id,
+            job_timeout=timeout_for(job.kind),
+            result_ttl=RQ_RESULT_TTL,
+            failure_ttl=RQ_FAILURE_TTL,
+            pipeline=pipe,
+        )
+        pipe.execute()
 
 
 def _push_after_commit(job: Job) -> None:

@@ -7,6 +7,8 @@ every limit a view enforces is stated here too (patterns, ranges, lengths), and 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
@@ -23,6 +25,7 @@ HEX4_MESSAGE_PATTERN = r"^[0-9A-Fa-f]{4}$"  # where no registry allocates (a rep
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 FILE_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]://"  # https only (jobs.remote)
 MODEL_VERSION_MAX_LENGTH = 100
+_DATETIME = serializers.DateTimeField()  # formats like every DRF datetime field (ISO 8601, "Z" for UTC)
 MODEL_VERSION_HELP = (
     "Pin the model version to run (a job's `model.version`); unknown versions are refused with 422 "
     "UNKNOWN_MODEL_VERSION listing the available ones. Default: the version this deployment serves."
@@ -245,11 +248,45 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, job: Job) -> dict:
+        """What DRF's generic walk over the fields (``generic_representation``) returns, written out.
+
+        Every job answer (a submission's 202, reads, listings) serialises a job, and DRF builds and deep-copies
+        the 15 fields for each serializer instance first: about 0.3 ms of CPU per job, measured in-process
+        (``bench.submit_profile``), a tenth of what a submission itself costs. The values are formatted by
+        the same DRF fields (datetimes by ``DateTimeField``); ``test_job_json_is_drf_s_generic_json`` checks
+        that both give the same JSON for jobs in every state and kind.
+        """
+        moment = _DATETIME.to_representation
+        return {
+            "id": str(job.id),
+            "kind": str(job.kind),
+            "status": str(job.status),
+            "progress": int(job.progress),
+            "progress_message": str(job.progress_message),
+            "created_at": moment(job.created_at) if job.created_at else None,
+            "started_at": moment(job.started_at) if job.started_at else None,
+            "finished_at": moment(job.finished_at) if job.finished_at else None,
+            "input": self.get_input(job),
+            "params": job.params,
+            "result": self._result(job),
+            "output_url": self.get_output_url(job),
+            "error": self.get_error(job),
+            "model": self.get_model(job),
+            "callback_url": self.get_callback_url(job),
+        }
+
+    def generic_representation(self, job: Job) -> dict:
+        """DRF's own ``ModelSerializer`` representation (the reference ``to_representation`` must equal)."""
         data = super().to_representation(job)
+        data["result"] = self._result(job)
+        return data
+
+    @staticmethod
+    def _result(job: Job) -> Any:
         if job.kind == JobKind.WATERMARK_DETECT and job.result:
             # Each region's message with the caller's own registry entry (never another tenant's).
-            data["result"] = provenance_selectors.attribute_detection(job.tenant_id, job.result)
-        return data
+            return provenance_selectors.attribute_detection(job.tenant_id, job.result)
+        return job.result
 
     @extend_schema_field(results.InputFile)
     def get_input(self, job: Job) -> dict:

@@ -13,7 +13,8 @@ Under ASGI (``audioseal_site.asgi``) a waiting request costs a future in the eve
    (``X-RateLimit-*``, ``Idempotent-Replayed``, ``X-Request-ID``) the middleware sets as for any response.
 
 Under WSGI (``audioseal_site.wsgi``, the test client) the view blocks its thread on the subscription, as it
-always did. Either way the JSON, the status codes and the headers are the same.
+always did; ``audioseal_site.wsgi`` calls the plain DRF view (``front.sync_view``), not the async front.
+Either way the JSON, the status codes and the headers are the same.
 
 Wait slots: at most ``MAX_WAITS_PER_KEY`` held waits per API key (a dashboard session counts as its user) and
 ``MAX_WAITS_PER_TENANT`` per tenant (0 = no cap); one more is ``429 TOO_MANY_WAITS`` with ``Retry-After``.
@@ -240,6 +241,9 @@ def _async_front(view: Callable) -> Callable:
             await pending.run()
         return response
 
+    # Under WSGI there is no event loop to give a wait to: ``audioseal_site.wsgi`` calls this plain view
+    # instead of the front, which would only cost an event loop and a thread per request there.
+    front.sync_view = view
     return front
 
 

@@ -232,17 +232,25 @@ def test_retry_waits_for_its_backoff(api_client, settings, redis_clean):
     assert job(job_id).rq_job_id
 
 
-def test_a_stale_duplicate_rq_job_never_runs_the_job_twice(api_client, tenant, run_worker, settings):
+def test_a_stale_duplicate_rq_job_never_runs_the_job_twice(api_client, tenant, run_worker, settings, monkeypatch):
+    import django_rq
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+
+    from jobs.worker import runner
+
     job_id = submit(api_client)
     stale = job(job_id).rq_job_id
     assert services.enqueue(job(job_id), claim={"rq_job_id": stale})  # a re-enqueue; the old one stays
+    outcomes: list[str] = []
+    run_job = runner.run_job
+    monkeypatch.setattr(runner, "run_job", lambda pk: outcomes.append(run_job(pk)) or outcomes[-1])  # RQ's target
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.SUCCEEDED and row.attempts == 1
-    import django_rq
-    from rq.job import Job as RQJob
-
-    assert RQJob.fetch(stale, connection=django_rq.get_connection("watermark")).return_value() == "skipped"
+    assert outcomes == ["skipped", "succeeded"]  # the stale RQ job ran first and did nothing
+    with pytest.raises(NoSuchJobError):  # and, finished, RQ deleted it (result_ttl=0: the row is the truth)
+        RQJob.fetch(stale, connection=django_rq.get_connection("watermark"))
     assert_books_balance(tenant, [job_id])
 
 

@@ -160,7 +160,9 @@ def dispatch(delivery: WebhookDelivery) -> bool:
     try:
         get_queue(settings.WEBHOOK_QUEUE).enqueue(
             "jobs.webhooks.delivery.deliver", str(delivery.pk), job_id=_rq_id(delivery),
-            job_timeout=int(settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30), result_ttl=600, failure_ttl=24 * 3600,
+            # result_ttl=0: the delivery row records every attempt; RQ's record of a finished run is never read
+            # (``enqueue_due`` only asks whether one is still queued), so it is deleted at once.
+            job_timeout=int(settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30), result_ttl=0, failure_ttl=24 * 3600,
         )
         return True
     except RedisError:
