@@ -322,9 +322,10 @@ class Pipeline:
         if batch.infer_seconds:
             for kind in set(batch.kinds):
                 metrics.observe_inference(kind, batch.family, batch.infer_seconds)
-        done = services.succeed_many(successes, worker_name=self.worker_name)
-        for job in done:
-            if job.started_at and job.finished_at:
+        services.succeed_many(successes, worker_name=self.worker_name)
+        for entry in batch.entries:  # the duration histogram, for every job that ended here (a given-back
+            job = entry.job  # job is observed when it ends for good)
+            if job.is_final and job.started_at and job.finished_at:
                 seconds = max(0.0, (job.finished_at - job.started_at).total_seconds())
                 metrics.observe_job_duration(job.kind, job.status, seconds)
         _tell("finished", batch.entries)
