@@ -243,3 +243,39 @@ def test_kill_9_with_jobs_in_the_pipeline_the_reconciler_recovers_them(
     assert {job(i).status for i in ids} == {JobStatus.SUCCEEDED}, workers.output(second)
     assert all(job(i).attempts == 2 for i in ids)
     assert_books_balance(tenant, ids)
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named like torch.cuda.OutOfMemoryError, which is what the worker recognises."""
+
+
+def test_cuda_oom_in_a_batch_gives_every_job_back_to_run_alone(
+    api_client, tenant, run_worker, stage_events, settings, monkeypatch
+):
+    from jobs.worker.pool import reset_pool
+    from media_ops import watermark
+
+    settings.BATCH_SIZE_WATERMARK = 4
+    settings.JOB_RETRY_BACKOFF_SECONDS = 0
+    reset_pool()
+    _, hooks = stage_events
+    calls: list[int] = []
+    hooks["infer_start"] = [lambda got: calls.append(len(got))]
+    real = watermark.detect_batch
+
+    def out_of_memory_when_batched(models, items, **kwargs):
+        if len(items) > 1:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(models, items, **kwargs)
+
+    monkeypatch.setattr(watermark, "detect_batch", out_of_memory_when_batched)
+    try:
+        ids = [submit(api_client, DETECT) for _ in range(3)]
+        run_worker(["watermark"])
+    finally:
+        reset_pool()
+    assert calls == [3, 1, 1, 1]  # the batch failed, then each job alone
+    rows = [job(i) for i in ids]
+    assert all(r.status == JobStatus.SUCCEEDED and r.batch_size_limit == 1 and r.attempts == 1 for r in rows), [
+        (r.status, r.error_code, r.batch_size_limit, r.attempts) for r in rows]
+    assert_books_balance(tenant, ids)

@@ -61,7 +61,7 @@ from django.db.models import prefetch_related_objects
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
-from core import metrics
+from core import log, metrics
 from jobs import services
 from jobs.kinds import spec
 from jobs.models import Job, JobStatus
@@ -74,6 +74,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
+# "job … ended: <outcome>" lines use the runner's logger whichever thread ends the job, so one query by
+# logger finds the end of every job, pipelined or not.
+outcome_logger = logging.getLogger("jobs.worker.runner")
 
 # TEST ONLY: callables ``listener(event, job_ids)`` told of each stage boundary, in the order it happens:
 # "prepared" (main thread), "infer_start" / "infer_end" (model thread), "finished" (finishing thread).
@@ -286,18 +289,20 @@ class Pipeline:
     # --- the finishing thread ---------------------------------------------------------------------------
 
     def _finish_loop(self) -> None:
-        while True:
-            batch = self._finishing.get()
-            if batch is None:
-                break
-            try:
-                self._finish(batch)
-            except Exception:  # noqa: BLE001 - e.g. the database is down: the reconciler recovers the jobs
-                logger.exception("could not finish a batch of %d job(s)", len(batch.entries))
-                connection.close()
-            finally:
-                self._settled(batch.entries)
-        close_old_connections()
+        try:
+            while True:
+                batch = self._finishing.get()
+                if batch is None:
+                    break
+                try:
+                    self._finish(batch)
+                except Exception:  # noqa: BLE001 - e.g. the database is down: the reconciler recovers them
+                    logger.exception("could not finish a batch of %d job(s)", len(batch.entries))
+                    connection.close()
+                finally:
+                    self._settled(batch.entries)
+        finally:
+            connection.close()  # this thread's own connection, back to the pool
 
     def _finish(self, batch: Batch) -> None:
         if not batch.entries:
@@ -323,8 +328,11 @@ class Pipeline:
             for kind in set(batch.kinds):
                 metrics.observe_inference(kind, batch.family, batch.infer_seconds)
         services.succeed_many(successes, worker_name=self.worker_name)
-        for entry in batch.entries:  # the duration histogram, for every job that ended here (a given-back
-            job = entry.job  # job is observed when it ends for good)
+        for entry in batch.entries:
+            job = entry.job
+            with log.context(job_id=str(job.pk), tenant_id=str(job.tenant_id)):
+                outcome_logger.info("job %s ended: %s", job.pk, job.status, extra={"outcome": job.status})
+            # the duration histogram for every job that ended here (a given-back one: when it ends for good)
             if job.is_final and job.started_at and job.finished_at:
                 seconds = max(0.0, (job.finished_at - job.started_at).total_seconds())
                 metrics.observe_job_duration(job.kind, job.status, seconds)

@@ -59,7 +59,10 @@ def run_job(job_id: str) -> str:
     try:
         with log.context(job_id=job_id):  # every log line of the job carries its id (and tenant, below)
             status = _run(job_id)
-            logger.info("job %s ended: %s", job_id, status, extra={"outcome": status})
+            if status == "pipelined":  # its "ended" line comes from the pipeline, when it ends
+                logger.info("job %s handed to the pipeline", job_id)
+            else:
+                logger.info("job %s ended: %s", job_id, status, extra={"outcome": status})
         return status
     finally:
         close_old_connections()
