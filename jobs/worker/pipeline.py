@@ -53,6 +53,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -68,7 +69,7 @@ from jobs.models import Job, JobStatus
 from jobs.worker import batching, heartbeat
 from jobs.worker import cache as result_cache
 from jobs.worker.execution import build_context, is_cuda_oom, save_output, settle_error
-from jobs.worker.handlers import JobContext, Stages
+from jobs.worker.handlers import JobContext, Stages, stages_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -408,10 +409,9 @@ class Pipeline:
 
 
 def kind_stages(job: Job) -> Stages | None:
-    """The stages of ``job``'s handler when it declares them (the model kinds); None: it runs whole."""
-    from importlib import import_module
+    """The stages of ``job``'s handler when it declares them (the model kinds); None: it runs whole.
 
-    from jobs.worker.handlers import stages_of
-
+    Looked up through the kind's handler path at call time, like the runner does, so a handler replaced
+    in a test (a plain function, no stages) runs whole on the main thread."""
     module, _, func = spec(job.kind).handler.rpartition(".")
     return stages_of(getattr(import_module(module), func))
