@@ -116,6 +116,7 @@ class Entry:
     deadline: float  # time.monotonic() after which the job has outlived its kind's timeout
     batch_size: int  # at most this many jobs in its engine call (1 after a CUDA out-of-memory)
     inferred: Any = None  # what ``infer`` returned for it, or the exception it met
+    released: bool = False  # its work dir, heartbeat and in-flight slot are given up
 
 
 @dataclass(eq=False)
@@ -310,20 +311,26 @@ class Pipeline:
             return
         close_old_connections()  # a connection broken since the last batch is replaced, not reused
         successes: list[services.Success] = []
+        # A job that is not succeeding is released BEFORE its state moves: a retry puts it back in the queue at
+        # once, and this worker's main thread may take it again (same work dir, same id) right away.
         for entry in batch.entries:
             job = entry.job
             try:
                 if batch.timed_out:
+                    self._release(entry)
                     services.time_out(job, where={"worker_name": self.worker_name})
                 elif batch.error is not None:
+                    self._release(entry)
                     self._settle_engine_error(entry, batch)
                 elif isinstance(entry.inferred, Exception):
+                    self._release(entry)
                     settle_error(job, entry.inferred)
                 else:
                     success = self._outcome(entry)
                     if success is not None:
                         successes.append(success)
             except Exception as exc:  # noqa: BLE001 - this job alone (encode, upload, ...)
+                self._release(entry)
                 settle_error(job, exc)
         if batch.infer_seconds:
             for kind in set(batch.kinds):
@@ -351,6 +358,7 @@ class Pipeline:
         job = entry.job
         outcome = entry.stages.finish(entry.ctx, entry.prepared, entry.inferred)
         if time.monotonic() > entry.deadline:
+            self._release(entry)
             services.time_out(job, where={"worker_name": self.worker_name})
             return None
         result = outcome.result
@@ -366,14 +374,23 @@ class Pipeline:
             output_content_type=outcome.output_content_type, audio_seconds=outcome.audio_seconds,
         )
 
+    def _release(self, entry: Entry) -> None:
+        """Give up the job's work dir, heartbeat and in-flight slot (once). Only the entry itself is removed:
+        the same job id may already be in flight again as a new attempt."""
+        if entry.released:
+            return
+        entry.released = True
+        shutil.rmtree(entry.ctx.workdir, ignore_errors=True)
+        key = str(entry.job.pk)
+        with self._cond:
+            if self._in_flight.get(key) is entry:
+                del self._in_flight[key]
+                heartbeat.pipelined_finished([key])
+            self._cond.notify_all()
+
     def _settled(self, entries: list[Entry]) -> None:
         for entry in entries:
-            shutil.rmtree(entry.ctx.workdir, ignore_errors=True)
-        heartbeat.pipelined_finished([e.job.pk for e in entries])
-        with self._cond:
-            for entry in entries:
-                self._in_flight.pop(str(entry.job.pk), None)
-            self._cond.notify_all()
+            self._release(entry)
 
     # --- shutdown ---------------------------------------------------------------------------------------
 
