@@ -563,6 +563,73 @@ def succeed(
     return ok
 
 
+@dataclass
+class Success:
+    """One job's successful outcome, as ``succeed`` takes it (for ``succeed_many``)."""
+
+    job: Job
+    result: dict[str, Any]
+    model_name: str = ""
+    model_version: str = ""
+    output_file: str = ""
+    output_filename: str = ""
+    output_content_type: str = ""
+    audio_seconds: float | None = None
+
+
+SUCCESS_FIELDS = ("status", "finished_at", "result", "model_name", "model_version", "output_file",
+                  "output_filename", "output_content_type", "audio_seconds", "progress", "progress_message",
+                  "error_code", "error_message")
+
+
+def succeed_many(successes: Sequence[Success], *, worker_name: str) -> list[Job]:
+    """running -> succeeded for a batch the worker finished together, in ONE transaction whose number of
+    statements does not grow with the batch: the rows still running on ``worker_name`` are locked (one
+    ``SELECT … FOR UPDATE``: a cancel, a reconciler or another worker racing us waits, then sees the final
+    state, or wins first and the job is left out), written with one ``bulk_update``, billed with
+    ``billing.services.settle_many``, and announced with one pipelined publish after the commit.
+
+    The same move as ``succeed``, with the same guarantees: a job that stopped being ours (canceled, given
+    back, taken over) is not touched and its output file is deleted. Per job only what a job asks for
+    costs a statement: its webhook delivery row (a callback URL or the tenant's webhooks) and its batch's
+    open-item count. Returns the jobs that succeeded (updated in place, like ``succeed``).
+    """
+    if not successes:
+        return []
+    by_id = {str(s.job.pk): s for s in successes}
+    now = timezone.now()
+    with transaction.atomic():
+        mine = {
+            str(pk)
+            for pk in Job.objects.select_for_update()
+            .filter(pk__in=list(by_id), status=JobStatus.RUNNING, worker_name=worker_name[:200])
+            .values_list("pk", flat=True)
+        }
+        done = [s for key, s in by_id.items() if key in mine]
+        for s in done:
+            job = s.job
+            job.status, job.finished_at, job.result = JobStatus.SUCCEEDED, now, s.result
+            job.model_name, job.model_version = s.model_name, s.model_version
+            job.output_file, job.output_filename = s.output_file, s.output_filename
+            job.output_content_type = s.output_content_type
+            job.audio_seconds = job.audio_seconds if s.audio_seconds is None else s.audio_seconds
+            job.progress, job.progress_message, job.error_code, job.error_message = 100, "Done", "", ""
+        if done:
+            Job.objects.bulk_update([s.job for s in done], SUCCESS_FIELDS)
+            billing_services.settle_many([billable_job(s.job) for s in done])
+            for s in done:
+                if s.job.batch_id is not None:
+                    _close_batch_item(s.job)  # a batch sends ONE event, when its last item ends
+                elif s.job.callback_url or s.job.tenant.webhook_url:
+                    outbox.on_job_final(s.job)  # the delivery row commits with the final status
+            updates = [(s.job.id, JobStatus.SUCCEEDED, 100) for s in done]
+            transaction.on_commit(lambda: notify.publish_many(updates))
+    for key, s in by_id.items():
+        if key not in mine:  # canceled or taken away while we were finishing: the output belongs to nobody
+            _delete_file(s.output_file)
+    return [s.job for s in done]
+
+
 def fail(job: Job, code: str, message: str, *, where: Mapping[str, Any] | None = None) -> bool:
     """queued | running -> failed with a stable ``code`` (shown to the customer) and a human ``message``."""
     return _transition(

@@ -124,3 +124,29 @@ def test_end_to_end_through_the_real_worker(api_client, tenant, run_worker):
     event = UsageEvent.objects.get()
     assert event.quantity == billing_selectors.billable_seconds(duration) and event.kind == "watermark_detect"
     assert _usage(tenant) == (0, event.quantity)
+
+
+def test_settle_many_bills_each_job_like_settle_in_constant_statements(api_client, tenant, redis_clean):
+    """The worker pipeline settles a batch at once: the same events, meter rows and usage as one ``settle``
+    per job, in statements that do not grow with the batch, and idempotent like ``settle``."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def running(seconds: list[float]) -> list:
+        jobs = [jobs_services.start(_submit(api_client, s), "test-worker") for s in seconds]
+        for job in jobs:
+            job.status = JobStatus.SUCCEEDED
+        return [billable_job(job) for job in jobs]
+
+    one, three = running([1.2]), running([2.5, 0.4, 3.0])
+    with CaptureQueriesContext(connection) as small:
+        assert services.settle_many(one) == 1
+    with CaptureQueriesContext(connection) as large:
+        assert services.settle_many(three) == 3
+    assert len(large) == len(small)
+    assert sorted(UsageEvent.objects.values_list("quantity", flat=True)) == [1, 2, 3, 3]
+    assert MeterSync.objects.filter(state=SyncState.PENDING).count() == 4
+    assert set(Reservation.objects.values_list("state", flat=True)) == {ReservationState.SETTLED}
+    assert _usage(tenant) == (0, 9)
+    assert services.settle_many(one + three) == 0  # again: nothing changes
+    assert UsageEvent.objects.count() == 4 and _usage(tenant) == (0, 9)

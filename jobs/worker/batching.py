@@ -75,7 +75,7 @@ def claim_companions(leader: Job, worker_name: str, limit: int) -> list[Job]:
     return claimed
 
 
-def _give_back(jobs: list[Job], reason: str) -> None:
+def give_back(jobs: list[Job], reason: str) -> None:
     """Requeue companions that did not finish, unbatched, without counting the attempt against them."""
     for job in jobs:
         try:
@@ -132,7 +132,7 @@ def run_with_companions(leader: Job, ctx: JobContext, worker_name: str) -> Outco
             raise leader_result
         return leader_result
     except BaseException:
-        _give_back(pending, "BATCH_INTERRUPTED")  # engine error, timeout, shutdown: the leader's path decides
+        give_back(pending, "BATCH_INTERRUPTED")  # engine error, timeout, shutdown: the leader's path decides
         raise
     finally:
         heartbeat.companions_finished([j.pk for j in companions])

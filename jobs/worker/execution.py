@@ -123,14 +123,15 @@ def save_output(name: str, path: Path) -> str:
 
 
 def progress_reporter(job: Job) -> Callable[[int, str], None]:
-    """The handler's progress callback: the first report at once, then at most one per 0.5 s.
+    """The handler's progress callback: at most one report per 0.5 s, counting ``start``'s own ("Starting").
 
     Each report is a database write and a Redis publish; a 1 s clip finishes in ~0.1 s, so its intermediate
-    steps are invisible to a person anyway and only cost the worker time. Cancellation is still noticed at
-    the next report that goes through (at most 0.5 s late), and the heartbeat thread keeps the job alive in
-    between.
+    steps are invisible to a person anyway and only cost the worker time (such a job now writes no progress
+    between "Starting" and its final state). Cancellation is still noticed at the next report that goes
+    through (at most 0.5 s late), or at the final write, which only moves a job that is still running; the
+    heartbeat thread keeps the job alive in between.
     """
-    last = [float("-inf")]
+    last = [time.monotonic()]  # the context is built right after ``start`` wrote progress 1 "Starting"
 
     def report(percent: int, message: str) -> None:
         now = time.monotonic()

@@ -3,6 +3,14 @@
 Handlers are plain functions of a ``JobContext``; they decode, call a ``media_ops`` engine with a model
 from the pool, write an output file into the job's work directory and return an ``Outcome``. They know
 nothing of RQ, storage or the state machine.
+
+The model kinds (embed, detect, emotion) are also declared as three ``Stages`` (``handler.stages``), so the
+worker's pipeline (``jobs.worker.pipeline``) can run the CPU parts beside the model instead of in front of
+it: ``prepare`` (decode, resample: CPU, before), ``infer`` (the engine's batch call for several prepared
+jobs: the only part that needs the model) and ``finish`` (encode, sign, describe: CPU, after). The whole
+handler, the batched variants and the pipeline are all made of these same stage functions, so a job gets the
+same result whichever path ran it. A handler without ``stages`` (beat-sync, the robustness report, or one a
+test replaced) runs whole.
 """
 
 from __future__ import annotations
@@ -42,6 +50,45 @@ class Outcome:
     audio_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class Stages:
+    """A model handler cut where the model starts and ends (see the module docstring).
+
+    ``infer(pool, prepared_items, max_batch)`` returns one entry per item: what ``finish`` needs, or the
+    exception that item alone met (an input the model refuses); an exception it raises concerns the whole
+    call (out of memory, a broken model). ``infer`` never reports progress or touches the database: it runs
+    on the model's thread, where every millisecond not spent in the model is lost throughput.
+    """
+
+    family: str
+    prepare: Callable[[JobContext], Any]
+    infer: Callable[[Any, list[Any], int], list[Any]]
+    finish: Callable[[JobContext, Any, Any], Outcome]
+
+
+def stages_of(handler: Callable[..., Any]) -> Stages | None:
+    """The stages a handler declares (None: it runs whole, e.g. beat-sync or a replaced handler)."""
+    return getattr(handler, "stages", None)
+
+
+def _staged(stages: Stages) -> Callable[[Callable[[JobContext], Outcome]], Callable[[JobContext], Outcome]]:
+    def attach(handler: Callable[[JobContext], Outcome]) -> Callable[[JobContext], Outcome]:
+        handler.stages = stages  # type: ignore[attr-defined]
+        return handler
+
+    return attach
+
+
+def _run_staged(ctx: JobContext, stages: Stages, percent: int, message: str) -> Outcome:
+    """One job through its stages in a row: the single-job path of a staged handler."""
+    prepared = stages.prepare(ctx)
+    ctx.progress(percent, message)
+    (inferred,) = stages.infer(ctx.pool, [prepared], 1)
+    if isinstance(inferred, Exception):
+        raise inferred
+    return stages.finish(ctx, prepared, inferred)
+
+
 def _decode(ctx: JobContext) -> tuple[Any, int]:
     ctx.progress(10, "Decoding audio")
     return audio.decode(ctx.input_path, max_duration_seconds=settings.MAX_AUDIO_SECONDS)
@@ -53,13 +100,26 @@ def _output_name(ctx: JobContext, suffix: str, ext: str) -> str:
     return f"{stem}{suffix}.{ext.lstrip('.')}"
 
 
-def watermark_embed(ctx: JobContext) -> Outcome:
+def _embed_prepare(ctx: JobContext) -> tuple[Any, int, list[int]]:
     samples, rate = _decode(ctx)
-    models = ctx.pool.get("watermark")
-    message = ctx.params["message"]
-    ctx.progress(30, "Embedding watermark")
-    marked = watermark.embed(models, samples, rate, watermark.parse_message(message))
-    return _embed_outcome(ctx, models, samples, rate, marked)
+    return samples, rate, watermark.parse_message(ctx.params["message"])
+
+
+def _embed_infer(pool: Any, items: list[tuple[Any, int, list[int]]], max_batch: int) -> list[Any]:
+    return watermark.embed_batch(pool.get("watermark"), items, max_batch=max_batch)
+
+
+def _embed_finish(ctx: JobContext, prepared: tuple[Any, int, list[int]], marked: Any) -> Outcome:
+    samples, rate, _ = prepared
+    return _embed_outcome(ctx, ctx.pool.get("watermark"), samples, rate, marked)
+
+
+EMBED_STAGES = Stages("watermark", _embed_prepare, _embed_infer, _embed_finish)
+
+
+@_staged(EMBED_STAGES)
+def watermark_embed(ctx: JobContext) -> Outcome:
+    return _run_staged(ctx, EMBED_STAGES, 30, "Embedding watermark")
 
 
 def _embed_outcome(ctx: JobContext, models: Any, samples: Any, rate: int, marked: Any) -> Outcome:
@@ -130,12 +190,21 @@ def detection_search() -> Any:
     return watermark.AlignmentSearch(speeds=tuple(float(s) for s in settings.WATERMARK_SEARCH_SPEEDS))
 
 
-def watermark_detect(ctx: JobContext) -> Outcome:
-    samples, rate = _decode(ctx)
+def _detect_infer(pool: Any, items: list[tuple[Any, int]], max_batch: int) -> list[Any]:
+    return watermark.detect_batch(pool.get("watermark"), items, max_batch=max_batch, search=detection_search())
+
+
+def _detect_finish(ctx: JobContext, prepared: Any, result: dict[str, Any]) -> Outcome:
     models = ctx.pool.get("watermark")
-    ctx.progress(40, "Detecting watermark")
-    result = watermark.detect(models, samples, rate, search=detection_search())
     return Outcome(result=result, model_name=models.detector_name, model_version=models.detector_version)
+
+
+DETECT_STAGES = Stages("watermark", _decode, _detect_infer, _detect_finish)
+
+
+@_staged(DETECT_STAGES)
+def watermark_detect(ctx: JobContext) -> Outcome:
+    return _run_staged(ctx, DETECT_STAGES, 40, "Detecting watermark")
 
 
 def watermark_report(ctx: JobContext) -> Outcome:
@@ -193,41 +262,29 @@ def _prepare_each(
     return results, [i for i, r in enumerate(results) if not isinstance(r, Exception)]
 
 
-def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
-    models = ctxs[0].pool.get("watermark")
-    results, live = _prepare_each(ctxs, _decode, 30, "Embedding watermark")
-    items = [(results[i][0], results[i][1], watermark.parse_message(ctxs[i].params["message"])) for i in live]
-    marked = watermark.embed_batch(models, items, max_batch=max_batch) if items else []
-    for i, out in zip(live, marked, strict=True):
-        samples, rate = results[i]
-        results[i] = _each(_embed_outcome, ctxs[i], models, samples, rate, out)
+def _run_batch(ctxs: list[JobContext], max_batch: int, stages: Stages, percent: int,
+               message: str) -> list[Outcome | Exception]:
+    """Several jobs of one kind through their stages, the model part in one ``infer`` call."""
+    results, live = _prepare_each(ctxs, stages.prepare, percent, message)
+    inferred = stages.infer(ctxs[0].pool, [results[i] for i in live], max_batch) if live else []
+    for i, out in zip(live, inferred, strict=True):
+        results[i] = out if isinstance(out, Exception) else _each(stages.finish, ctxs[i], results[i], out)
     return results
+
+
+def watermark_embed_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
+    return _run_batch(ctxs, max_batch, EMBED_STAGES, 30, "Embedding watermark")
 
 
 def watermark_detect_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
-    models = ctxs[0].pool.get("watermark")
-    results, live = _prepare_each(ctxs, _decode, 40, "Detecting watermark")
-    items = [results[i] for i in live]
-    found = watermark.detect_batch(models, items, max_batch=max_batch, search=detection_search()) if live else []
-    for i, result in zip(live, found, strict=True):
-        results[i] = Outcome(
-            result=result, model_name=models.detector_name, model_version=models.detector_version
-        )
-    return results
+    return _run_batch(ctxs, max_batch, DETECT_STAGES, 40, "Detecting watermark")
 
 
 def emotion_analyze_batch(ctxs: list[JobContext], max_batch: int) -> list[Outcome | Exception]:
     """Several emotion jobs (any lengths and options) in exact padded batches: ``EmotionModel.analyze_batch``
     runs all their windows in ``ceil(windows / max_batch)`` passes; an input the model refuses (too short)
     fails its own job only."""
-    model = ctxs[0].pool.get("emotion")
-    results, live = _prepare_each(ctxs, _emotion_input, 40, "Analysing emotion")
-    items = [(results[i], *_emotion_options(ctxs[i])) for i in live]
-    analyses = model.analyze_batch(items, max_batch=max_batch, return_exceptions=True) if items else []
-    for i, analysis in zip(live, analyses, strict=True):
-        failed = isinstance(analysis, Exception)
-        results[i] = analysis if failed else _each(_emotion_outcome, ctxs[i], model, analysis)
-    return results
+    return _run_batch(ctxs, max_batch, EMOTION_STAGES, 40, "Analysing emotion")
 
 
 def _emotion_input(ctx: JobContext) -> Any:
@@ -242,13 +299,24 @@ def _emotion_options(ctx: JobContext) -> tuple[str, bool]:
     return ctx.params.get("granularity", "utterance"), bool(ctx.params.get("extract_embedding"))
 
 
+def _emotion_prepare(ctx: JobContext) -> tuple[Any, str, bool]:
+    return (_emotion_input(ctx), *_emotion_options(ctx))
+
+
+def _emotion_infer(pool: Any, items: list[tuple[Any, str, bool]], max_batch: int) -> list[Any]:
+    return pool.get("emotion").analyze_batch(items, max_batch=max_batch, return_exceptions=True)
+
+
+def _emotion_finish(ctx: JobContext, prepared: Any, analysis: Any) -> Outcome:
+    return _emotion_outcome(ctx, ctx.pool.get("emotion"), analysis)
+
+
+EMOTION_STAGES = Stages("emotion", _emotion_prepare, _emotion_infer, _emotion_finish)
+
+
+@_staged(EMOTION_STAGES)
 def emotion_analyze(ctx: JobContext) -> Outcome:
-    mono16 = _emotion_input(ctx)
-    model = ctx.pool.get("emotion")
-    ctx.progress(40, "Analysing emotion")
-    granularity, extract_embedding = _emotion_options(ctx)
-    analysis = model.analyze(mono16, granularity=granularity, extract_embedding=extract_embedding)
-    return _emotion_outcome(ctx, model, analysis)
+    return _run_staged(ctx, EMOTION_STAGES, 40, "Analysing emotion")
 
 
 def _emotion_outcome(ctx: JobContext, model: Any, analysis: Any) -> Outcome:

@@ -51,6 +51,9 @@ class CurrentJob:
 _lock = threading.Lock()
 _current: CurrentJob | None = None  # the job RQ handed us (the batch leader)
 _companions: dict[str, str] = {}  # batch companions running here: job id -> worker name
+# Jobs handed to this process's pipeline (jobs.worker.pipeline): they outlive the RQ job that started them,
+# so ``job_finished`` (the RQ job's end) leaves them alone; the pipeline removes each when it is settled.
+_pipelined: dict[str, str] = {}
 
 
 def job_started(job_id, worker_name: str) -> None:
@@ -79,15 +82,27 @@ def companions_finished(job_ids) -> None:
             _companions.pop(str(job_id), None)
 
 
+def pipelined_started(job_ids, worker_name: str) -> None:
+    """The pipeline took these jobs over: the heartbeat keeps them alive until ``pipelined_finished``."""
+    with _lock:
+        _pipelined.update({str(j): worker_name for j in job_ids})
+
+
+def pipelined_finished(job_ids) -> None:
+    with _lock:
+        for job_id in job_ids:
+            _pipelined.pop(str(job_id), None)
+
+
 def current_job() -> CurrentJob | None:
     with _lock:
         return _current
 
 
 def running_here() -> list[CurrentJob]:
-    """Every job this process is running now: the current one and its batch companions."""
+    """Every job this process is running now: the current one, its batch companions and the pipeline's."""
     with _lock:
-        jobs = [CurrentJob(j, w) for j, w in _companions.items()]
+        jobs = [CurrentJob(j, w) for j, w in {**_pipelined, **_companions}.items()]
         return ([_current] if _current is not None else []) + jobs
 
 

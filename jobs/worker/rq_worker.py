@@ -2,12 +2,17 @@
 
 RQ's default worker forks a child per job, which would reload the models every time and breaks CUDA
 (CUDA state does not survive ``fork()``). ``PoolWorker`` is RQ's ``SimpleWorker`` (no fork) that loads the
-pool for its queues before taking the first job.
+pool for its queues before taking the first job and runs one job at a time. ``PipelineWorker`` (the default,
+``WORKER_PIPELINE``) adds the pipeline of ``jobs.worker.pipeline``: it hands each prepared model job to a
+model thread and dequeues the next while the model runs, and drains (or gives back) what is in flight when
+it stops.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
 
 import django_rq
 from django.conf import settings
@@ -15,7 +20,7 @@ from rq import SimpleWorker
 from rq.worker import WorkerStatus
 
 from jobs.kinds import KINDS
-from jobs.worker import heartbeat
+from jobs.worker import heartbeat, pipeline
 from jobs.worker.pool import get_pool
 from jobs.worker.presence import WorkerHeartbeat, worker_document
 from jobs.worker.workdirs import clean_host_temp, clean_stale_workdirs
@@ -98,9 +103,77 @@ class PoolWorker(SimpleWorker):
         clean_host_temp(self.name)  # stale temp files of this host; never raises
 
 
+class PipelineWorker(PoolWorker):
+    """PoolWorker whose model jobs go through a pipeline (``jobs.worker.pipeline``) instead of one at a time.
+
+    RQ stays the queue and the main thread stays RQ's loop: it dequeues, starts and prepares a job and
+    hands it over, then dequeues the next while the model runs, as long as fewer than the pipeline's depth
+    are in flight (back-pressure: the rest of the queue is for other workers). Stopping: warm (SIGTERM)
+    drains the pipeline for ``WORKER_SHUTDOWN_GRACE_SECONDS`` and gives back what is left; cold (second
+    signal) gives back at once; in burst mode the worker waits for the pipeline before it decides the
+    queues are empty (a job the pipeline retried is back in the queue by then).
+    """
+
+    def __init__(self, queues, *args, **kwargs) -> None:
+        super().__init__(queues, *args, **kwargs)
+        self.pipeline: pipeline.Pipeline | None = None
+        self._cold_shutdown = False
+
+    def work(self, burst: bool = False, *args, **kwargs) -> bool:
+        self.pipeline = pipeline.Pipeline(self.pool, self.name, depth=settings.WORKER_PIPELINE_DEPTH)
+        pipeline.activate(self.pipeline)
+        # torch takes the GIL back after each op; with the CPU stages running Python meanwhile, a short
+        # switch interval keeps the model thread from waiting up to 5 ms per op (settings.py, measured).
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(float(settings.WORKER_PIPELINE_SWITCH_INTERVAL) or switch_interval)
+        try:
+            return super().work(burst, *args, **kwargs)
+        finally:
+            sys.setswitchinterval(switch_interval)
+            pipeline.activate(None)
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """RQ's dequeue, once the pipeline has room; in burst mode (``timeout`` None) an empty queue counts
+        only once the pipeline is idle too."""
+        while not self.pipeline.wait_for_room(timeout=1.0):
+            self.heartbeat()  # RQ's own worker key stays fresh while we hold back
+        while True:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            if result is not None or timeout is not None or not self.pipeline.in_flight():
+                return result
+            self.pipeline.wait_idle()
+
+    def request_force_stop(self, signum, frame) -> None:
+        self._cold_shutdown = True
+        super().request_force_stop(signum, frame)
+
+    def teardown(self) -> None:
+        """Before RQ's teardown (and before the heartbeat thread stops): drain or give back the pipeline."""
+        pipe = self.pipeline
+        if pipe is not None:
+            try:
+                if self._cold_shutdown or not self._drain(pipe):
+                    pipe.give_back()
+            finally:
+                pipe.stop()
+        super().teardown()
+
+    def _drain(self, pipe: pipeline.Pipeline) -> bool:
+        deadline = time.monotonic() + float(settings.WORKER_SHUTDOWN_GRACE_SECONDS)
+        while pipe.in_flight():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            pipe.wait_idle(min(1.0, left))
+            self.heartbeat()
+        return True
+
+
 def build_worker(queue_names: list[str], name: str | None = None) -> PoolWorker:
+    """The worker ``manage.py run_worker`` and the tests run: pipelined unless ``WORKER_PIPELINE`` is off."""
     queues = [django_rq.get_queue(q) for q in queue_names]
-    return PoolWorker(queues, connection=queues[0].connection, name=name)
+    worker_class = PipelineWorker if settings.WORKER_PIPELINE else PoolWorker
+    return worker_class(queues, connection=queues[0].connection, name=name)
 
 
 def default_queues() -> list[str]:
