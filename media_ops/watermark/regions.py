@@ -57,6 +57,7 @@ class _Segment:
     mean_logit: float = field(init=False)  # mean clipped detection logit
     bit_probs: np.ndarray = field(init=False)  # sigmoid of the region's mean bit logits
     strength: float = field(init=False)  # seconds x mean clipped logit: how the strongest region is chosen
+    decoded: list[int] | None = None  # the bits after re-synthesis decided the uncertain ones (search._verify)
 
     def __post_init__(self) -> None:
         a, n = self.analysis, self.end - self.start
@@ -76,7 +77,7 @@ class _Segment:
 
     def to_json(self) -> dict[str, Any]:
         start, end = self.seconds()
-        bits = [int(p > MESSAGE_THRESHOLD) for p in self.bit_probs]
+        bits = self.decoded or [int(p > MESSAGE_THRESHOLD) for p in self.bit_probs]
         return {
             "start_seconds": round(float(start), 3),
             "end_seconds": round(float(end), 3),
