@@ -116,6 +116,30 @@ class Receiver:
         self.server.server_close()
 
 
+def submit_upload(client, url: str = "/api/v1/watermark/embed") -> str:
+    """POST the speech fixture to ``url`` (an upload endpoint); the new job's id (asserts 202)."""
+    from testing.uploads import upload
+
+    response = client.post(url, {"file": upload("speech_16k_mono.wav")}, format="multipart")
+    assert response.status_code == 202, response.json()
+    return response.json()["id"]
+
+
+def assert_books_balance(tenant, job_ids, *, final: tuple[str, ...] | None = None) -> None:
+    """Every job final (succeeded or failed with a code, unless ``final`` names other states); one usage event
+    per success, none otherwise; nothing left reserved."""
+    from jobs.models import Job, JobStatus
+
+    allowed = final or (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    for row in Job.objects.filter(pk__in=job_ids):
+        assert row.status in allowed, (row.pk, row.status)
+        if row.status == JobStatus.FAILED:
+            assert row.error_code, row.pk
+        assert usage_events_for(row) == (1 if row.status == JobStatus.SUCCEEDED else 0), row.pk
+    assert open_reservations() == 0
+    assert reserved_seconds(tenant) == 0
+
+
 def worker_env(media_root: Path) -> dict[str, str]:
     """Environment for a worker subprocess that must use this test session's database, Redis and media."""
     import os

@@ -23,8 +23,11 @@ from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.upkeep import reconcile
 from jobs.worker import pipeline
 from testing.assertions import wait_until
-from testing.uploads import upload
-from testing.workers import WorkerProcesses, open_reservations, reserved_seconds, usage_events_for
+from testing.workers import (
+    WorkerProcesses,
+    assert_books_balance,
+    submit_upload,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,22 +35,12 @@ EMBED = "/api/v1/watermark/embed"
 DETECT = "/api/v1/watermark/detect"
 
 
-def submit(client, url: str = EMBED) -> str:
-    response = client.post(url, {"file": upload("speech_16k_mono.wav")}, format="multipart")
-    assert response.status_code == 202, response.json()
-    return response.json()["id"]
 
 
 def job(job_id) -> Job:
     return Job.objects.get(pk=job_id)
 
 
-def assert_books_balance(tenant, job_ids) -> None:
-    for row in Job.objects.filter(pk__in=job_ids):
-        assert row.status in FINAL_STATUSES, (row.pk, row.status)
-        assert usage_events_for(row) == (1 if row.status == JobStatus.SUCCEEDED else 0), row.pk
-    assert open_reservations() == 0
-    assert reserved_seconds(tenant) == 0
 
 
 @pytest.fixture
@@ -85,7 +78,7 @@ def test_the_next_job_is_prepared_while_the_model_runs(api_client, tenant, run_w
     """Batch size 1 (the CPU default): job k's model call does not return until job k+1 has been prepared
     on the main thread. A serial worker would wait forever here (and the hook fails after 60 s)."""
     events, hooks = stage_events
-    ids = [submit(api_client) for _ in range(3)]
+    ids = [submit_upload(api_client) for _ in range(3)]
     prepared = {i: threading.Event() for i in ids}
     hooks["prepared"] = [lambda got: [prepared[i].set() for i in got]]
 
@@ -102,7 +95,7 @@ def test_the_next_job_is_prepared_while_the_model_runs(api_client, tenant, run_w
         assert events.index(("prepared", ids[k + 1])) < events.index(("infer_end", ids[k]))
     assert [e for e, _ in events].count("infer_start") == 3  # one engine call per job at batch size 1
     assert all(job(i).output_file and default_storage.exists(job(i).output_file) for i in ids)
-    assert_books_balance(tenant, ids)
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
 def test_a_backlog_forms_batches_and_each_batch_is_one_engine_call(
@@ -118,17 +111,17 @@ def test_a_backlog_forms_batches_and_each_batch_is_one_engine_call(
     calls: list[int] = []
     hooks["infer_start"] = [lambda got: calls.append(len(got))]
     try:
-        ids = [submit(api_client, DETECT) for _ in range(5)]
+        ids = [submit_upload(api_client, DETECT) for _ in range(5)]
         run_worker(["watermark"])
     finally:
         reset_pool()
     assert sorted(calls) == [1, 4]
     assert {job(i).status for i in ids} == {JobStatus.SUCCEEDED}
-    assert_books_balance(tenant, ids)
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
 def _running_jobs(client, n: int, worker_name: str) -> list[Job]:
-    ids = [submit(client, DETECT) for _ in range(n)]
+    ids = [submit_upload(client, DETECT) for _ in range(n)]
     for job_id in ids:
         assert services.start(job_id, worker_name, rq_job_id=job(job_id).rq_job_id) is not None
     return list(Job.objects.filter(pk__in=ids).select_related("tenant"))
@@ -154,7 +147,7 @@ def test_a_batch_is_recorded_in_one_transaction_of_constant_size(api_client, ten
     ids = [j.pk for j in small + large]
     assert {job(i).status for i in ids} == {JobStatus.SUCCEEDED}
     assert all(job(i).progress == 100 and job(i).result == {"detected": False} for i in ids)
-    assert_books_balance(tenant, ids)
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
 def test_the_finishing_write_leaves_out_a_job_that_is_no_longer_ours(api_client, tenant, redis_clean):
@@ -168,20 +161,20 @@ def test_the_finishing_write_leaves_out_a_job_that_is_no_longer_ours(api_client,
     assert job(jobs[1].pk).status == JobStatus.CANCELED
     assert not default_storage.exists("outputs/orphan.wav")  # the canceled job's output belongs to nobody
     assert services.succeed_many(successes[:1], worker_name="another-worker") == []  # not running there
-    assert_books_balance(tenant, [j.pk for j in jobs])
+    assert_books_balance(tenant, [j.pk for j in jobs], final=FINAL_STATUSES)
 
 
 def test_a_job_canceled_inside_the_pipeline_ends_canceled_without_output(
     api_client, tenant, run_worker, stage_events
 ):
     events, hooks = stage_events
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     hooks["infer_start"] = [lambda got: services.cancel(Job.objects.get(pk=got[0]))]
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.CANCELED and not row.output_file
     assert ("finished", job_id) in events
-    assert_books_balance(tenant, [job_id])
+    assert_books_balance(tenant, [job_id], final=FINAL_STATUSES)
 
 
 def test_a_model_call_that_outlasts_the_timeout_fails_the_job_with_timeout(
@@ -191,12 +184,12 @@ def test_a_model_call_that_outlasts_the_timeout_fails_the_job_with_timeout(
 
     _, hooks = stage_events
     settings.JOB_TIMEOUTS = {"watermark_embed": 1}
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     hooks["infer_start"] = [lambda got: time.sleep(1.5)]  # a model call longer than the kind's limit
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.FAILED and row.error_code == "TIMEOUT", row.error_message
-    assert_books_balance(tenant, [job_id])
+    assert_books_balance(tenant, [job_id], final=FINAL_STATUSES)
 
 
 def test_sigterm_gives_back_the_jobs_inside_the_pipeline_and_takes_no_more(
@@ -204,7 +197,7 @@ def test_sigterm_gives_back_the_jobs_inside_the_pipeline_and_takes_no_more(
 ):
     """Depth 2 at batch size 1: one job in the model (a 120 s call), one prepared behind it, the third left in
     the queue for other workers. SIGTERM with a 1 s grace: both in flight go back, attempt not counted."""
-    ids = [submit(api_client) for _ in range(3)]
+    ids = [submit_upload(api_client) for _ in range(3)]
     proc = workers.start("watermark", PIPELINE_TEST_MODEL_DELAY_SECONDS=120, WORKER_SHUTDOWN_GRACE_SECONDS=1)
     wait_until(lambda: Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING).count() == 2, 120,
                "two jobs in the pipeline")
@@ -218,7 +211,7 @@ def test_sigterm_gives_back_the_jobs_inside_the_pipeline_and_takes_no_more(
     run_worker(["watermark"])
     assert {job(i).status for i in ids} == {JobStatus.SUCCEEDED}
     assert all(job(i).attempts == 1 for i in ids)
-    assert_books_balance(tenant, ids)
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
 def test_kill_9_with_jobs_in_the_pipeline_the_reconciler_recovers_them(
@@ -227,7 +220,7 @@ def test_kill_9_with_jobs_in_the_pipeline_the_reconciler_recovers_them(
     settings.WORKER_LOST_AFTER_SECONDS = 5
     settings.JOB_RETRY_BACKOFF_SECONDS = 0
     settings.RECONCILE_QUEUED_GRACE_SECONDS = 0
-    ids = [submit(api_client) for _ in range(2)]
+    ids = [submit_upload(api_client) for _ in range(2)]
     first = workers.start("watermark", PIPELINE_TEST_MODEL_DELAY_SECONDS=120)
     wait_until(lambda: Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING).count() == 2, 120,
                "both jobs in the pipeline")
@@ -242,7 +235,7 @@ def test_kill_9_with_jobs_in_the_pipeline_the_reconciler_recovers_them(
     wait_until(everything_final, 240, "all jobs final", interval=0.5)
     assert {job(i).status for i in ids} == {JobStatus.SUCCEEDED}, workers.output(second)
     assert all(job(i).attempts == 2 for i in ids)
-    assert_books_balance(tenant, ids)
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
 class OutOfMemoryError(RuntimeError):
@@ -270,7 +263,7 @@ def test_cuda_oom_in_a_batch_gives_every_job_back_to_run_alone(
 
     monkeypatch.setattr(watermark, "detect_batch", out_of_memory_when_batched)
     try:
-        ids = [submit(api_client, DETECT) for _ in range(3)]
+        ids = [submit_upload(api_client, DETECT) for _ in range(3)]
         run_worker(["watermark"])
     finally:
         reset_pool()
@@ -278,4 +271,4 @@ def test_cuda_oom_in_a_batch_gives_every_job_back_to_run_alone(
     rows = [job(i) for i in ids]
     assert all(r.status == JobStatus.SUCCEEDED and r.batch_size_limit == 1 and r.attempts == 1 for r in rows), [
         (r.status, r.error_code, r.batch_size_limit, r.attempts) for r in rows]
-    assert_books_balance(tenant, ids)
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)

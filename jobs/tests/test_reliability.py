@@ -21,8 +21,14 @@ from jobs.upkeep import reconcile
 from jobs.worker.handlers import Outcome
 from media_ops.errors import MediaError
 from testing.assertions import wait_until
-from testing.uploads import upload
-from testing.workers import WorkerProcesses, open_reservations, reservations_for, reserved_seconds, usage_events_for
+from testing.workers import (
+    WorkerProcesses,
+    assert_books_balance,
+    open_reservations,
+    reservations_for,
+    reserved_seconds,
+    submit_upload,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,10 +36,6 @@ EMBED = "/api/v1/watermark/embed"
 DETECT = "/api/v1/watermark/detect"
 
 
-def submit(client, url: str = EMBED) -> str:
-    response = client.post(url, {"file": upload("speech_16k_mono.wav")}, format="multipart")
-    assert response.status_code == 202, response.json()
-    return response.json()["id"]
 
 
 def job(job_id) -> Job:
@@ -56,15 +58,6 @@ def fast_recovery(settings):
     return settings
 
 
-def assert_books_balance(tenant, job_ids) -> None:
-    """Every job final with a true state; one usage event per success, none otherwise; nothing reserved."""
-    for row in Job.objects.filter(pk__in=job_ids):
-        assert row.status in (JobStatus.SUCCEEDED, JobStatus.FAILED), (row.pk, row.status)
-        if row.status == JobStatus.FAILED:
-            assert row.error_code, row.pk
-        assert usage_events_for(row) == (1 if row.status == JobStatus.SUCCEEDED else 0), row.pk
-    assert open_reservations() == 0
-    assert reserved_seconds(tenant) == 0
 
 
 # --- real worker processes ----------------------------------------------------------------------------------
@@ -73,7 +66,7 @@ def assert_books_balance(tenant, job_ids) -> None:
 def test_kill_9_mid_job_then_another_worker_and_the_reconciler_finish_everything(
     api_client, tenant, workers, fast_recovery
 ):
-    ids = [submit(api_client) for _ in range(3)]
+    ids = [submit_upload(api_client) for _ in range(3)]
     first = workers.start("watermark", JOB_TEST_DELAY_SECONDS=60)
     victim = wait_until(
         lambda: Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING).first(), 120,
@@ -100,7 +93,7 @@ def test_kill_9_mid_job_then_another_worker_and_the_reconciler_finish_everything
 def test_flushed_redis_queued_jobs_are_reenqueued_and_complete(api_client, tenant, run_worker, fast_recovery):
     import django_rq
 
-    ids = [submit(api_client), submit(api_client, DETECT)]
+    ids = [submit_upload(api_client), submit_upload(api_client, DETECT)]
     django_rq.get_connection("watermark").flushdb()  # Redis loses every queued job
     report = reconcile.run_once()
     assert sorted(report.reenqueued_missing) == sorted(ids)
@@ -111,7 +104,7 @@ def test_flushed_redis_queued_jobs_are_reenqueued_and_complete(api_client, tenan
 
 
 def test_heartbeat_continues_during_one_long_call(api_client, workers):
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     workers.start("watermark", JOB_TEST_DELAY_SECONDS=6, WORKER_HEARTBEAT_SECONDS=0.3)
     running = wait_until(
         lambda: Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).first(), 120, "the job to start"
@@ -130,7 +123,7 @@ def test_heartbeat_continues_during_one_long_call(api_client, workers):
 
 
 def test_sigterm_lets_the_current_job_finish(api_client, workers):
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     proc = workers.start("watermark", JOB_TEST_DELAY_SECONDS=3)
     wait_until(lambda: job(job_id).status == JobStatus.RUNNING, 120, "the job to start")
     proc.send_signal(signal.SIGTERM)
@@ -140,7 +133,7 @@ def test_sigterm_lets_the_current_job_finish(api_client, workers):
 
 
 def test_sigterm_requeues_a_job_that_outlasts_the_grace(api_client, tenant, workers, run_worker, settings):
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     proc = workers.start("watermark", JOB_TEST_DELAY_SECONDS=120, WORKER_SHUTDOWN_GRACE_SECONDS=1)
     wait_until(lambda: job(job_id).status == JobStatus.RUNNING, 120, "the job to start")
     proc.send_signal(signal.SIGTERM)
@@ -161,7 +154,7 @@ def test_job_over_its_timeout_fails_with_timeout_and_releases_its_reservation(
 ):
     settings.JOB_TIMEOUTS = {"watermark_embed": 1}
     settings.JOB_TEST_DELAY_SECONDS = 30
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     assert [r.state for r in reservations_for(job(job_id))] == ["reserved"]
     run_worker(["watermark"])
     row = job(job_id)
@@ -172,7 +165,7 @@ def test_job_over_its_timeout_fails_with_timeout_and_releases_its_reservation(
 
 def test_reconciler_times_out_a_job_stuck_where_the_worker_cannot_interrupt_it(api_client, tenant, settings):
     settings.JOB_TIMEOUTS = {"watermark_embed": 60}
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     services.start(job_id, "stuck-worker")
     long_ago = timezone.now() - timedelta(seconds=60 + settings.JOB_TIMEOUT_GRACE_SECONDS + 1)
     Job.objects.filter(pk=job_id).update(started_at=long_ago, heartbeat_at=timezone.now())  # alive, stuck
@@ -192,7 +185,7 @@ def test_lost_worker_is_retried_up_to_the_kind_limit_then_worker_lost(
     settings.JOB_MAX_ATTEMPTS_BY_KIND = {"watermark_embed": 2}
     settings.WORKER_LOST_AFTER_SECONDS = 30
     settings.JOB_RETRY_BACKOFF_SECONDS = 0
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     silent = timezone.now() - timedelta(seconds=31)
 
     services.start(job_id, "worker-1")
@@ -211,7 +204,7 @@ def test_lost_worker_is_retried_up_to_the_kind_limit_then_worker_lost(
 
 def test_a_fresh_heartbeat_is_never_mistaken_for_a_lost_worker(api_client, settings, redis_clean):
     settings.WORKER_LOST_AFTER_SECONDS = 30
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     services.start(job_id, "worker-1")
     assert not reconcile.run_once().retried_lost
     assert job(job_id).status == JobStatus.RUNNING
@@ -220,7 +213,7 @@ def test_a_fresh_heartbeat_is_never_mistaken_for_a_lost_worker(api_client, setti
 def test_retry_waits_for_its_backoff(api_client, settings, redis_clean):
     settings.JOB_RETRY_BACKOFF_SECONDS = 30
     settings.WORKER_LOST_AFTER_SECONDS = 30
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     services.start(job_id, "worker-1")
     Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(seconds=31))
     reconcile.run_once()
@@ -239,7 +232,7 @@ def test_a_stale_duplicate_rq_job_never_runs_the_job_twice(api_client, tenant, r
 
     from jobs.worker import runner
 
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     stale = job(job_id).rq_job_id
     assert services.enqueue(job(job_id), claim={"rq_job_id": stale})  # a re-enqueue; the old one stays
     outcomes: list[str] = []
@@ -278,15 +271,15 @@ def test_failed_registry_is_reconciled_with_the_rows(api_client, tenant, redis_c
         assert rq_id in registry.get_job_ids()
         return rq_id
 
-    timed_out = submit(api_client)
+    timed_out = submit_upload(api_client)
     services.start(timed_out, "w", rq_job_id=job(timed_out).rq_job_id)
     fail_in_rq(timed_out, "Traceback...\nrq.timeouts.JobTimeoutException: Task exceeded maximum timeout")
-    crashed = submit(api_client)
+    crashed = submit_upload(api_client)
     services.start(crashed, "w", rq_job_id=job(crashed).rq_job_id)
     fail_in_rq(crashed, "Traceback...\npsycopg.OperationalError: server closed the connection")
-    never_started = submit(api_client)
+    never_started = submit_upload(api_client)
     fail_in_rq(never_started, "AbandonedJobError")
-    settled = submit(api_client)
+    settled = submit_upload(api_client)
     services.start(settled, "w")
     services.fail(job(settled), "INVALID_FORMAT", "bad")
     stale_entry = fail_in_rq(settled, "whatever")
@@ -302,7 +295,7 @@ def test_failed_registry_is_reconciled_with_the_rows(api_client, tenant, redis_c
 
 
 def test_reconciler_closes_a_reservation_a_final_job_still_holds(api_client, tenant, redis_clean):
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     Job.objects.filter(pk=job_id).update(status=JobStatus.FAILED, error_code="PROCESSING_FAILED")  # bypass
     assert open_reservations() == 1
     assert reconcile.run_once().reservations_closed == [job_id]
@@ -313,7 +306,7 @@ def test_reconciler_closes_a_reservation_a_final_job_still_holds(api_client, ten
 def test_reconciler_releases_the_reservation_of_a_deleted_job(api_client, tenant, redis_clean):
     """Billing keeps the job's id, not a foreign key: a queued job deleted by staff must not hold its seconds
     and a concurrency slot forever."""
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     assert open_reservations() == 1 and reserved_seconds(tenant) > 0
     Job.objects.filter(pk=job_id).delete()
     assert reconcile.run_once().reservations_closed == [job_id]
@@ -327,7 +320,7 @@ def test_manage_py_reconcile(api_client, redis_clean, settings):
     from django.core.management import call_command
 
     settings.RECONCILE_QUEUED_GRACE_SECONDS = 0
-    job_id = submit(api_client)
+    job_id = submit_upload(api_client)
     redis_clean.flushdb()
     out = StringIO()
     call_command("reconcile", stdout=out)
@@ -372,7 +365,7 @@ def test_transient_media_error_is_retried_with_backoff_then_succeeds(
     api_client, tenant, run_worker, scripted_handler
 ):
     seen = scripted_handler(MediaError("PROCESSING_FAILED", "flaky read", retryable=True), "ok")
-    job_id = submit(api_client, DETECT)
+    job_id = submit_upload(api_client, DETECT)
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.SUCCEEDED and row.attempts == 2 and len(seen) == 2
@@ -381,7 +374,7 @@ def test_transient_media_error_is_retried_with_backoff_then_succeeds(
 
 def test_bad_input_fails_at_once_with_its_code(api_client, tenant, run_worker, scripted_handler):
     seen = scripted_handler(MediaError("INVALID_FORMAT", "not decodable"), "ok")
-    job_id = submit(api_client, DETECT)
+    job_id = submit_upload(api_client, DETECT)
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.FAILED and row.error_code == "INVALID_FORMAT" and len(seen) == 1
@@ -393,7 +386,7 @@ def test_transient_errors_stop_at_the_attempt_limit(
 ):
     settings.JOB_MAX_ATTEMPTS = 3
     seen = scripted_handler(MediaError("PROCESSING_FAILED", "still flaky", retryable=True))
-    job_id = submit(api_client, DETECT)
+    job_id = submit_upload(api_client, DETECT)
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.FAILED and row.error_code == "PROCESSING_FAILED" and len(seen) == 3
@@ -402,7 +395,7 @@ def test_transient_errors_stop_at_the_attempt_limit(
 
 def test_cuda_oom_is_retried_unbatched(api_client, tenant, run_worker, scripted_handler):
     seen = scripted_handler(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "ok")
-    job_id = submit(api_client, DETECT)
+    job_id = submit_upload(api_client, DETECT)
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.SUCCEEDED and row.batch_size_limit == 1
@@ -424,7 +417,7 @@ def test_storage_hiccup_is_retried(api_client, tenant, run_worker, scripted_hand
         return real_open(self, name, mode)
 
     monkeypatch.setattr(FileSystemStorage, "open", flaky_open)
-    job_id = submit(api_client, DETECT)
+    job_id = submit_upload(api_client, DETECT)
     run_worker(["watermark"])
     row = job(job_id)
     assert row.status == JobStatus.SUCCEEDED and row.attempts == 2
@@ -435,7 +428,7 @@ def test_missing_input_fails_at_once(api_client, tenant, run_worker, scripted_ha
     from django.core.files.storage import default_storage
 
     scripted_handler("ok")
-    job_id = submit(api_client, DETECT)
+    job_id = submit_upload(api_client, DETECT)
     default_storage.delete(job(job_id).input_file)
     run_worker(["watermark"])
     row = job(job_id)
