@@ -23,11 +23,7 @@ from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.upkeep import reconcile
 from jobs.worker import pipeline
 from testing.assertions import wait_until
-from testing.workers import (
-    WorkerProcesses,
-    assert_books_balance,
-    submit_upload,
-)
+from testing.workers import WorkerProcesses, assert_books_balance, submit_upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,12 +31,8 @@ EMBED = "/api/v1/watermark/embed"
 DETECT = "/api/v1/watermark/detect"
 
 
-
-
 def job(job_id) -> Job:
     return Job.objects.get(pk=job_id)
-
-
 
 
 @pytest.fixture

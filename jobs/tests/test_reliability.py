@@ -36,8 +36,6 @@ EMBED = "/api/v1/watermark/embed"
 DETECT = "/api/v1/watermark/detect"
 
 
-
-
 def job(job_id) -> Job:
     return Job.objects.get(pk=job_id)
 
@@ -56,8 +54,6 @@ def fast_recovery(settings):
     settings.JOB_RETRY_BACKOFF_SECONDS = 0
     settings.RECONCILE_QUEUED_GRACE_SECONDS = 0
     return settings
-
-
 
 
 # --- real worker processes ----------------------------------------------------------------------------------
