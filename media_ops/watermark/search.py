@@ -180,8 +180,8 @@ def _verify(models: WatermarkModels, group: _Group, seg: _Segment) -> tuple[_Seg
     best, evidence, projection = readings[0], 0.0, -np.inf
     for p, reading, mark in zip(polarities, readings, marks, strict=True):
         w = mark.astype(np.float64)
-        norm = max(float(np.linalg.norm(w)), 1e-12)
-        proj = float(np.dot(p * excerpt, w)) / norm
+        proj = _projection(p * excerpt, w)
+        norm = max(float(np.linalg.norm(w)), 1e-12)  # a circular shift keeps the norm: computed once
         noise = np.sqrt(np.mean([np.dot(p * excerpt, np.roll(w, k)) ** 2 for k in shifts])) / norm
         if proj > projection:
             best, projection, evidence = reading, proj, proj / max(float(noise), 1e-12)
@@ -209,8 +209,17 @@ def _decide_uncertain_bits(models: WatermarkModels, reading: _Segment, excerpt: 
         candidates.append(bits)
     marks = models.watermark_16k_batch([excerpt] * len(candidates), candidates, max_batch=len(candidates))
     x = excerpt.astype(np.float64)
-    scores = [float(np.dot(x, w.astype(np.float64))) / max(float(np.linalg.norm(w)), 1e-12) for w in marks]
-    return candidates[int(np.argmax(scores))]
+    return candidates[int(np.argmax([_projection(x, w.astype(np.float64)) for w in marks]))]
+
+
+def _projection(x: np.ndarray, w: np.ndarray) -> float:
+    """How much of the watermark ``w`` the audio ``x`` contains: its projection on ``w``'s direction."""
+    return float(np.dot(x, w)) / max(float(np.linalg.norm(w)), 1e-12)
+
+
+def _grid_gap(a: int, b: int, frame: int) -> int:
+    """Samples between two grid offsets, around the frame (offsets 1 and ``frame - 1`` are 2 apart)."""
+    return min(abs(a - b), frame - abs(a - b))
 
 
 def _search_center(
@@ -295,7 +304,7 @@ def _search_offsets(
     coarse = _segment_scores(models, np.stack([cut(s, length) for s in shifts]), search)
     tops: list[int] = []
     for i in np.argsort(-coarse, kind="stable"):  # the best shifts, at least 2 steps apart
-        if all(min(abs(shifts[i] - t), frame - abs(shifts[i] - t)) > step for t in tops):
+        if all(_grid_gap(shifts[i], t, frame) > step for t in tops):
             tops.append(shifts[i])
         if len(tops) >= 2 * max(1, search.candidates):  # twice as many refined as kept: refining is cheap
             break
@@ -310,7 +319,7 @@ def _search_offsets(
     found: dict[int, float] = {}
     for i in np.argsort(-fine, kind="stable"):
         offset = (hyps[i][0] - start) % frame
-        if offset not in found and all(min(abs(offset - o), frame - abs(offset - o)) > step for o in found):
+        if all(_grid_gap(offset, o, frame) > step for o in found):
             found[offset] = float(fine[i])
     return list(found.items())[: max(1, search.candidates)]
 
