@@ -326,6 +326,11 @@ WORKER_SHUTDOWN_GRACE_SECONDS = env.float("WORKER_SHUTDOWN_GRACE_SECONDS", defau
 # the largest batch size, at least 2), so other workers get the rest of the queue.
 WORKER_PIPELINE = env.bool("WORKER_PIPELINE", default=True)
 WORKER_PIPELINE_DEPTH = env.int("WORKER_PIPELINE_DEPTH", default=0)
+# Model lanes of a pipelined worker: model loops that run forward passes side by side, MODEL_THREADS shared
+# out among them. 0 = by device: on CPU one lane per MODEL_THREADS thread, each pass single-threaded (two
+# single-threaded passes side by side beat one two-threaded pass on this project's 2-core machine: 1.9x for
+# 1 s clips, 1.14x for 10 s; README "Benchmarks"); on CUDA 1. The serial worker always has one.
+WORKER_MODEL_LANES = env.int("WORKER_MODEL_LANES", default=0)
 # The GIL switch interval while the pipeline runs (Python's default is 0.005 s): torch takes the GIL back
 # after every op, and with the CPU stages running Python beside it, each op could wait up to the interval.
 # Measured on the 2-core AMD EPYC: a 1 s embed forward took 0.09-0.20 s alone, 0.56 s beside a busy Python

@@ -40,16 +40,20 @@ def raw_limit(
     device: str = "cpu",
     threads: int = 2,
     passes: int = 2,
+    lanes: int = 1,
 ) -> dict[str, Any]:
     """Bare forward passes over ``clips`` (16 kHz mono); the first pass of each length is untimed.
 
     The loop runs ``passes`` times and the fastest pass counts: on a shared machine a limit is the best the
-    hardware did, not an average of interruptions.
+    hardware did, not an average of interruptions. ``lanes`` > 1: that many threads run passes side by side
+    (each clip once, whichever thread is free), ``threads`` shared out among them, as the worker's model
+    lanes do (``media_ops.pool.resolve_lanes``): the bare model's best on this hardware, not only its best
+    as one stream.
     """
     import torch
     from audioseal import AudioSeal
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, threads // max(1, lanes)))
     dev = torch.device(device)
     if op == "embed":
         model = AudioSeal.load_generator(str(generator_path), device=dev).eval()
@@ -64,7 +68,7 @@ def raw_limit(
         else:
             model(x)
 
-    return _loop(forward, clips, device, inputs=tensors, passes=passes)
+    return _loop(forward, clips, device, inputs=tensors, passes=passes, lanes=lanes)
 
 
 def engine_loop(
@@ -94,22 +98,23 @@ def engine_loop(
     return _loop(forward, clips, device)
 
 
-def emotion_raw_limit(model_dir: Path, clips: list[np.ndarray], *, device: str = "cpu", threads: int = 2
-                      ) -> dict[str, Any]:
-    """emotion2vec's bare forward (layer norm, ``extract_features``, mean, classifier head) on whole clips."""
+def emotion_raw_limit(model_dir: Path, clips: list[np.ndarray], *, device: str = "cpu", threads: int = 2,
+                      lanes: int = 1) -> dict[str, Any]:
+    """emotion2vec's bare forward (layer norm, ``extract_features``, mean, classifier head) on whole clips;
+    ``lanes`` as for ``raw_limit``."""
     import torch
     import torch.nn.functional as F
 
     from media_ops.emotion import EmotionModel
 
-    model = EmotionModel.load(model_dir, device=device, threads=threads)._auto.model
+    model = EmotionModel.load(model_dir, device=device, threads=max(1, threads // max(1, lanes)))._auto.model
 
     def forward(x: np.ndarray) -> None:
         source = torch.from_numpy(x)[None].to(device)
         feats = model.extract_features(F.layer_norm(source, source.shape), padding_mask=None)["x"]
         torch.softmax(model.proj(feats.mean(dim=1)), dim=-1)
 
-    return _loop(forward, clips, device, passes=2)  # the fastest pass counts, as in raw_limit
+    return _loop(forward, clips, device, passes=2, lanes=lanes)  # the fastest pass counts, as in raw_limit
 
 
 def emotion_engine_loop(model_dir: Path, clips: list[np.ndarray], *, device: str = "cpu", threads: int = 2
@@ -122,14 +127,19 @@ def emotion_engine_loop(model_dir: Path, clips: list[np.ndarray], *, device: str
 
 
 def _loop(
-    forward, clips: list[np.ndarray], device: str, *, inputs: list[Any] | None = None, passes: int = 1
+    forward, clips: list[np.ndarray], device: str, *, inputs: list[Any] | None = None, passes: int = 1,
+    lanes: int = 1,
 ) -> dict[str, Any]:
     """Time ``forward`` over ``inputs`` (default: ``clips``, 16 kHz mono): one untimed call per distinct clip
     length first, then ``passes`` timed passes of which the fastest counts (on a shared machine a limit is
-    the best the hardware did, not an average of interruptions)."""
+    the best the hardware did, not an average of interruptions). ``lanes`` threads share each pass's clips
+    (the next clip to whichever is free); the pass lasts from the first start to the last end."""
+    import threading
+
     import torch
 
     inputs = clips if inputs is None else inputs
+    lanes = max(1, int(lanes))
     with torch.inference_mode():
         warmed: set[int] = set()
         for clip, x in zip(clips, inputs, strict=True):
@@ -137,19 +147,44 @@ def _loop(
                 warmed.add(len(clip))
                 forward(x)
         _sync(device)
-        best: tuple[float, list[float]] | None = None
-        for _ in range(max(1, passes)):
-            per_clip = []
-            started = time.perf_counter()
-            for x in inputs:
-                t0 = time.perf_counter()
-                forward(x)
-                _sync(device)
-                per_clip.append(time.perf_counter() - t0)
-            elapsed = time.perf_counter() - started
-            if best is None or elapsed < best[0]:
-                best = (elapsed, per_clip)
-    return {**_summary(sum(len(c) for c in clips) / 16_000, best[0], best[1]), "passes": max(1, passes)}
+    best: tuple[float, list[float]] | None = None
+    for _ in range(max(1, passes)):
+        per_clip: list[float] = []
+        todo = list(reversed(inputs))
+        lock = threading.Lock()
+
+        def lane(todo: list[Any] = todo, lock: Any = lock, per_clip: list[float] = per_clip) -> None:
+            with torch.inference_mode():  # per thread: inference mode is thread-local
+                while True:
+                    with lock:
+                        if not todo:
+                            return
+                        x = todo.pop()
+                    t0 = time.perf_counter()
+                    forward(x)
+                    _sync(device)
+                    with lock:
+                        per_clip.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        if lanes == 1:
+            lane()
+        else:
+            import sys
+
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(0.0002)  # as the pipelined worker runs (WORKER_PIPELINE_SWITCH_INTERVAL)
+            threads = [threading.Thread(target=lane) for _ in range(lanes)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            sys.setswitchinterval(switch)
+        elapsed = time.perf_counter() - started
+        if best is None or elapsed < best[0]:
+            best = (elapsed, per_clip)
+    return {**_summary(sum(len(c) for c in clips) / 16_000, best[0], best[1]), "passes": max(1, passes),
+            "lanes": lanes}
 
 
 def _summary(audio_seconds: float, elapsed: float, per_clip: list[float]) -> dict[str, Any]:

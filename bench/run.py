@@ -133,7 +133,10 @@ def setup_django(run_dir: Path) -> None:
 # --- sections -----------------------------------------------------------------------------------------------
 
 
-def section_limit(ops, clips, models, threads, device) -> dict[str, Any]:
+def section_limit(ops, clips, models, threads, device, lanes: int = 1) -> dict[str, Any]:
+    """The bare forward as one stream with every thread (``limit``) and, when the worker runs several model
+    lanes, also as that many single streams side by side (``limit_lanes``): the stricter of the two is the
+    bare model's best on this machine."""
     from bench import limit
     from bench.clips import read_mono16
 
@@ -142,18 +145,27 @@ def section_limit(ops, clips, models, threads, device) -> dict[str, Any]:
         for seconds, paths in clips[op].items():
             audio = [read_mono16(p) for p in paths]
             log(f"limit {op} {seconds:g}s x{len(paths)}")
+            raw_lanes = None
             if op == "emotion":
                 raw = limit.emotion_raw_limit(models["emotion"], audio, device=device, threads=threads)
+                if lanes > 1:
+                    log(f"limit {op} {seconds:g}s x{len(paths)}, {lanes} lanes")
+                    raw_lanes = limit.emotion_raw_limit(models["emotion"], audio, device=device, threads=threads,
+                                                        lanes=lanes)
             else:
                 raw = limit.raw_limit(models["generator"], models["detector"], audio, op=op, device=device,
                                       threads=threads)
+                if lanes > 1:
+                    log(f"limit {op} {seconds:g}s x{len(paths)}, {lanes} lanes")
+                    raw_lanes = limit.raw_limit(models["generator"], models["detector"], audio, op=op,
+                                                device=device, threads=threads, lanes=lanes)
             log(f"engine {op} {seconds:g}s x{len(paths)}")
             if op == "emotion":
                 engine = limit.emotion_engine_loop(models["emotion"], audio, device=device, threads=threads)
             else:
                 engine = limit.engine_loop(models["generator"], models["detector"], audio, op=op,
                                            device=device, threads=threads)
-            out[f"{op}:{seconds:g}"] = {"limit": raw, "engine": engine}
+            out[f"{op}:{seconds:g}"] = {"limit": raw, "engine": engine, "limit_lanes": raw_lanes}
     return out
 
 
@@ -355,6 +367,7 @@ def summarise(results: dict[str, Any]) -> None:
             "clip_seconds": float(seconds),
             "clips": plat["clips"],
             "limit": lim.get("limit", {}).get("audio_seconds_per_second"),
+            "limit_lanes": (lim.get("limit_lanes") or {}).get("audio_seconds_per_second"),
             "engine": lim.get("engine", {}).get("audio_seconds_per_second"),
             "platform": plat["audio_seconds_per_second"],
             "naive": naive.get("eager", {}).get("audio_seconds_per_second"),
@@ -365,6 +378,7 @@ def summarise(results: dict[str, Any]) -> None:
         row["overhead_ms_per_job"] = round(1000 * overhead, 1) if overhead is not None else None
         row["median_job_run_seconds"] = plat.get("median_run_seconds")
         row["platform_over_limit"] = _ratio(row["platform"], row["limit"])
+        row["platform_over_limit_lanes"] = _ratio(row["platform"], row["limit_lanes"])
         row["platform_over_engine"] = _ratio(row["platform"], row["engine"])
         row["platform_over_naive"] = _ratio(row["platform"], row["naive"])
         row["platform_over_naive_compile"] = _ratio(row["platform"], row["naive_compile"])
@@ -380,7 +394,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Benchmark ({'quick' if results['quick'] else 'full'} run{partial}), {m['date_utc']}",
         "",
         f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m.get('memory_gb', '?')} GB, "
-        f"{m.get('gpu', 'no GPU')}; device `{results['device']}`, {results['threads']} torch threads; "
+        f"{m.get('gpu', 'no GPU')}; device `{results['device']}`, {results['threads']} torch threads, "
+        f"{results.get('lanes', 1)} model lane(s) in the worker; "
         f"torch {m['torch']}, Python {m['python']}. Load average at start {m['load_average_start']}, "
         f"at end {m.get('load_average_end')}.",
     ]
@@ -402,17 +417,22 @@ def markdown(results: dict[str, Any]) -> str:
             "clips the platform can beat the limit because it windows long audio (the per-second cost of a",
             "whole-clip forward grows with length). naive = a model constructed per job, eager, torch defaults.",
             "",
-            "| op | clip | clips | limit (bare forward) | engine (windowed, bare) | platform (HTTP+queue+worker) "
-            "| naive (model per job) | platform / limit | platform / naive |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"limit ({results.get('lanes', 1)} lanes) = the same bare forward run by that many threads side by",
+            "side, the threads shared out among them, as the worker's model lanes run (the bare model's best).",
+            "",
+            "| op | clip | clips | limit (bare forward) | limit (lanes) | engine (windowed, bare) "
+            "| platform (HTTP+queue+worker) | naive (model per job) | platform / limit | platform / limit (lanes) "
+            "| platform / naive |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
     for r in results.get("summary", []):
         naive = f"{r['naive']}" + (f" (compile: {r['naive_compile']})" if r.get("naive_compile") else "")
         vs_compile = r.get("platform_over_naive_compile")
         vs_naive = f"{r['platform_over_naive']}" + (f" (vs compile: {vs_compile})" if vs_compile else "")
         lines.append(
-            f"| {r['op']} | {r['clip_seconds']:g} s | {r['clips']} | {r['limit']} | {r['engine']} | "
-            f"{r['platform']} | {naive} | {r['platform_over_limit']} | {vs_naive} |"
+            f"| {r['op']} | {r['clip_seconds']:g} s | {r['clips']} | {r['limit']} | {r.get('limit_lanes')} | "
+            f"{r['engine']} | {r['platform']} | {naive} | {r['platform_over_limit']} | "
+            f"{r.get('platform_over_limit_lanes')} | {vs_naive} |"
         )
     if results.get("summary"):
         lines += [
@@ -533,16 +553,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_django(run_dir)
     from django.conf import settings
 
-    from media_ops.pool import resolve_device
+    from media_ops.pool import resolve_device, resolve_lanes
 
     threads = int(settings.MODEL_THREADS)
     device = resolve_device(settings.MODEL_DEVICE)
+    # The platform's worker runs this many model lanes (settings WORKER_MODEL_LANES, 0 = by device).
+    lanes = resolve_lanes(int(settings.WORKER_MODEL_LANES), device, threads) if settings.WORKER_PIPELINE else 1
     results: dict[str, Any] = {
         "quick": args.quick,
         "sections": [name for name in ALL_SECTIONS if name in sections],
         "machine": machine_info(),
         "device": device,
         "threads": threads,
+        "lanes": lanes,
         "models": {
             "generator_params": count_parameters(models["generator"], "generator") if models else None,
             "detector_params": count_parameters(models["detector"], "detector") if models else None,
@@ -566,7 +589,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warm_clips[op] = write_clips(run_dir / "warm" / op, warm, seed=2 + 10 * ops.index(op))
 
     if "limit" in sections:
-        results["limit"] = section_limit(ops, clips, models, threads, device)
+        # The lanes limit by device, whatever the worker runs (WORKER_MODEL_LANES=1 compares against it too).
+        results["limit"] = section_limit(ops, clips, models, threads, device,
+                                         lanes=max(lanes, resolve_lanes(0, device, threads)))
     if "naive" in sections:
         results["naive"] = section_naive(ops, clips, models, run_dir,
                                          os.environ.get("BENCH_NAIVE_COMPILE", "") == "1")

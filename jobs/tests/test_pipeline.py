@@ -112,6 +112,39 @@ def test_a_backlog_forms_batches_and_each_batch_is_one_engine_call(
     assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
+def test_model_lanes_run_two_model_calls_side_by_side(api_client, tenant, run_worker, stage_events, settings):
+    """``WORKER_MODEL_LANES=2``: the first two model calls are held at a barrier that only a second model
+    call running at the same time can open; with one lane it never opens (broken after 60 s, jobs fail).
+    Every job's result is the one it gets alone (the engine is the same, called from two threads)."""
+    from jobs.worker.pool import get_pool, reset_pool
+
+    settings.WORKER_MODEL_LANES = 2
+    reset_pool()
+    events, hooks = stage_events
+    barrier = threading.Barrier(2, timeout=60)
+    held: list[str] = []
+
+    def meet_the_other_lane(got: list[str]) -> None:
+        if len(held) < 2:
+            held.append(got[0])
+            barrier.wait()
+
+    hooks["infer_start"] = [meet_the_other_lane]
+    try:
+        ids = [submit_upload(api_client, DETECT) for _ in range(4)]
+        run_worker(["watermark"])
+        assert get_pool().lanes == 2
+        assert get_pool().describe()["lanes"] == 2
+    finally:
+        reset_pool()
+    assert [job(i).status for i in ids] == [JobStatus.SUCCEEDED] * 4
+    first_end = min(k for k, (e, _) in enumerate(events) if e == "infer_end")
+    assert all(events.index(("infer_start", i)) < first_end for i in held)
+    results = {str(job(i).result) for i in ids}  # the same upload four times: one answer, from either lane
+    assert len(results) == 1
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)
+
+
 def _running_jobs(client, n: int, worker_name: str) -> list[Job]:
     ids = [submit_upload(client, DETECT) for _ in range(n)]
     for job_id in ids:

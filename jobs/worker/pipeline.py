@@ -10,19 +10,22 @@ each worker process runs three stages on three threads:
   (``services.start_batch``, ``FOR UPDATE SKIP LOCKED``) when the family batches, so a backlog forms full
   batches without anybody waiting. The prepared jobs go on the *ready* list and the RQ job ends
   (``"pipelined"``): from here the database row, not RQ, says where the job is, as for batch companions.
-* **model** (one thread per process, i.e. per device): whenever it is free it takes the oldest ready job
-  and the ready jobs of the same kind behind it, up to the pool's batch size (no sleep, no waiting window:
-  what is ready now), and makes the handler's ``infer`` call (the engine's batch call:
-  ``embed_batch``, ``detect_batch``, ``EmotionModel.analyze_batch``). Nothing else runs on this thread: no
-  database, no Redis, no progress reports. torch releases the GIL inside its kernels, so the other stages
-  really run meanwhile, and ``MODEL_THREADS`` bounds the model's own threads.
+* **model** (one thread per model lane: ``ModelPool.lanes``, 1 on CUDA, one per ``MODEL_THREADS`` thread
+  on CPU): whenever a lane is free it takes the oldest ready job and the ready jobs of the same kind behind
+  it, up to the pool's batch size (no sleep, no waiting window: what is ready now), and makes the handler's
+  ``infer`` call (the engine's batch call: ``embed_batch``, ``detect_batch``,
+  ``EmotionModel.analyze_batch``). Nothing else runs on these threads: no database, no Redis, no progress
+  reports. torch releases the GIL inside its kernels, so the other stages (and the other lanes) really run
+  meanwhile, and ``MODEL_THREADS`` bounds the model's threads in all (each lane has its share). On CPU two
+  single-threaded lanes beat one two-threaded pass: a SEANet pass splits poorly over threads.
 * **finish** (one thread): the handler's ``finish`` stage (encode, sign), the result cache, the output
   upload, then ONE transaction for the batch's successes (``services.succeed_many``: a constant number of
   statements, events published on commit); a failure is settled per job through the one error mapping
   (``jobs.worker.execution.settle_error``).
 
 Back-pressure: the main thread dequeues the next RQ job only while fewer than ``depth`` jobs are in flight
-(``WORKER_PIPELINE_DEPTH``, default twice the batch size, at least 2: one in the model, the next prepared),
+(``WORKER_PIPELINE_DEPTH``, default twice the batch size per lane, at least 2 per lane: one in the model,
+the next prepared),
 so a busy worker leaves the rest of the queue to the other workers.
 
 Reliability, stage by stage:
@@ -138,7 +141,8 @@ class Pipeline:
         self.pool = pool
         self.worker_name = worker_name
         largest = max(int(pool.batch_size("watermark")), int(pool.batch_size("emotion")), 1)
-        self.depth = depth if depth > 0 else max(2, 2 * largest)
+        self.lanes = max(1, int(getattr(pool, "lanes", 1)))
+        self.depth = depth if depth > 0 else max(2, 2 * largest) * self.lanes
         self.engine_calls = 0  # engine batch calls made (each runs ceil(windows / batch size) forward passes)
         self._cond = threading.Condition()
         self._ready: deque[Entry] = deque()
@@ -146,9 +150,9 @@ class Pipeline:
         self._finishing: queue.Queue[Batch | None] = queue.Queue()
         self._stopping = False
         self._threads = [
-            threading.Thread(target=self._model_loop, name="pipeline-model", daemon=True),
-            threading.Thread(target=self._finish_loop, name="pipeline-finish", daemon=True),
-        ]
+            threading.Thread(target=self._model_loop, name=f"pipeline-model-{lane}", daemon=True)
+            for lane in range(self.lanes)
+        ] + [threading.Thread(target=self._finish_loop, name="pipeline-finish", daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -284,7 +288,8 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - the whole call failed: the finisher settles every job
             batch.error = exc
         batch.infer_seconds = time.perf_counter() - started
-        self.engine_calls += 1
+        with self._cond:
+            self.engine_calls += 1
         _tell("infer_end", group)
         return batch
 

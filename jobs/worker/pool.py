@@ -23,6 +23,8 @@ def get_pool() -> ModelPool:
                 cuda_batch_size=settings.BATCH_SIZE_CUDA,
                 precision=(("watermark", settings.MODEL_PRECISION_WATERMARK),),
                 gpu_memory_fraction=settings.GPU_MEMORY_FRACTION,
+                # Only the pipeline runs several model loops; the serial worker's one pass gets every thread.
+                lanes=settings.WORKER_MODEL_LANES if settings.WORKER_PIPELINE else 1,
             )
         )
     return _pool

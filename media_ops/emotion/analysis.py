@@ -162,7 +162,7 @@ class EmotionModel:
         self.device = str(auto_model.kwargs.get("device", "cpu"))
         self.window_samples = window_samples
         self.overlap_samples = overlap_samples
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # FunASR's generate (the CPU one-at-a-time path) is not thread-safe
 
         token_list = list(auto_model.kwargs.get("token_list") or [])
         # FunASR drops labels starting with "unuse" from its output and masks them in the softmax.
@@ -374,9 +374,9 @@ class EmotionModel:
         window_results: dict[tuple[int, int], dict[str, Any]] = {}
         for batch in plan_batches(refs, max_batch):
             clips = [prepared[r.item][0][r.start : r.end] for r in batch]
-            with self._lock:
-                feats = self._batch.features(clips)
-                means = self._head_probs(torch.stack([f.mean(dim=0) for f in feats]))
+            # No lock: the padded-batch forward is thread-safe (the worker's model lanes run it side by side).
+            feats = self._batch.features(clips)
+            means = self._head_probs(torch.stack([f.mean(dim=0) for f in feats]))
             for ref, frame_feats, scores in zip(batch, feats, means, strict=True):
                 want_frames = items[ref.item][1] == "frame"
                 arr = frame_feats.cpu().numpy()

@@ -39,6 +39,7 @@ assert how many passes a batch took.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,29 +154,53 @@ class PaddedBatchForward:
 
     Built once per loaded model: checks the structure (``check_structure``) and adds hooks to this model
     instance only: a counter on the audio encoder and the re-zeroing pre-hook on each positional conv.
-    Not thread-safe by itself: the caller serialises calls (``EmotionModel`` holds a lock).
+    Thread-safe: the padding mask a pass's hooks read belongs to the thread running that pass, so the
+    worker's model lanes (``ModelPool.lanes``) can run passes side by side on the one model.
     """
 
     def __init__(self, net: Any) -> None:
         convs = check_structure(net)
         self._net = net
-        self._pad: Any = None  # (batch, 1, frames) bool, True = padded frame; set only during a padded pass
+        # .mask: (batch, 1, frames) bool, True = padded frame; set only during a padded pass of this thread
+        self._local = threading.local()
+        self._count_lock = threading.Lock()
         self.forward_passes = 0
         net.modality_encoders["AUDIO"].register_forward_pre_hook(self._count)
         for conv in convs:
             conv.register_forward_pre_hook(self._zero_padded_frames)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies (``copy.deepcopy`` of a model, whose hooks hold this object) get a lock and masks of their own."""
+        state = dict(self.__dict__)
+        del state["_local"], state["_count_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+        self._count_lock = threading.Lock()
+
+    @property
+    def _pad(self) -> Any:
+        return getattr(self._local, "mask", None)
+
+    @_pad.setter
+    def _pad(self, mask: Any) -> None:
+        self._local.mask = mask
+
     def _count(self, _module: Any, _args: Any) -> None:
-        self.forward_passes += 1
+        with self._count_lock:
+            self.forward_passes += 1
 
     def _zero_padded_frames(self, _conv: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        if self._pad is None:
+        pad = self._pad
+        if pad is None:
             return None
         (x,) = args  # (batch, channels, frames)
-        if x.shape[0] != self._pad.shape[0] or x.shape[-1] != self._pad.shape[-1]:
+        if x.shape[0] != pad.shape[0] or x.shape[-1] != pad.shape[-1]:
             raise RuntimeError(f"positional conv input {tuple(x.shape)} does not match the padding mask "
-                               f"{tuple(self._pad.shape)}")
-        return (x.masked_fill(self._pad, 0.0),)
+                               f"{tuple(pad.shape)}")
+        return (x.masked_fill(pad, 0.0),)
 
     def features(self, windows: list[np.ndarray]) -> list[Any]:
         """One forward pass over ``windows`` (float32 mono 16 kHz, each at least the receptive field): the

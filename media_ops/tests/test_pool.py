@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from media_ops import watermark
@@ -38,3 +40,30 @@ def test_forward_passes_count_batched_forwards_per_network(pool):
     now = pool.forward_passes()
     assert {k: now[k] - start[k] for k in now} == {"watermark.generator": 1, "watermark.detector": 1, "emotion": 1}
     assert pool.describe()["forward_passes"] == now
+
+
+@pytest.mark.parametrize(
+    ("configured", "device", "threads", "lanes"),
+    [(0, "cpu", 2, 2), (0, "cpu", 1, 1), (0, "cuda", 4, 1), (0, "cuda:1", 4, 1), (3, "cpu", 2, 3), (1, "cpu", 4, 1)],
+)
+def test_model_lanes_by_device(configured, device, threads, lanes):
+    """By device: one single-threaded lane per CPU thread, one lane on CUDA; a setting wins."""
+    from media_ops.pool import resolve_lanes
+
+    assert resolve_lanes(configured, device, threads) == lanes
+
+
+def test_each_lane_gets_its_share_of_the_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        config = PoolConfig(str(DEMO / "generator.pth"), str(DEMO / "detector.pth"), str(DEMO_DIR),
+                            device="cpu", threads=4, lanes=0)
+        pool = ModelPool(config)
+        assert (pool.lanes, pool.lane_threads, torch.get_num_threads()) == (4, 1, 1)
+        pool = ModelPool(dataclasses.replace(config, lanes=2))
+        assert (pool.lanes, pool.lane_threads, torch.get_num_threads()) == (2, 2, 2)
+        assert pool.describe()["lanes"] == 2 and pool.describe()["threads_per_lane"] == 2
+    finally:
+        torch.set_num_threads(before)
