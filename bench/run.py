@@ -30,8 +30,8 @@ Knobs (environment): ``BENCH_CLIPS`` (``"1:20,10:8,60:3"``: seconds:count), ``BE
 (32), ``BENCH_LATENCY_REQUESTS`` (requests per client per round, 10), ``BENCH_LATENCY_ROUNDS`` (3),
 ``BENCH_WEB_WORKERS`` (2), ``BENCH_WEB_THREADS`` (4), ``BENCH_WAITS`` (``"40,200"``: N held waits),
 ``BENCH_WAIT_SAMPLES`` (40), ``BENCH_WAIT_WEB_WORKERS`` (5) and ``BENCH_WAIT_WEB_THREADS`` (4: the production
-config's defaults on this machine), ``BENCH_NAIVE_COMPILE=1`` (also time the naive baseline with audioseal's lazy torch.compile left on),
-``MODEL_THREADS``/``MODEL_DEVICE`` as for the worker.
+config's defaults on this machine), ``BENCH_NAIVE_COMPILE=1`` (also time the naive baseline with audioseal's
+lazy torch.compile left on), ``MODEL_THREADS``/``MODEL_DEVICE`` as for the worker.
 """
 
 from __future__ import annotations
