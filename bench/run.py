@@ -229,22 +229,28 @@ def section_platform(ops, clips, warm_clips, base_url, api_key) -> dict[str, Any
     return out
 
 
-def section_latency(base_url: str, api_key: str, clients: int, per_client: int, rounds: int = 3) -> dict[str, Any]:
+def section_latency(base_url: str, api_key: str, clients: int, per_client: int, rounds: int = 3,
+                    tenants: int = 1) -> dict[str, Any]:
     """Submission (POST detect, 0.5 s WAV, every file different) vs a trivial authenticated GET, measured in
     ``rounds`` alternations (GET, POST, GET, POST, ...) so load from elsewhere on the machine hits both alike;
     each endpoint's figures are its median round (by throughput), the ratio is of those medians, and every
-    round's figures are kept (``rounds``)."""
+    round's figures are kept (``rounds``). ``tenants`` > 1 (``BENCH_LATENCY_TENANTS``, a diagnosis, not the
+    figure): the clients are spread over that many tenants' keys, so submissions stop queueing on one
+    tenant's period-row lock (``billing.services.reserve``)."""
+    import itertools
     import statistics
 
     from bench.clips import small_wav, speech_base
-    from bench.platform import Client, concurrent_requests
+    from bench.platform import Client, concurrent_requests, make_tenant
 
     base = speech_base()
     files = [small_wav(0.5, 900_000 + i, base) for i in range(rounds * clients * per_client)]
     warm = [small_wav(0.5, 800_000 + i, base) for i in range(4)]
+    keys = [api_key] + [make_tenant(f"bench-{os.getpid()}-t{n}") for n in range(1, tenants)]
+    next_key = itertools.cycle(keys)
 
     def make_client() -> Client:
-        return Client(base_url, api_key)
+        return Client(base_url, next(next_key))
 
     def prepare_get(client: Client, i: int):
         return client.prepare_get("/api/v1/jobs?page_size=1")
@@ -274,6 +280,7 @@ def section_latency(base_url: str, api_key: str, clients: int, per_client: int, 
     return {
         "file_bytes": len(files[0]),
         "rounds": rounds,
+        "tenants": tenants,
         "trivial_get": trivial,
         "submit": submit,
         "throughput_ratio": _ratio(submit["requests_per_second"], trivial["requests_per_second"]),
@@ -665,7 +672,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             worker.stop()
         if "latency" in sections:
             results["latency"] = section_latency(base_url, api_key, latency_clients, latency_requests,
-                                                 rounds=int(os.environ.get("BENCH_LATENCY_ROUNDS", 3)))
+                                                 rounds=int(os.environ.get("BENCH_LATENCY_ROUNDS", 3)),
+                                                 tenants=int(os.environ.get("BENCH_LATENCY_TENANTS", 1)))
             results["latency"]["jobs_dropped_after"] = drop_queued_jobs()
         if "rss" in sections:
             tiny_gen, tiny_det, label = tiny_checkpoints(BENCH_DIR / "models" / "tiny")

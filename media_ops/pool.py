@@ -77,6 +77,20 @@ class ModelPool:
         self.load_counts: Counter[str] = Counter()
         self.load_seconds: dict[str, float] = {}
 
+    # Families whose passes run one at a time whatever the lanes, each with every thread: emotion2vec is a
+    # transformer whose matrix products split well over threads, and two single-threaded passes side by side
+    # did less than one two-threaded pass (base size, 2-core AMD EPYC: 10 s clips 5.9 against 7.8 audio s/s;
+    # 1 s clips 7.5 against 6.1). README "Benchmarks".
+    SINGLE_LANE_FAMILIES = frozenset({"emotion"})
+
+    def family_lanes(self, family: str) -> int:
+        """How many lanes may run passes of ``family`` at the same time."""
+        return 1 if family in self.SINGLE_LANE_FAMILIES else self.lanes
+
+    def family_threads(self, family: str) -> int:
+        """torch threads for one pass of ``family`` (the thread running it sets them: the count is per thread)."""
+        return int(self.config.threads) if self.family_lanes(family) == 1 else self.lane_threads
+
     def _load(self, family: str) -> Any:
         if family == "watermark":
             from media_ops.watermark import WatermarkModels
@@ -90,7 +104,8 @@ class ModelPool:
         if family == "emotion":
             from media_ops.emotion import EmotionModel
 
-            return EmotionModel.load(self.config.emotion_model_dir, device=self.device, threads=self.lane_threads)
+            return EmotionModel.load(self.config.emotion_model_dir, device=self.device,
+                                     threads=self.family_threads(family))
         raise KeyError(f"unknown model family {family!r}")
 
     def get(self, family: str) -> Any:

@@ -145,6 +145,36 @@ def test_model_lanes_run_two_model_calls_side_by_side(api_client, tenant, run_wo
     assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
+def test_emotion_passes_run_one_at_a_time_with_every_thread(api_client, tenant, run_worker, stage_events,
+                                                             settings):
+    """Two lanes, two threads: watermark passes get one thread each and may overlap; emotion passes (a
+    transformer that splits well over threads) run one at a time with both threads, on whichever lane."""
+    import torch
+
+    from jobs.worker.pool import reset_pool
+
+    settings.WORKER_MODEL_LANES = 2
+    settings.MODEL_THREADS = 2
+    reset_pool()
+    events, hooks = stage_events
+    threads_seen: dict[str, int] = {}
+    hooks["infer_start"] = [lambda got: threads_seen.update({i: torch.get_num_threads() for i in got})]
+    before = torch.get_num_threads()
+    try:
+        emotion = [submit_upload(api_client, "/api/v1/emotion/analyze") for _ in range(3)]
+        detect = [submit_upload(api_client, DETECT) for _ in range(2)]
+        run_worker(["watermark", "emotion"])
+    finally:
+        reset_pool()
+        torch.set_num_threads(before)
+    assert [job(i).status for i in emotion + detect] == [JobStatus.SUCCEEDED] * 5
+    assert {threads_seen[i] for i in emotion} == {2}
+    assert {threads_seen[i] for i in detect} == {1}
+    emotion_events = [(e, i) for e, i in events if i in emotion and e in ("infer_start", "infer_end")]
+    assert [e for e, _ in emotion_events] == ["infer_start", "infer_end"] * 3  # never two at once
+    assert_books_balance(tenant, emotion + detect, final=FINAL_STATUSES)
+
+
 def _running_jobs(client, n: int, worker_name: str) -> list[Job]:
     ids = [submit_upload(client, DETECT) for _ in range(n)]
     for job_id in ids:

@@ -157,10 +157,9 @@ class Heartbeat(_Loop):
         if not jobs:
             return
         beat_jobs(jobs)
-        running = getattr(self.worker, "running", None)
-        if running is not None:  # keep RQ's view consistent too (worker key, execution, started registry)
-            rq_job, execution = running
-            self.worker.maintain_heartbeats(rq_job, execution)
+        beat_rq = getattr(self.worker, "beat_running_execution", None)
+        if beat_rq is not None:  # keep RQ's view consistent too (worker key, execution, started registry)
+            beat_rq()
 
 
 class Maintenance(_Loop):

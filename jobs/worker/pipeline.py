@@ -17,7 +17,9 @@ each worker process runs three stages on three threads:
   ``EmotionModel.analyze_batch``). Nothing else runs on these threads: no database, no Redis, no progress
   reports. torch releases the GIL inside its kernels, so the other stages (and the other lanes) really run
   meanwhile, and ``MODEL_THREADS`` bounds the model's threads in all (each lane has its share). On CPU two
-  single-threaded lanes beat one two-threaded pass: a SEANet pass splits poorly over threads.
+  single-threaded lanes beat one two-threaded pass: a SEANet pass splits poorly over threads. Emotion is
+  the exception (``ModelPool.family_lanes``): one emotion pass at a time, with every thread, because its
+  transformer splits well; the lane running it sets its own torch thread count (per thread in torch).
 * **finish** (one thread): the handler's ``finish`` stage (encode, sign), the result cache, the output
   upload, then ONE transaction for the batch's successes (``services.succeed_many``: a constant number of
   statements, events published on commit); a failure is settled per job through the one error mapping
@@ -147,6 +149,7 @@ class Pipeline:
         self._cond = threading.Condition()
         self._ready: deque[Entry] = deque()
         self._in_flight: dict[str, Entry] = {}  # job id -> entry, from admission until settled
+        self._running_families: dict[str, int] = {}  # family -> passes running now (``pool.family_lanes``)
         self._finishing: queue.Queue[Batch | None] = queue.Queue()
         self._stopping = False
         self._threads = [
@@ -239,9 +242,24 @@ class Pipeline:
 
     # --- the model thread -------------------------------------------------------------------------------
 
+    def _family_has_room(self, family: str) -> bool:
+        """Fewer passes of ``family`` are running than the lanes it may use (lock held)."""
+        lanes = getattr(self.pool, "family_lanes", None)
+        return lanes is None or self._running_families.get(family, 0) < lanes(family)
+
+    def _next_ready(self) -> Entry | None:
+        """The oldest ready job whose family has a lane free (lock held)."""
+        for entry in self._ready:
+            if self._family_has_room(entry.stages.family):
+                return entry
+        return None
+
     def _take_group(self) -> list[Entry]:
-        """The oldest ready job and the ready jobs of its kind behind it, up to its batch size (lock held)."""
-        first = self._ready.popleft()
+        """The oldest ready job whose family has room, and the ready jobs of its kind behind it, up to its batch
+        size (lock held; ``_next_ready`` found one)."""
+        first = self._next_ready()
+        assert first is not None
+        self._ready.remove(first)
         group = [first]
         if first.batch_size > 1:
             for entry in list(self._ready):
@@ -253,17 +271,31 @@ class Pipeline:
         return group
 
     def _model_loop(self) -> None:
+        threads_now = 0  # this lane's torch thread count (per thread in torch), set per family before a pass
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._ready or self._stopping)
+                self._cond.wait_for(lambda: self._next_ready() is not None or self._stopping)
                 if self._stopping:
                     return
                 group = self._take_group()
+                family = group[0].stages.family
+                self._running_families[family] = self._running_families.get(family, 0) + 1
             try:
+                family_threads = getattr(self.pool, "family_threads", None)
+                wanted = int(family_threads(family)) if family_threads is not None else 0
+                if wanted and wanted != threads_now:
+                    import torch
+
+                    torch.set_num_threads(wanted)
+                    threads_now = wanted
                 self._finishing.put(self._infer(group))
             except BaseException:  # noqa: BLE001 - the thread must survive; the finisher settles the jobs
                 logger.exception("the pipeline's model stage failed")
                 self._finishing.put(Batch(group, error=RuntimeError("model stage failed")))
+            finally:
+                with self._cond:
+                    self._running_families[family] -= 1
+                    self._cond.notify_all()  # a lane waiting for this family's turn may go
 
     def _infer(self, group: list[Entry]) -> Batch:
         stages = group[0].stages

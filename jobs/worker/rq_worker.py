@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 
 import django_rq
@@ -40,6 +41,10 @@ class PoolWorker(SimpleWorker):
         self.pool = get_pool()
         self.pool.preload(families_for([q.name for q in self.queues]))
         self.running = None  # (rq job, execution) while a job runs: the heartbeat thread refreshes its TTLs
+        # Held while the heartbeat thread refreshes the running execution and while RQ cleans it up: RQ's
+        # refresh is an HSET, which would recreate an execution key deleted a moment before (an orphan key
+        # per such race: one in 2,000 jobs was left in a benchmark).
+        self._running_lock = threading.Lock()
         self._shutdown_timer = None
 
     # --- liveness, periodic reconciliation and graceful shutdown (jobs.worker.heartbeat) ---------------------------
@@ -77,8 +82,22 @@ class PoolWorker(SimpleWorker):
         try:
             self.perform_job(job, queue, execution)
         finally:
-            self.running = None
+            with self._running_lock:
+                self.running = None
         self.set_state(WorkerStatus.IDLE)
+
+    def beat_running_execution(self) -> None:
+        """Refresh RQ's TTLs of the job running now, if any (the heartbeat thread): never one RQ has cleaned up."""
+        with self._running_lock:
+            if self.running is not None:
+                rq_job, execution = self.running
+                self.maintain_heartbeats(rq_job, execution)
+
+    def cleanup_execution(self, job, pipeline, execution=None) -> None:
+        """RQ's cleanup of a run (queued on ``pipeline``), after which the heartbeat thread leaves it alone."""
+        with self._running_lock:
+            self.running = None
+        super().cleanup_execution(job, pipeline, execution)
 
     # --- presence for /readyz and /metrics, temp file cleanup (jobs.worker.presence, jobs.worker.workdirs) ------
 
