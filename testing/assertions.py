@@ -27,3 +27,33 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def run_side_by_side(calls: dict[str, Callable[[], Any]], timeout: float = 120.0) -> dict[str, Any]:
+    """Run each callable on its own thread, all released together by a barrier; their results by name.
+
+    For tests of code that other threads call at the same time (the worker's model lanes): the first
+    exception any thread met is raised here, and a thread still running after ``timeout`` fails the test."""
+    import threading
+
+    start = threading.Barrier(len(calls), timeout=timeout)
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, call: Callable[[], Any]) -> None:
+        try:
+            start.wait()
+            results[name] = call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item, daemon=True) for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if errors:
+        raise errors[0]
+    stuck = [name for name in calls if name not in results]
+    assert not stuck, f"still running after {timeout}s: {stuck}"
+    return results

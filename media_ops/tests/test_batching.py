@@ -13,6 +13,7 @@ import pytest
 
 from media_ops import audio, watermark
 from media_ops.watermark import MODEL_RATE, WatermarkModels
+from testing.assertions import run_side_by_side
 from testing.demo import DEMO
 from testing.speech import looped_speech, seeded_bits
 from testing.uploads import FIXTURES
@@ -247,34 +248,15 @@ def test_two_threads_at_once_get_what_each_gets_alone(models):
     """The worker's model lanes call one loaded pair from several threads at the same time (embeds on one,
     detections on another, of other lengths): each result is the one-at-a-time result, and the forward-pass
     counters count every pass of both threads."""
-    import threading
-
     xs = [looped_speech(s, 40 + i) for i, s in enumerate([1.0, 2.3, 0.7])]
     bits = [seeded_bits(40 + i) for i in range(len(xs))]
     marked = [models.watermark_16k(x, b) for x, b in zip(xs, bits, strict=True)]
     detected = [models.detect_16k(m) for m in marked]
     before = dict(models.forward_passes)
-    start = threading.Barrier(2, timeout=30)
-    got: dict[str, list] = {"embed": [], "detect": []}
-    errors: list[BaseException] = []
-
-    def run(name: str) -> None:
-        try:
-            start.wait()
-            for _ in range(3):
-                if name == "embed":
-                    got[name].append(models.watermark_16k_batch(xs, bits, max_batch=1))
-                else:
-                    got[name].append(models.detect_16k_batch(marked, max_batch=1))
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in got]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    got = run_side_by_side({
+        "embed": lambda: [models.watermark_16k_batch(xs, bits, max_batch=1) for _ in range(3)],
+        "detect": lambda: [models.detect_16k_batch(marked, max_batch=1) for _ in range(3)],
+    })
     for run_marked in got["embed"]:
         for a, b in zip(marked, run_marked, strict=True):
             np.testing.assert_allclose(b, a, atol=ATOL, rtol=0)

@@ -18,6 +18,7 @@ from media_ops.emotion import LABELS, EmotionModel, UnsupportedModelError, plan_
 from media_ops.emotion.batching import WindowRef, check_structure, plan_batches
 from media_ops.errors import EMPTY_FILE, INVALID_FORMAT, MediaError
 from media_ops.tests.test_emotion import DEMO_DIR, noise
+from testing.assertions import run_side_by_side
 
 SCORE_ATOL = 1e-5
 FEATURE_ATOL = 1e-4
@@ -94,33 +95,17 @@ def test_padded_batches_on_two_threads_at_once_equal_one_at_a_time(model):
     """The worker's model lanes run passes side by side on one model: each thread's padding mask is its own.
     Thread A runs padded batches (two lengths), thread B unpadded ones of another shape, at the same time;
     a mask shared between them would be applied to B's pass (a shape error, or wrong scores)."""
-    import threading
-
     padded = [noise(0.7, seed=31), noise(5.0, seed=32)]
     plain = [noise(2.9, seed=33), noise(2.9, seed=34), noise(2.9, seed=35)]
     expected = {
         "padded": [model.analyze(c, granularity="frame", extract_embedding=True) for c in padded],
         "plain": [model.analyze(c, granularity="frame", extract_embedding=True) for c in plain],
     }
-    start = threading.Barrier(2, timeout=30)
-    got: dict[str, list] = {"padded": [], "plain": []}
-    errors: list[BaseException] = []
 
-    def run(name: str, clips: list) -> None:
-        try:
-            start.wait()
-            for _ in range(4):
-                got[name].append(model.analyze_batch([(c, "frame", True) for c in clips], max_batch=len(clips)))
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
+    def four_batches(clips: list) -> list:
+        return [model.analyze_batch([(c, "frame", True) for c in clips], max_batch=len(clips)) for _ in range(4)]
 
-    threads = [threading.Thread(target=run, args=(name, clips))
-               for name, clips in (("padded", padded), ("plain", plain))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    got = run_side_by_side({"padded": lambda: four_batches(padded), "plain": lambda: four_batches(plain)})
     for name, runs in got.items():
         assert len(runs) == 4
         for batched in runs:
