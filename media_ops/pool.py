@@ -91,6 +91,14 @@ class ModelPool:
         """torch threads for one pass of ``family`` (the thread running it sets them: the count is per thread)."""
         return int(self.config.threads) if self.family_lanes(family) == 1 else self.lane_threads
 
+    def use_threads_for(self, family: str) -> None:
+        """Give the calling thread ``family_threads(family)`` torch threads (a lane, before a pass of it)."""
+        import torch
+
+        wanted = self.family_threads(family)
+        if torch.get_num_threads() != wanted:  # per thread once the thread has run an op
+            torch.set_num_threads(wanted)
+
     def _load(self, family: str) -> Any:
         if family == "watermark":
             from media_ops.watermark import WatermarkModels

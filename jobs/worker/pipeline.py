@@ -271,7 +271,6 @@ class Pipeline:
         return group
 
     def _model_loop(self) -> None:
-        threads_now = 0  # this lane's torch thread count (per thread in torch), set per family before a pass
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._next_ready() is not None or self._stopping)
@@ -281,13 +280,9 @@ class Pipeline:
                 family = group[0].stages.family
                 self._running_families[family] = self._running_families.get(family, 0) + 1
             try:
-                family_threads = getattr(self.pool, "family_threads", None)
-                wanted = int(family_threads(family)) if family_threads is not None else 0
-                if wanted and wanted != threads_now:
-                    import torch
-
-                    torch.set_num_threads(wanted)
-                    threads_now = wanted
+                use_threads = getattr(self.pool, "use_threads_for", None)  # a test's stand-in pool may lack it
+                if use_threads is not None:
+                    use_threads(family)  # this lane's torch threads for the family (the count is per thread)
                 self._finishing.put(self._infer(group))
             except BaseException:  # noqa: BLE001 - the thread must survive; the finisher settles the jobs
                 logger.exception("the pipeline's model stage failed")
