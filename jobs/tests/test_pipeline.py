@@ -119,6 +119,7 @@ def test_model_lanes_run_two_model_calls_side_by_side(api_client, tenant, run_wo
     from jobs.worker.pool import get_pool, reset_pool
 
     settings.WORKER_MODEL_LANES = 2
+    settings.RESULT_CACHE_ENABLED = False  # the same upload four times: every job must reach the model
     reset_pool()
     events, hooks = stage_events
     barrier = threading.Barrier(2, timeout=60)
@@ -155,6 +156,7 @@ def test_emotion_passes_run_one_at_a_time_with_every_thread(api_client, tenant, 
 
     settings.WORKER_MODEL_LANES = 2
     settings.MODEL_THREADS = 2
+    settings.RESULT_CACHE_ENABLED = False  # the same upload five times: every job must reach the model
     reset_pool()
     events, hooks = stage_events
     threads_seen: dict[str, int] = {}
