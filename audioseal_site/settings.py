@@ -321,16 +321,17 @@ WORKER_LOST_AFTER_SECONDS = env.float("WORKER_LOST_AFTER_SECONDS", default=60.0)
 # (it starts again elsewhere) so the process exits before an orchestrator's SIGKILL (Kubernetes: 30 s).
 WORKER_SHUTDOWN_GRACE_SECONDS = env.float("WORKER_SHUTDOWN_GRACE_SECONDS", default=20.0)
 # The worker pipeline (jobs/worker/pipeline.py): CPU stages (download, decode; encode, upload, bookkeeping)
-# overlap with one model thread that batches whatever prepared jobs are ready. false = the former serial
+# overlap with the model threads (lanes, below) that batch whatever prepared jobs are ready. false = the serial
 # worker (PoolWorker). WORKER_PIPELINE_DEPTH: jobs in flight per worker before it stops dequeuing (0 = twice
-# the largest batch size, at least 2), so other workers get the rest of the queue.
+# the largest batch size, at least 2, per model lane), so other workers get the rest of the queue.
 WORKER_PIPELINE = env.bool("WORKER_PIPELINE", default=True)
 WORKER_PIPELINE_DEPTH = env.int("WORKER_PIPELINE_DEPTH", default=0)
 # Model lanes of a pipelined worker: model loops that run forward passes side by side, MODEL_THREADS shared
 # out among them. 0 = by device: on CPU one lane per MODEL_THREADS thread, each pass single-threaded (two
-# single-threaded passes side by side beat one two-threaded pass on this project's 2-core machine: 1.9x for
-# 1 s clips, 1.14x for 10 s; README "Benchmarks"); on CUDA 1. The serial worker always has one. Emotion passes
-# run one at a time with every thread whatever the lanes (its transformer splits well: ModelPool.family_lanes).
+# single-threaded passes side by side beat one two-threaded pass on this project's 2-core machine: 2.1-2.4x
+# for 1 s clips, 1.1-1.3x for 10 s; README "Benchmarks"); on CUDA 1. The serial worker always has one.
+# Emotion passes run one at a time with every thread whatever the lanes (its transformer splits well:
+# ModelPool.family_lanes).
 WORKER_MODEL_LANES = env.int("WORKER_MODEL_LANES", default=0)
 # The GIL switch interval while the pipeline runs (Python's default is 0.005 s): torch takes the GIL back
 # after every op, and with the CPU stages running Python beside it, each op could wait up to the interval.

@@ -133,9 +133,7 @@ def _loop(
     """Time ``forward`` over ``inputs`` (default: ``clips``, 16 kHz mono): one untimed call per distinct clip
     length first, then ``passes`` timed passes of which the fastest counts (on a shared machine a limit is
     the best the hardware did, not an average of interruptions). ``lanes`` threads share each pass's clips
-    (the next clip to whichever is free); the pass lasts from the first start to the last end."""
-    import threading
-
+    (the next clip to whichever is free; ``_timed_pass``)."""
     import torch
 
     inputs = clips if inputs is None else inputs
@@ -149,42 +147,56 @@ def _loop(
         _sync(device)
     best: tuple[float, list[float]] | None = None
     for _ in range(max(1, passes)):
-        per_clip: list[float] = []
-        todo = list(reversed(inputs))
-        lock = threading.Lock()
-
-        def lane(todo: list[Any] = todo, lock: Any = lock, per_clip: list[float] = per_clip) -> None:
-            with torch.inference_mode():  # per thread: inference mode is thread-local
-                while True:
-                    with lock:
-                        if not todo:
-                            return
-                        x = todo.pop()
-                    t0 = time.perf_counter()
-                    forward(x)
-                    _sync(device)
-                    with lock:
-                        per_clip.append(time.perf_counter() - t0)
-
-        started = time.perf_counter()
-        if lanes == 1:
-            lane()
-        else:
-            import sys
-
-            switch = sys.getswitchinterval()
-            sys.setswitchinterval(0.0002)  # as the pipelined worker runs (WORKER_PIPELINE_SWITCH_INTERVAL)
-            threads = [threading.Thread(target=lane) for _ in range(lanes)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            sys.setswitchinterval(switch)
-        elapsed = time.perf_counter() - started
+        elapsed, per_clip = _timed_pass(forward, inputs, device, lanes)
         if best is None or elapsed < best[0]:
             best = (elapsed, per_clip)
     return {**_summary(sum(len(c) for c in clips) / 16_000, best[0], best[1]), "passes": max(1, passes),
             "lanes": lanes}
+
+
+def _timed_pass(forward, inputs: list[Any], device: str, lanes: int) -> tuple[float, list[float]]:
+    """One pass over ``inputs`` by ``lanes`` threads (the next input to whichever is free): wall seconds from
+    the first start to the last end, and each call's seconds. Several lanes run under the pipelined worker's
+    GIL switch interval (``WORKER_PIPELINE_SWITCH_INTERVAL``)."""
+    import sys
+    import threading
+
+    import torch
+    from django.conf import settings
+
+    todo = list(reversed(inputs))
+    lock = threading.Lock()
+    per_clip: list[float] = []
+
+    def lane() -> None:
+        with torch.inference_mode():  # per thread: inference mode is thread-local
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    x = todo.pop()
+                t0 = time.perf_counter()
+                forward(x)
+                _sync(device)
+                with lock:
+                    per_clip.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    if lanes == 1:
+        lane()
+        return time.perf_counter() - started, per_clip
+    switch = sys.getswitchinterval()
+    if settings.configured:
+        sys.setswitchinterval(float(settings.WORKER_PIPELINE_SWITCH_INTERVAL) or switch)
+    try:
+        threads = [threading.Thread(target=lane) for _ in range(lanes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    return time.perf_counter() - started, per_clip
 
 
 def _summary(audio_seconds: float, elapsed: float, per_clip: list[float]) -> dict[str, Any]:

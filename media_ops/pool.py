@@ -49,8 +49,9 @@ def resolve_lanes(configured: int, device: str, threads: int) -> int:
 
     Why on CPU: a forward pass of the SEANet models splits poorly over threads (the LSTMs step one frame at a
     time, and every op's threads wait for the slowest), so two passes side by side with one thread each do
-    more than one pass with two. Measured on the 2-core AMD EPYC, full-size generator, in one process: 1 s
-    clips 23.4 against 12.5 audio s/s, 10 s clips 18.0 against 15.8 (README "Benchmarks")."""
+    more than one pass with two. Measured on the 2-core AMD EPYC, full-size generator, bare forwards in one
+    process (``bench.run --sections limit``, five runs): 2.1-2.4x the audio s/s for 1 s clips, 1.1-1.3x
+    for 10 s (README "Benchmarks")."""
     if configured > 0:
         return int(configured)
     return 1 if str(device).startswith("cuda") else max(1, int(threads))
@@ -66,7 +67,8 @@ class ModelPool:
         self.config = config
         self.device = resolve_device(config.device)
         self.lanes = resolve_lanes(config.lanes, self.device, config.threads)
-        # torch's intra-op thread count is per process: each lane gets its share of the thread budget.
+        # Each lane gets its share of the thread budget. torch keeps the count per thread once a thread has run
+        # an op; this sets it for this thread and the default new threads start with (``use_threads_for``).
         self.lane_threads = max(1, config.threads // self.lanes)
         torch.set_num_threads(self.lane_threads)
         if config.gpu_memory_fraction and self.device.startswith("cuda"):

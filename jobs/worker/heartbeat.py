@@ -157,9 +157,8 @@ class Heartbeat(_Loop):
         if not jobs:
             return
         beat_jobs(jobs)
-        beat_rq = getattr(self.worker, "beat_running_execution", None)
-        if beat_rq is not None:  # keep RQ's view consistent too (worker key, execution, started registry)
-            beat_rq()
+        # keep RQ's view consistent too (worker key, execution, started registry)
+        self.worker.beat_running_execution()
 
 
 class Maintenance(_Loop):

@@ -143,7 +143,7 @@ class Pipeline:
         self.pool = pool
         self.worker_name = worker_name
         largest = max(int(pool.batch_size("watermark")), int(pool.batch_size("emotion")), 1)
-        self.lanes = max(1, int(getattr(pool, "lanes", 1)))
+        self.lanes = max(1, int(pool.lanes))
         self.depth = depth if depth > 0 else max(2, 2 * largest) * self.lanes
         self.engine_calls = 0  # engine batch calls made (each runs ceil(windows / batch size) forward passes)
         self._cond = threading.Condition()
@@ -244,8 +244,7 @@ class Pipeline:
 
     def _family_has_room(self, family: str) -> bool:
         """Fewer passes of ``family`` are running than the lanes it may use (lock held)."""
-        lanes = getattr(self.pool, "family_lanes", None)
-        return lanes is None or self._running_families.get(family, 0) < lanes(family)
+        return self._running_families.get(family, 0) < self.pool.family_lanes(family)
 
     def _next_ready(self) -> Entry | None:
         """The oldest ready job whose family has a lane free (lock held)."""
@@ -280,9 +279,7 @@ class Pipeline:
                 family = group[0].stages.family
                 self._running_families[family] = self._running_families.get(family, 0) + 1
             try:
-                use_threads = getattr(self.pool, "use_threads_for", None)  # a test's stand-in pool may lack it
-                if use_threads is not None:
-                    use_threads(family)  # this lane's torch threads for the family (the count is per thread)
+                self.pool.use_threads_for(family)  # this lane's torch threads for the family (per thread)
                 self._finishing.put(self._infer(group))
             except BaseException:  # noqa: BLE001 - the thread must survive; the finisher settles the jobs
                 logger.exception("the pipeline's model stage failed")
