@@ -329,9 +329,8 @@ WORKER_PIPELINE_DEPTH = env.int("WORKER_PIPELINE_DEPTH", default=0)
 # Model lanes of a pipelined worker: model loops that run forward passes side by side, MODEL_THREADS shared
 # out among them. 0 = by device: on CPU one lane per MODEL_THREADS thread, each pass single-threaded (two
 # single-threaded passes side by side beat one two-threaded pass on this project's 2-core machine: 2.1-2.4x
-# for 1 s clips, 1.1-1.3x for 10 s; README "Benchmarks"); on CUDA 1. The serial worker always has one.
-# Emotion passes run one at a time with every thread whatever the lanes (its transformer splits well:
-# ModelPool.family_lanes).
+# for 1 s clips, 1.1-1.3x for 10 s; emotion 1.2-1.5x and 1.0-1.26x; README "Benchmarks"); on CUDA 1. The
+# serial worker always has one. A pass alone (other lanes idle, nothing ready) takes every thread.
 WORKER_MODEL_LANES = env.int("WORKER_MODEL_LANES", default=0)
 # The GIL switch interval while the pipeline runs (Python's default is 0.005 s): torch takes the GIL back
 # after every op, and with the CPU stages running Python beside it, each op could wait up to the interval.

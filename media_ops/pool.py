@@ -51,7 +51,9 @@ def resolve_lanes(configured: int, device: str, threads: int) -> int:
     time, and every op's threads wait for the slowest), so two passes side by side with one thread each do
     more than one pass with two. Measured on the 2-core AMD EPYC, full-size generator, bare forwards in one
     process (``bench.run --sections limit``, five runs): 2.1-2.4x the audio s/s for 1 s clips, 1.1-1.3x
-    for 10 s (README "Benchmarks")."""
+    for 10 s (README "Benchmarks"). emotion2vec too, though a transformer: bare forwards of the base size, the
+    two ways alternated (2026-12-01, quiet machine): 1 s clips 1.2-1.5x, 10 s 1.0-1.26x, 30 s 1.04-1.16x.
+    A lane whose pass is alone takes every thread instead (``ModelPool.pass_threads``)."""
     if configured > 0:
         return int(configured)
     return 1 if str(device).startswith("cuda") else max(1, int(threads))
@@ -68,7 +70,7 @@ class ModelPool:
         self.device = resolve_device(config.device)
         self.lanes = resolve_lanes(config.lanes, self.device, config.threads)
         # Each lane gets its share of the thread budget. torch keeps the count per thread once a thread has run
-        # an op; this sets it for this thread and the default new threads start with (``use_threads_for``).
+        # an op; this sets it for this thread and the default new threads start with (``use_threads``).
         self.lane_threads = max(1, config.threads // self.lanes)
         torch.set_num_threads(self.lane_threads)
         if config.gpu_memory_fraction and self.device.startswith("cuda"):
@@ -79,27 +81,19 @@ class ModelPool:
         self.load_counts: Counter[str] = Counter()
         self.load_seconds: dict[str, float] = {}
 
-    # Families whose passes run one at a time whatever the lanes, each with every thread: emotion2vec is a
-    # transformer whose matrix products split well over threads, and two single-threaded passes side by side
-    # did less than one two-threaded pass (base size, 2-core AMD EPYC: 10 s clips 5.9 against 7.8 audio s/s;
-    # 1 s clips 7.5 against 6.1). README "Benchmarks".
-    SINGLE_LANE_FAMILIES = frozenset({"emotion"})
+    def pass_threads(self, *, alone: bool) -> int:
+        """torch threads for one forward pass: every thread of the budget when the pass is ``alone`` (no other
+        lane busy, nothing else ready: the cores would idle otherwise, so a lone job is not slowed by the
+        lanes), else the lane's share. With one lane both are the budget."""
+        return int(self.config.threads) if alone else self.lane_threads
 
-    def family_lanes(self, family: str) -> int:
-        """How many lanes may run passes of ``family`` at the same time."""
-        return 1 if family in self.SINGLE_LANE_FAMILIES else self.lanes
-
-    def family_threads(self, family: str) -> int:
-        """torch threads for one pass of ``family`` (the thread running it sets them: the count is per thread)."""
-        return int(self.config.threads) if self.family_lanes(family) == 1 else self.lane_threads
-
-    def use_threads_for(self, family: str) -> None:
-        """Give the calling thread ``family_threads(family)`` torch threads (a lane, before a pass of it)."""
+    def use_threads(self, threads: int) -> None:
+        """Give the calling thread ``threads`` torch threads (a lane, before a pass; the count is per thread
+        once the thread has run an op)."""
         import torch
 
-        wanted = self.family_threads(family)
-        if torch.get_num_threads() != wanted:  # per thread once the thread has run an op
-            torch.set_num_threads(wanted)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
     def _load(self, family: str) -> Any:
         if family == "watermark":
@@ -115,7 +109,7 @@ class ModelPool:
             from media_ops.emotion import EmotionModel
 
             return EmotionModel.load(self.config.emotion_model_dir, device=self.device,
-                                     threads=self.family_threads(family))
+                                     threads=self.lane_threads)
         raise KeyError(f"unknown model family {family!r}")
 
     def get(self, family: str) -> Any:

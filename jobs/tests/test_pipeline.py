@@ -146,35 +146,67 @@ def test_model_lanes_run_two_model_calls_side_by_side(api_client, tenant, run_wo
     assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
-def test_emotion_passes_run_one_at_a_time_with_every_thread(api_client, tenant, run_worker, stage_events,
-                                                             settings):
-    """Two lanes, two threads: watermark passes get one thread each and may overlap; emotion passes (a
-    transformer that splits well over threads) run one at a time with both threads, on whichever lane."""
+def test_emotion_passes_run_side_by_side_too(api_client, tenant, run_worker, stage_events, settings):
+    """Two lanes, two threads: emotion passes overlap on the two lanes like watermark ones (the first two are
+    held at a barrier only a second pass running at the same time can open), and a pass that starts while
+    another runs gets its lane's share, one thread."""
     import torch
 
     from jobs.worker.pool import reset_pool
 
     settings.WORKER_MODEL_LANES = 2
     settings.MODEL_THREADS = 2
-    settings.RESULT_CACHE_ENABLED = False  # the same upload five times: every job must reach the model
+    settings.RESULT_CACHE_ENABLED = False  # the same upload three times: every job must reach the model
     reset_pool()
     events, hooks = stage_events
-    threads_seen: dict[str, int] = {}
-    hooks["infer_start"] = [lambda got: threads_seen.update({i: torch.get_num_threads() for i in got})]
+    barrier = threading.Barrier(2, timeout=60)
+    held: list[tuple[str, int]] = []  # (job id, its pass's torch threads), in the order the passes started
+
+    def meet_the_other_lane(got: list[str]) -> None:
+        if len(held) < 2:
+            held.append((got[0], torch.get_num_threads()))
+            barrier.wait()
+
+    hooks["infer_start"] = [meet_the_other_lane]
     before = torch.get_num_threads()
     try:
         emotion = [submit_upload(api_client, "/api/v1/emotion/analyze") for _ in range(3)]
-        detect = [submit_upload(api_client, DETECT) for _ in range(2)]
-        run_worker(["watermark", "emotion"])
+        run_worker(["emotion"])
     finally:
         reset_pool()
         torch.set_num_threads(before)
-    assert [job(i).status for i in emotion + detect] == [JobStatus.SUCCEEDED] * 5
-    assert {threads_seen[i] for i in emotion} == {2}
-    assert {threads_seen[i] for i in detect} == {1}
-    emotion_events = [(e, i) for e, i in events if i in emotion and e in ("infer_start", "infer_end")]
-    assert [e for e, _ in emotion_events] == ["infer_start", "infer_end"] * 3  # never two at once
-    assert_books_balance(tenant, emotion + detect, final=FINAL_STATUSES)
+    assert [job(i).status for i in emotion] == [JobStatus.SUCCEEDED] * 3
+    first_end = min(k for k, (e, _) in enumerate(events) if e == "infer_end")
+    assert all(events.index(("infer_start", i)) < first_end for i, _ in held)
+    assert held[1][1] == 1  # started beside the first pass: one thread
+    scores = [job(i).result["scores"] for i in emotion]  # either lane, either thread count: one answer
+    assert all(s == pytest.approx(scores[0], abs=1e-5) for s in scores)
+    assert_books_balance(tenant, emotion, final=FINAL_STATUSES)
+
+
+def test_a_pass_alone_takes_every_thread(api_client, tenant, run_worker, stage_events, settings):
+    """Two lanes, two threads, one job: nothing else is ready and the other lane is idle, so its pass runs with
+    both threads (as with one lane) instead of leaving a core idle."""
+    import torch
+
+    from jobs.worker.pool import reset_pool
+
+    settings.WORKER_MODEL_LANES = 2
+    settings.MODEL_THREADS = 2
+    reset_pool()
+    _, hooks = stage_events
+    threads_seen: list[int] = []
+    hooks["infer_start"] = [lambda got: threads_seen.append(torch.get_num_threads())]
+    before = torch.get_num_threads()
+    try:
+        ids = [submit_upload(api_client, DETECT)]
+        run_worker(["watermark"])
+    finally:
+        reset_pool()
+        torch.set_num_threads(before)
+    assert job(ids[0]).status == JobStatus.SUCCEEDED
+    assert threads_seen == [2]
+    assert_books_balance(tenant, ids, final=FINAL_STATUSES)
 
 
 def _running_jobs(client, n: int, worker_name: str) -> list[Job]:

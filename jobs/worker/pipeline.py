@@ -17,9 +17,11 @@ each worker process runs three stages on three threads:
   ``EmotionModel.analyze_batch``). Nothing else runs on these threads: no database, no Redis, no progress
   reports. torch releases the GIL inside its kernels, so the other stages (and the other lanes) really run
   meanwhile, and ``MODEL_THREADS`` bounds the model's threads in all (each lane has its share). On CPU two
-  single-threaded lanes beat one two-threaded pass: a SEANet pass splits poorly over threads. Emotion is
-  the exception (``ModelPool.family_lanes``): one emotion pass at a time, with every thread, because its
-  transformer splits well; the lane running it sets its own torch thread count (per thread in torch).
+  single-threaded lanes beat one two-threaded pass, for SEANet (whose passes split poorly over threads) and
+  for emotion2vec alike (``media_ops.pool.resolve_lanes``). A pass that is alone (the other lanes idle,
+  nothing else ready) takes every thread instead (``ModelPool.pass_threads``), so a lone job runs as fast
+  as it would with one lane; the lane sets its own torch thread count before each pass (per thread in
+  torch).
 * **finish** (one thread): the handler's ``finish`` stage (encode, sign), the result cache, the output
   upload, then ONE transaction for the batch's successes (``services.succeed_many``: a constant number of
   statements, events published on commit); a failure is settled per job through the one error mapping
@@ -149,7 +151,7 @@ class Pipeline:
         self._cond = threading.Condition()
         self._ready: deque[Entry] = deque()
         self._in_flight: dict[str, Entry] = {}  # job id -> entry, from admission until settled
-        self._running_families: dict[str, int] = {}  # family -> passes running now (``pool.family_lanes``)
+        self._passes_running = 0  # model lanes in a forward pass now
         self._finishing: queue.Queue[Batch | None] = queue.Queue()
         self._stopping = False
         self._threads = [
@@ -242,23 +244,10 @@ class Pipeline:
 
     # --- the model thread -------------------------------------------------------------------------------
 
-    def _family_has_room(self, family: str) -> bool:
-        """Fewer passes of ``family`` are running than the lanes it may use (lock held)."""
-        return self._running_families.get(family, 0) < self.pool.family_lanes(family)
-
-    def _next_ready(self) -> Entry | None:
-        """The oldest ready job whose family has a lane free (lock held)."""
-        for entry in self._ready:
-            if self._family_has_room(entry.stages.family):
-                return entry
-        return None
-
     def _take_group(self) -> list[Entry]:
-        """The oldest ready job whose family has room, and the ready jobs of its kind behind it, up to its batch
-        size (lock held; ``_next_ready`` found one)."""
-        first = self._next_ready()
-        assert first is not None
-        self._ready.remove(first)
+        """The oldest ready job and the ready jobs of its kind behind it, up to its batch size (lock held; the
+        ready list is not empty)."""
+        first = self._ready.popleft()
         group = [first]
         if first.batch_size > 1:
             for entry in list(self._ready):
@@ -272,22 +261,23 @@ class Pipeline:
     def _model_loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._next_ready() is not None or self._stopping)
+                self._cond.wait_for(lambda: bool(self._ready) or self._stopping)
                 if self._stopping:
                     return
                 group = self._take_group()
-                family = group[0].stages.family
-                self._running_families[family] = self._running_families.get(family, 0) + 1
+                # Alone: no other lane busy and nothing else ready, so this pass may take every thread; a job
+                # that turns up meanwhile starts on its lane's share (briefly more threads than cores).
+                alone = not self._ready and self._passes_running == 0
+                self._passes_running += 1
             try:
-                self.pool.use_threads_for(family)  # this lane's torch threads for the family (per thread)
+                self.pool.use_threads(self.pool.pass_threads(alone=alone))  # per thread in torch
                 self._finishing.put(self._infer(group))
             except BaseException:  # noqa: BLE001 - the thread must survive; the finisher settles the jobs
                 logger.exception("the pipeline's model stage failed")
                 self._finishing.put(Batch(group, error=RuntimeError("model stage failed")))
             finally:
                 with self._cond:
-                    self._running_families[family] -= 1
-                    self._cond.notify_all()  # a lane waiting for this family's turn may go
+                    self._passes_running -= 1
 
     def _infer(self, group: list[Entry]) -> Batch:
         stages = group[0].stages

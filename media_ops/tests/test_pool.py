@@ -62,10 +62,12 @@ def test_each_lane_gets_its_share_of_the_threads():
                             device="cpu", threads=4, lanes=0)
         pool = ModelPool(config)
         assert (pool.lanes, pool.lane_threads, torch.get_num_threads()) == (4, 1, 1)
-        assert (pool.family_lanes("watermark"), pool.family_threads("watermark")) == (4, 1)
-        assert (pool.family_lanes("emotion"), pool.family_threads("emotion")) == (1, 4)  # one pass, all threads
+        assert (pool.pass_threads(alone=False), pool.pass_threads(alone=True)) == (1, 4)
         pool = ModelPool(dataclasses.replace(config, lanes=2))
         assert (pool.lanes, pool.lane_threads, torch.get_num_threads()) == (2, 2, 2)
         assert pool.describe()["lanes"] == 2 and pool.describe()["threads_per_lane"] == 2
+        assert (pool.pass_threads(alone=False), pool.pass_threads(alone=True)) == (2, 4)
+        pool = ModelPool(dataclasses.replace(config, lanes=1))
+        assert (pool.pass_threads(alone=False), pool.pass_threads(alone=True)) == (4, 4)
     finally:
         torch.set_num_threads(before)
