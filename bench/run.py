@@ -30,7 +30,8 @@ Knobs (environment): ``BENCH_CLIPS`` (``"1:20,10:8,60:3"``: seconds:count), ``BE
 (32), ``BENCH_LATENCY_REQUESTS`` (requests per client per round, 10), ``BENCH_LATENCY_ROUNDS`` (3),
 ``BENCH_WEB_WORKERS`` (2), ``BENCH_WEB_THREADS`` (4), ``BENCH_WAITS`` (``"40,200"``: N held waits),
 ``BENCH_WAIT_SAMPLES`` (40), ``BENCH_WAIT_WEB_WORKERS`` (5) and ``BENCH_WAIT_WEB_THREADS`` (4: the production
-config's defaults on this machine), ``BENCH_NAIVE_COMPILE=1`` (also time the naive baseline with audioseal's
+config's defaults on this machine), ``BENCH_LONE_JOBS`` (3: lone jobs per clip length, one at a time, after
+each throughput run), ``BENCH_NAIVE_COMPILE=1`` (also time the naive baseline with audioseal's
 lazy torch.compile left on), ``MODEL_THREADS``/``MODEL_DEVICE`` as for the worker.
 """
 
@@ -198,7 +199,12 @@ def _submit_all(client, op: str, paths: list[Path]) -> tuple[float, list[str]]:
     return started, ids
 
 
-def section_platform(ops, clips, warm_clips, base_url, api_key) -> dict[str, Any]:
+def section_platform(ops, clips, warm_clips, lone_clips, base_url, api_key) -> dict[str, Any]:
+    """Throughput (all of a length's clips submitted at once, first submit -> last completion), then the
+    ``lone_clips`` one at a time (each submitted when the previous finished; ``BENCH_LONE_JOBS`` of each
+    length): a lone job's latency, created -> finished, the median kept."""
+    import numpy as np
+
     from bench.platform import Client, wait_final
 
     client = Client(base_url, api_key)
@@ -226,6 +232,12 @@ def section_platform(ops, clips, warm_clips, base_url, api_key) -> dict[str, Any
                 "worker_busy_seconds": round(busy, 3),
                 **job_stats(rows),
             }
+            lone = []
+            for path in lone_clips[op][seconds]:
+                _, (job_id,) = _submit_all(client, op, [path])
+                (row,) = wait_final([job_id], timeout=600)
+                lone.append((row["finished_at"] - row["created_at"]).total_seconds())
+            out[f"{op}:{seconds:g}"]["lone_job_seconds"] = round(float(np.median(lone)), 4) if lone else None
     return out
 
 
@@ -422,6 +434,7 @@ def summarise(results: dict[str, Any]) -> None:
         overhead = (plat["elapsed_seconds"] - limit_elapsed) / plat["clips"] if limit_elapsed else None
         row["overhead_ms_per_job"] = round(1000 * overhead, 1) if overhead is not None else None
         row["median_job_run_seconds"] = plat.get("median_run_seconds")
+        row["lone_job_seconds"] = plat.get("lone_job_seconds")
         row["platform_over_limit"] = _ratio(row["platform"], row["limit"])
         row["platform_over_limit_lanes"] = _ratio(row["platform"], row["limit_lanes"])
         row["platform_over_engine"] = _ratio(row["platform"], row["engine"])
@@ -483,15 +496,16 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "Where the platform's time goes: overhead per job = (platform wall time - bare-forward time) /",
-            "clips; a job's run = started -> finished in the worker (decode, model, encode, store, states).",
+            "clips; a job's run = started -> finished in the worker (decode, model, encode, store, states);",
+            "a lone job = one clip submitted with nothing else in flight, created -> finished (median).",
             "",
-            "| op | clip | overhead per job (ms) | median job run (s) |",
-            "|---|---|---|---|",
+            "| op | clip | overhead per job (ms) | median job run (s) | lone job (s) |",
+            "|---|---|---|---|---|",
         ]
         for r in results["summary"]:
             lines.append(
                 f"| {r['op']} | {r['clip_seconds']:g} s | {r['overhead_ms_per_job']} | "
-                f"{r['median_job_run_seconds']} |"
+                f"{r['median_job_run_seconds']} | {r.get('lone_job_seconds')} |"
             )
     lat = results.get("latency")
     if lat:
@@ -630,12 +644,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from bench.clips import write_clips
 
-    clips, warm_clips = {}, {}
+    lone_jobs = int(os.environ.get("BENCH_LONE_JOBS", "3"))
+    clips, warm_clips, lone_clips = {}, {}, {}
     for op in ops:
         counts = emotion_counts if op == "emotion" else clip_counts
         clips[op] = write_clips(run_dir / "clips" / op, counts, seed=1 + 10 * ops.index(op))
         warm = {seconds: 1 for seconds in counts}
         warm_clips[op] = write_clips(run_dir / "warm" / op, warm, seed=2 + 10 * ops.index(op))
+        # clips of their own: the result cache would answer a detection or emotion clip seen before
+        lone_clips[op] = write_clips(run_dir / "lone" / op, {seconds: lone_jobs for seconds in counts},
+                                     seed=3 + 10 * ops.index(op))
 
     if "limit" in sections:
         # The lanes limit by device, whatever the worker runs (WORKER_MODEL_LANES=1 compares against it too).
@@ -667,7 +685,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log(f"starting the worker ({', '.join(queues)}) with the full-size models")
             worker = plat.start_worker(env, log_dir, "bench-full", queues=queues)
             children.append(worker)
-            results["platform"] = section_platform(ops, clips, warm_clips, base_url, api_key)
+            results["platform"] = section_platform(ops, clips, warm_clips, lone_clips, base_url, api_key)
             results["platform_worker_rss_mb"] = round(plat.rss_bytes(worker.pid) / 2**20, 1)
             worker.stop()
         if "latency" in sections:
