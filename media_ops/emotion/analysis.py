@@ -142,7 +142,9 @@ class EmotionModel:
     """A loaded emotion2vec+ model. Load once per worker process (``load``), then ``analyze`` per job, or
     ``analyze_batch`` for several jobs at once.
 
-    Both serialise their forward passes with a lock: FunASR's AutoModel mutates its own config on every call.
+    ``analyze`` on CPU goes through FunASR's ``generate``, behind a lock (FunASR's AutoModel mutates its own
+    config on every call); ``analyze_batch`` needs none (the padded-batch forward is thread-safe), so the
+    worker's model lanes run it side by side.
     """
 
     def __init__(
